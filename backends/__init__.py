@@ -1,0 +1,1 @@
+"""Parts of toilray that talk to the outside world: storage services and schedulers."""

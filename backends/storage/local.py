@@ -1,0 +1,183 @@
+"""Job store storage in a local (or shared POSIX) directory.
+
+Atomicity comes from the file system: data is written to a private temporary name in the
+same directory tree and then renamed (replace) or hard-linked (create-only) into place.
+Stored files are made read-only so that hard links handed to jobs cannot change them.
+There is no fsync: a killed process never leaves a partial object, but a power cut may lose
+the last moments of work (the same trade Toil's file job store makes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Iterator
+from typing import IO
+
+from toilray.exceptions import JobStoreLockedException
+from toilray.jobStores.storage import LeaderLock, Storage
+
+_TMP = "tmp"
+
+
+class _FileLock(LeaderLock):
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class LocalStorage(Storage):
+    def __init__(self, root: str, locator: str) -> None:
+        self.root = os.path.abspath(root)
+        self.locator = locator
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, key)
+
+    def _tmp_path(self) -> str:
+        return os.path.join(self.root, _TMP, uuid.uuid4().hex)
+
+    def create_root(self) -> bool:
+        parent = os.path.dirname(self.root)
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(f"The directory {parent} that should hold the job store does not exist")
+        try:
+            os.mkdir(self.root)
+        except FileExistsError:
+            return False
+        os.mkdir(self._path(_TMP))
+        return True
+
+    def root_exists(self) -> bool:
+        return os.path.isdir(self.root)
+
+    def destroy(self) -> None:
+        def make_writable_and_retry(func, path, _exc):  # type: ignore[no-untyped-def]
+            os.chmod(os.path.dirname(path), 0o700)
+            func(path)
+
+        if os.path.isdir(self.root):
+            shutil.rmtree(self.root, onerror=make_writable_and_retry)
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(self._path(key))
+
+    def read_bytes(self, key: str) -> bytes:
+        with open(self._path(key), "rb") as handle:
+            return handle.read()
+
+    def _make_parent(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        tmp = self._tmp_path()
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        final = self._path(key)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:
+            self._make_parent(final)
+            os.replace(tmp, final)
+
+    def write_bytes_once(self, key: str, data: bytes) -> bool:
+        tmp = self._tmp_path()
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        final = self._path(key)
+        try:
+            try:
+                os.link(tmp, final)
+            except FileNotFoundError:
+                self._make_parent(final)
+                os.link(tmp, final)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        return True
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        try:
+            with os.scandir(self._path(prefix)) as entries:
+                for entry in entries:
+                    yield entry.name
+        except FileNotFoundError:
+            return
+
+    def size(self, key: str) -> int:
+        return os.stat(self._path(key)).st_size
+
+    def is_executable(self, key: str) -> bool:
+        return bool(os.stat(self._path(key)).st_mode & stat.S_IXUSR)
+
+    def _seal(self, tmp: str, key: str, executable: bool) -> None:
+        os.chmod(tmp, 0o555 if executable else 0o444)
+        final = self._path(key)
+        self._make_parent(final)
+        os.replace(tmp, final)
+
+    def put_file(self, key: str, local_path: str, executable: bool) -> None:
+        tmp = self._tmp_path()
+        shutil.copyfile(local_path, tmp)
+        self._seal(tmp, key, executable)
+
+    def get_file(self, key: str, local_path: str, allow_link: bool) -> None:
+        source = self._path(key)
+        if allow_link:
+            try:
+                os.link(source, local_path)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+        shutil.copyfile(source, local_path)
+        mode = os.stat(source).st_mode
+        os.chmod(local_path, 0o755 if mode & stat.S_IXUSR else 0o644)
+
+    def open_read(self, key: str) -> IO[bytes]:
+        return open(self._path(key), "rb")
+
+    @contextlib.contextmanager
+    def open_write(self, key: str, executable: bool = False) -> Iterator[IO[bytes]]:
+        tmp = self._tmp_path()
+        try:
+            with open(tmp, "wb") as handle:
+                yield handle
+            self._seal(tmp, key, executable)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def acquire_leader_lock(self, key: str, owner: str) -> LeaderLock:
+        path = self._path(key)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise JobStoreLockedException(
+                f"The job store '{self.locator}' is in use by another running leader ({holder})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, owner.encode(), 0)
+        return _FileLock(fd)

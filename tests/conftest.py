@@ -1,0 +1,45 @@
+"""Shared fixtures: one real Ray instance for the whole test session.
+
+Starting Ray costs seconds, so the session starts it once (2 CPUs, like the CI machine).
+Workflows run in the test process reuse it; scripts run as subprocesses connect to it
+through RAY_ADDRESS, as a user's script connects to a running cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def script_env(ray_address: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["RAY_ADDRESS"] = ray_address
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_script(script: Path | str, *args: str, env: dict[str, str], cwd: Path | str | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a workflow script with this interpreter, the way a user would."""
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )

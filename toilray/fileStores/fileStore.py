@@ -1,0 +1,155 @@
+"""``job.fileStore``: the file API a running job sees (Toil's AbstractFileStore)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+from toilray.fileStores import FileID
+from toilray.jobStores.jobStore import JobStore
+from toilray.lib import urls
+
+logger = logging.getLogger("toilray.worker")
+
+
+class FileStore:
+    """Files for one job attempt. Deletions of global files take effect when the job commits."""
+
+    def __init__(self, job_store: JobStore, job_name: str, attempt_dir: str, launch_dir: str) -> None:
+        self.jobStore = job_store
+        self._job_name = job_name
+        self._dir = attempt_dir
+        self._launch_dir = launch_dir
+        self._local_copies: dict[str, list[str]] = {}
+        self.deleted_files: list[str] = []
+        self.cleanup_files: list[str] = []
+        self.messages: list[tuple[int, str]] = []
+
+    # -- local scratch space -----------------------------------------------------------------
+
+    def getLocalTempDir(self) -> str:
+        return tempfile.mkdtemp(dir=self._dir)
+
+    def getLocalTempFile(self, suffix: str | None = None, prefix: str | None = None) -> str:
+        fd, path = tempfile.mkstemp(suffix=suffix or ".tmp", prefix=prefix or "tmp", dir=self._dir)
+        os.close(fd)
+        return os.path.abspath(path)
+
+    def getLocalTempFileName(self, suffix: str | None = None, prefix: str | None = None) -> str:
+        return os.path.join(self._dir, f"{prefix or 'tmp'}{uuid.uuid4().hex}{suffix or '.tmp'}")
+
+    # -- global files ------------------------------------------------------------------------
+
+    def writeGlobalFile(self, localFileName: str, cleanup: bool = False, executable: bool | None = None) -> FileID:
+        """Copy a local file into the job store; the ID keeps its basename and executable bit."""
+        path = localFileName if os.path.isabs(localFileName) else os.path.join(os.getcwd(), localFileName)
+        if executable is None:
+            executable = os.access(path, os.X_OK)
+        key = self.jobStore.write_file(path, executable)
+        file_id = FileID(key, os.path.getsize(path), executable)
+        self._local_copies.setdefault(key, []).append(path)
+        if cleanup:
+            self.cleanup_files.append(key)
+        return file_id
+
+    @contextlib.contextmanager
+    def writeGlobalFileStream(
+        self,
+        cleanup: bool = False,
+        basename: str | None = None,
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> Iterator[tuple[IO[Any], FileID]]:
+        """Yield ``(handle, FileID)``; the file is stored when the block ends. Do not close it."""
+        key, writer = self.jobStore.write_file_stream(basename)
+        file_id = FileID(key, 0, False)
+        with writer as raw:
+            if encoding is not None or errors is not None:
+                text = io.TextIOWrapper(raw, encoding=encoding or "utf-8", errors=errors, write_through=True)
+                yield text, file_id
+                text.flush()
+                text.detach()
+            else:
+                yield raw, file_id
+        file_id.size = self.jobStore.file_size(key)
+        if cleanup:
+            self.cleanup_files.append(key)
+
+    def readGlobalFile(
+        self,
+        fileStoreID: str,
+        userPath: str | None = None,
+        cache: bool = True,
+        mutable: bool = False,
+        symlink: bool = False,
+    ) -> str:
+        """A local path holding the file: read-only (possibly a link) unless ``mutable``."""
+        if userPath is not None:
+            path = os.path.abspath(userPath)
+            if os.path.exists(path):
+                raise FileExistsError(errno.EEXIST, "Cannot Overwrite: refusing to replace an existing file", path)
+        else:
+            directory = os.path.join(self._dir, "reads", uuid.uuid4().hex)
+            os.makedirs(directory)
+            path = os.path.join(directory, os.path.basename(fileStoreID))
+        self.jobStore.read_file(fileStoreID, path, allow_link=not mutable)
+        self._local_copies.setdefault(str(fileStoreID), []).append(path)
+        return path
+
+    @contextlib.contextmanager
+    def readGlobalFileStream(
+        self, fileStoreID: str, encoding: str | None = None, errors: str | None = None
+    ) -> Iterator[IO[Any]]:
+        with self.jobStore.open_file(fileStoreID) as raw:
+            if encoding is not None or errors is not None:
+                yield io.TextIOWrapper(raw, encoding=encoding or "utf-8", errors=errors)
+            else:
+                yield raw
+
+    def getGlobalFileSize(self, fileStoreID: str) -> int:
+        size = getattr(fileStoreID, "size", None)
+        if isinstance(size, int) and size > 0:
+            return size
+        return self.jobStore.file_size(fileStoreID)
+
+    def deleteLocalFile(self, fileStoreID: str) -> None:
+        """Remove this job's local copies of a file; ENOENT if it has none."""
+        paths = self._local_copies.pop(str(fileStoreID), [])
+        if not paths:
+            raise OSError(errno.ENOENT, f"No local copy of {fileStoreID} made by this job")
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def deleteGlobalFile(self, fileStoreID: str) -> None:
+        """Delete the file from the job store once this job has finished successfully."""
+        with contextlib.suppress(OSError):
+            self.deleteLocalFile(fileStoreID)
+        self.deleted_files.append(str(fileStoreID))
+
+    # -- import / export ---------------------------------------------------------------------
+
+    def importFile(self, srcUrl: str, sharedFileName: str | None = None) -> FileID | None:
+        return urls.import_url(self.jobStore, srcUrl, self._launch_dir, sharedFileName)
+
+    def exportFile(self, jobStoreFileID: str, dstUrl: str) -> None:
+        urls.export_url(self.jobStore, jobStoreFileID, dstUrl, self._launch_dir)
+
+    import_file = importFile
+    export_file = exportFile
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def logToMaster(self, text: str, level: int = logging.INFO) -> None:
+        """Log on the worker and send the message to the leader's log."""
+        logger.log(level, text)
+        self.messages.append((level, text))
+
+    log_to_leader = logToMaster

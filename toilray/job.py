@@ -1,0 +1,624 @@
+"""Toil's job API: ``Job``, function-wrapping jobs, promises and the graph checks."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from argparse import ArgumentParser, Namespace
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from toilray import serialize
+from toilray.exceptions import JobException, JobGraphDeadlockException
+from toilray.jobspec import JobSpec
+from toilray.requirements import (
+    Requirements,
+    parse_accelerators,
+    parse_cores,
+    parse_memory,
+    parse_preemptible,
+)
+
+if TYPE_CHECKING:
+    from toilray.fileStores.fileStore import FileStore
+
+logger = logging.getLogger(__name__)
+
+_REQUIREMENT_KEYS = ("memory", "cores", "disk", "accelerators", "preemptible")
+
+# Attributes that describe the job's place in the graph or its current run. They are not part
+# of the pickled body: the graph travels as JobSpec edges, and a run gets fresh ones.
+_TRANSIENT = ("_children", "_followOns", "_directPredecessors", "_fileStore", "_tempDir", "_saved")
+
+
+class Promise:
+    """The future return value of a job, or a part of it (``job.rv(*path)``)."""
+
+    def __init__(self, job: Job, path: tuple[Any, ...] = ()) -> None:
+        self.job = job
+        self._job_id = job.jobStoreID
+        self._path = path
+
+    @classmethod
+    def _unresolved(cls, job_id: str, path: tuple[Any, ...]) -> Promise:
+        promise = cls.__new__(cls)
+        promise.job = None
+        promise._job_id = job_id
+        promise._path = path
+        return promise
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        serialize.note_promise(self._job_id)
+        return serialize.resolve_promise, (self._job_id, self._path)
+
+    def __repr__(self) -> str:
+        return f"Promise(job={self._job_id[:8]}, path={self._path!r})"
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class PromisedRequirement:
+    """A resource requirement taken from promises: ``PromisedRequirement(fn, *args)``.
+
+    ``PromisedRequirement(job.rv())`` uses the promised value itself; with a callable, the
+    requirement is ``fn(*args)`` once the promises in ``args`` are resolved.
+    """
+
+    def __init__(self, valueOrCallable: Any, *args: Any) -> None:
+        if callable(valueOrCallable):
+            self._func = valueOrCallable
+            self._args = list(args)
+        else:
+            if args:
+                raise JobException("A PromisedRequirement without a function takes exactly one value")
+            self._func = _identity
+            self._args = [valueOrCallable]
+
+    def getValue(self) -> Any:
+        return self._func(*self._args)
+
+    @staticmethod
+    def convertPromises(kwargs: dict[str, Any]) -> bool:
+        """Turn bare Promises in requirement kwargs into PromisedRequirements; say if any exist."""
+        found = False
+        for key in _REQUIREMENT_KEYS:
+            value = kwargs.get(key)
+            if isinstance(value, Promise):
+                kwargs[key] = PromisedRequirement(value)
+                found = True
+            elif isinstance(value, PromisedRequirement):
+                found = True
+        return found
+
+
+class Job:
+    """A unit of work. Override ``run(fileStore)``; its return value is what ``rv()`` promises."""
+
+    def __init__(
+        self,
+        memory: int | str | None = None,
+        cores: int | float | str | None = None,
+        disk: int | str | None = None,
+        accelerators: Any = None,
+        preemptible: bool | str | int | None = None,
+        preemptable: bool | str | int | None = None,
+        unitName: str | None = "",
+        checkpoint: bool | None = False,
+        displayName: str | None = "",
+        descriptionClass: Any = None,
+    ) -> None:
+        if preemptible is None and preemptable is not None:
+            preemptible = preemptable
+        self._requirements: dict[str, Any] = {}
+        for key, value in (
+            ("memory", memory),
+            ("cores", cores),
+            ("disk", disk),
+            ("accelerators", accelerators),
+            ("preemptible", preemptible),
+        ):
+            if value is not None:
+                self._requirements[key] = self._check_requirement(key, value)
+        self._jobStoreID = uuid.uuid4().hex
+        self._jobName = self._default_job_name()
+        self._unitName = unitName or ""
+        self._displayName = displayName or self._jobName
+        self._checkpoint = bool(checkpoint)
+        self._init_transient()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _init_transient(self) -> None:
+        self._children: list[Job] = []
+        self._followOns: list[Job] = []
+        self._directPredecessors: list[Job] = []
+        self._fileStore: FileStore | None = None
+        self._tempDir: str | None = None
+        self._saved = False
+
+    def _default_job_name(self) -> str:
+        return type(self).__name__
+
+    @staticmethod
+    def _check_requirement(key: str, value: Any) -> Any:
+        if isinstance(value, Promise):
+            return PromisedRequirement(value)
+        if isinstance(value, PromisedRequirement):
+            return value
+        return _parse_requirement(key, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in _TRANSIENT:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_transient()
+
+    def _requirement(self, key: str, defaults: Requirements | None = None) -> Any:
+        value = self._requirements.get(key)
+        if value is None:
+            if defaults is None:
+                from toilray.common import current_defaults
+
+                defaults = current_defaults()
+            return getattr(defaults, key)
+        if isinstance(value, PromisedRequirement):
+            return _parse_requirement(key, value.getValue())
+        return value
+
+    def _has_promised_requirements(self) -> bool:
+        return any(isinstance(v, PromisedRequirement) for v in self._requirements.values())
+
+    def _resolved_requirements(self, defaults: Requirements) -> Requirements:
+        return Requirements(
+            cores=self._requirement("cores", defaults),
+            memory=self._requirement("memory", defaults),
+            disk=self._requirement("disk", defaults),
+            accelerators=self._requirement("accelerators", defaults),
+            preemptible=self._requirement("preemptible", defaults),
+        )
+
+    def _successors(self) -> list[Job]:
+        return self._children + self._followOns
+
+    def _run(self, fileStore: FileStore) -> Any:
+        """What the worker calls; EncapsulatedJob and wrappers refine ``run`` itself."""
+        return self.run(fileStore)
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def jobStoreID(self) -> str:
+        return self._jobStoreID
+
+    @property
+    def jobName(self) -> str:
+        return self._jobName
+
+    @property
+    def unitName(self) -> str:
+        return self._unitName
+
+    @property
+    def displayName(self) -> str:
+        return self._displayName
+
+    @property
+    def memory(self) -> int:
+        return self._requirement("memory")
+
+    @memory.setter
+    def memory(self, value: Any) -> None:
+        self._requirements["memory"] = self._check_requirement("memory", value)
+
+    @property
+    def cores(self) -> float:
+        return self._requirement("cores")
+
+    @cores.setter
+    def cores(self, value: Any) -> None:
+        self._requirements["cores"] = self._check_requirement("cores", value)
+
+    @property
+    def disk(self) -> int:
+        return self._requirement("disk")
+
+    @disk.setter
+    def disk(self, value: Any) -> None:
+        self._requirements["disk"] = self._check_requirement("disk", value)
+
+    @property
+    def accelerators(self) -> list[dict[str, Any]]:
+        return list(self._requirement("accelerators"))
+
+    @accelerators.setter
+    def accelerators(self, value: Any) -> None:
+        self._requirements["accelerators"] = self._check_requirement("accelerators", value)
+
+    @property
+    def preemptible(self) -> bool:
+        return self._requirement("preemptible")
+
+    @preemptible.setter
+    def preemptible(self, value: Any) -> None:
+        self._requirements["preemptible"] = self._check_requirement("preemptible", value)
+
+    preemptable = preemptible
+
+    @property
+    def checkpoint(self) -> bool:
+        return self._checkpoint
+
+    @property
+    def fileStore(self) -> FileStore:
+        if self._fileStore is None:
+            raise JobException("job.fileStore is only available while the job runs")
+        return self._fileStore
+
+    @property
+    def tempDir(self) -> str:
+        """A temporary directory for this job, removed when it ends (same path on every access)."""
+        if self._tempDir is None:
+            self._tempDir = self.fileStore.getLocalTempDir()
+        return self._tempDir
+
+    # -- the user's override -----------------------------------------------------------------
+
+    def run(self, fileStore: FileStore) -> Any:
+        """Override this. A bare Job does nothing and returns None."""
+        return None
+
+    # -- building the graph ------------------------------------------------------------------
+
+    def addChild(self, childJob: Job) -> Job:
+        """``childJob`` runs after this job's ``run``; children run in parallel."""
+        self._check_can_add(childJob)
+        self._children.append(childJob)
+        childJob._directPredecessors.append(self)
+        return childJob
+
+    def addFollowOn(self, followOnJob: Job) -> Job:
+        """``followOnJob`` runs after this job, its children and all their successors."""
+        self._check_can_add(followOnJob)
+        self._followOns.append(followOnJob)
+        followOnJob._directPredecessors.append(self)
+        return followOnJob
+
+    def _check_can_add(self, job: Job) -> None:
+        if not isinstance(job, Job):
+            raise JobException(f"Only jobs can be added as successors, not {type(job).__name__}")
+        if job is self:
+            raise JobGraphDeadlockException(f"Job {self._jobName} cannot be its own successor")
+        if job._saved:
+            raise JobException(f"Job {job._jobName} was already scheduled and cannot gain a new predecessor")
+
+    def addChildFn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FunctionWrappingJob:
+        return self.addChild(FunctionWrappingJob(fn, *args, **kwargs))
+
+    def addFollowOnFn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FunctionWrappingJob:
+        return self.addFollowOn(FunctionWrappingJob(fn, *args, **kwargs))
+
+    def addChildJobFn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> JobFunctionWrappingJob:
+        return self.addChild(JobFunctionWrappingJob(fn, *args, **kwargs))
+
+    def addFollowOnJobFn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> JobFunctionWrappingJob:
+        return self.addFollowOn(JobFunctionWrappingJob(fn, *args, **kwargs))
+
+    def hasChild(self, childJob: Job) -> bool:
+        return any(c is childJob for c in self._children)
+
+    def hasFollowOn(self, followOnJob: Job) -> bool:
+        return any(f is followOnJob for f in self._followOns)
+
+    def hasPredecessor(self, job: Job) -> bool:
+        return any(p is job for p in self._directPredecessors)
+
+    @staticmethod
+    def wrapFn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FunctionWrappingJob:
+        return FunctionWrappingJob(fn, *args, **kwargs)
+
+    @staticmethod
+    def wrapJobFn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> JobFunctionWrappingJob:
+        return JobFunctionWrappingJob(fn, *args, **kwargs)
+
+    def encapsulate(self, name: str | None = None) -> EncapsulatedJob:
+        return EncapsulatedJob(self, unitName=name)
+
+    def rv(self, *path: Any) -> Promise:
+        """A promise of this job's return value, indexed by ``path`` (keys, indices, a slice)."""
+        for i, step in enumerate(path):
+            if isinstance(step, slice) and i != len(path) - 1:
+                raise JobException("A slice may only be the last element of an rv() path")
+        return Promise(self, tuple(path))
+
+    def log(self, text: str, level: int = logging.INFO) -> None:
+        """Log ``text`` on the worker and in the leader's log."""
+        if self._fileStore is not None:
+            self._fileStore.logToMaster(text, level)
+        else:
+            logger.log(level, text)
+
+    # -- graph checks (Toil's names) ---------------------------------------------------------
+
+    def checkJobGraphForDeadlocks(self) -> None:
+        self.checkJobGraphConnected()
+        self.checkJobGraphAcylic()
+        self.checkNewCheckpointsAreLeafVertices()
+
+    def getRootJobs(self) -> set[Job]:
+        return {job for job in _connected_jobs(self) if not job._directPredecessors}
+
+    def checkJobGraphConnected(self) -> None:
+        roots = self.getRootJobs()
+        if len(roots) != 1:
+            names = ", ".join(sorted(j._jobName for j in roots)) or "none"
+            raise JobGraphDeadlockException(
+                f"The job graph must have exactly one root job, but it has {len(roots)}: {names}"
+            )
+
+    def checkJobGraphAcylic(self) -> None:
+        """Fail on a cycle, counting the edges a follow-on implies from its parent's subtree."""
+        jobs = _connected_jobs(self)
+        edges: dict[int, set[int]] = {id(j): {id(s) for s in j._successors()} for j in jobs}
+        by_id = {id(j): j for j in jobs}
+        for job in jobs:
+            for followOn in job._followOns:
+                for descendant in _descendants_via_children(job):
+                    edges[id(descendant)].add(id(followOn))
+        cycle = _find_cycle(edges)
+        if cycle:
+            names = " -> ".join(by_id[i]._jobName for i in cycle)
+            raise JobGraphDeadlockException(f"The job graph has a cycle: {names}")
+
+    checkJobGraphAcyclic = checkJobGraphAcylic
+
+    def checkNewCheckpointsAreLeafVertices(self) -> None:
+        for job in _connected_jobs(self):
+            if not job._saved and job._checkpoint and job._successors():
+                raise JobGraphDeadlockException(
+                    f"Checkpoint job {job._jobName} must be a leaf when it is defined; "
+                    "it may only add successors inside its own run()"
+                )
+
+    checkNewCheckpointsAreLeaves = checkNewCheckpointsAreLeafVertices
+    checkNewCheckpointsAreCutVertices = checkNewCheckpointsAreLeafVertices
+
+    def getTopologicalOrderingOfJobs(self) -> list[Job]:
+        """The new (not yet scheduled) jobs of this graph, each after all its predecessors."""
+        jobs = [j for j in _connected_jobs(self) if not j._saved]
+        waiting = {id(j): sum(1 for p in j._directPredecessors if not p._saved) for j in jobs}
+        ready = [j for j in jobs if waiting[id(j)] == 0]
+        order: list[Job] = []
+        while ready:
+            job = ready.pop()
+            order.append(job)
+            for successor in job._successors():
+                waiting[id(successor)] -= 1
+                if waiting[id(successor)] == 0:
+                    ready.append(successor)
+        return order
+
+    # -- Job.Runner --------------------------------------------------------------------------
+
+    class Runner:
+        """Toil's helpers for scripts: argument parsing and starting a workflow."""
+
+        @staticmethod
+        def getDefaultArgumentParser(jobstore_as_flag: bool = False) -> ArgumentParser:
+            from toilray.options import get_default_argument_parser
+
+            return get_default_argument_parser(jobstore_as_flag)
+
+        @staticmethod
+        def getDefaultOptions(jobStore: str | None = None, jobstore_as_flag: bool = False) -> Namespace:
+            from toilray.options import get_default_options
+
+            return get_default_options(jobStore, jobstore_as_flag)
+
+        @staticmethod
+        def addToilOptions(parser: Any, jobstore_as_flag: bool = False) -> None:
+            from toilray.options import add_toil_options
+
+            add_toil_options(parser, jobstore_as_flag)
+
+        @staticmethod
+        def startToil(job: Job, options: Namespace) -> Any:
+            from toilray.common import Toil
+
+            with Toil(options) as toil:
+                if options.restart:
+                    return toil.restart()
+                return toil.start(job)
+
+
+def _parse_requirement(key: str, value: Any) -> Any:
+    if key in ("memory", "disk"):
+        return parse_memory(value, key)
+    if key == "cores":
+        return parse_cores(value)
+    if key == "accelerators":
+        return parse_accelerators(value)
+    return parse_preemptible(value)
+
+
+def _connected_jobs(start: Job) -> list[Job]:
+    """Every job linked to ``start`` by successor or predecessor edges (its whole graph)."""
+    seen: dict[int, Job] = {id(start): start}
+    stack = [start]
+    while stack:
+        job = stack.pop()
+        for other in (*job._successors(), *job._directPredecessors):
+            if id(other) not in seen:
+                seen[id(other)] = other
+                stack.append(other)
+    return list(seen.values())
+
+
+def _descendants_via_children(job: Job) -> Iterable[Job]:
+    """The children of ``job`` and everything that runs after them: what a follow-on waits for."""
+    seen: dict[int, Job] = {}
+    stack = list(job._children)
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen[id(current)] = current
+        stack.extend(current._successors())
+    return seen.values()
+
+
+def _find_cycle(edges: dict[int, set[int]]) -> list[int]:
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(edges, white)
+    for start in edges:
+        if colour[start] != white:
+            continue
+        path = [start]
+        iterators = [iter(edges[start])]
+        colour[start] = grey
+        while iterators:
+            nxt = next(iterators[-1], None)
+            if nxt is None:
+                colour[path.pop()] = black
+                iterators.pop()
+            elif colour.get(nxt, white) == grey:
+                return path[path.index(nxt) :] + [nxt]
+            elif colour.get(nxt, white) == white:
+                colour[nxt] = grey
+                path.append(nxt)
+                iterators.append(iter(edges.get(nxt, ())))
+    return []
+
+
+class FunctionWrappingJob(Job):
+    """Runs ``userFunction(*args, **kwargs)``. Resource keywords come from the call, then the
+    function's own keyword defaults, then the configured defaults; they are not passed on."""
+
+    def __init__(self, userFunction: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        spec = inspect.getfullargspec(userFunction)
+        defaults: dict[str, Any] = {}
+        if spec.defaults:
+            defaults.update(zip(spec.args[-len(spec.defaults) :], spec.defaults))
+        if spec.kwonlydefaults:
+            defaults.update(spec.kwonlydefaults)
+
+        def resolve(key: str, default: Any = None) -> Any:
+            if key in kwargs:
+                return kwargs.pop(key)
+            return defaults.get(key, default)
+
+        PromisedRequirement.convertPromises(kwargs)
+        self.userFunction = userFunction
+        super().__init__(
+            memory=resolve("memory"),
+            cores=resolve("cores"),
+            disk=resolve("disk"),
+            accelerators=resolve("accelerators"),
+            preemptible=resolve("preemptible"),
+            checkpoint=resolve("checkpoint", False),
+            unitName=resolve("name", ""),
+            displayName=kwargs.pop("displayName", ""),
+        )
+        self._args = args
+        self._kwargs = kwargs
+
+    def _default_job_name(self) -> str:
+        return getattr(self.userFunction, "__name__", type(self).__name__)
+
+    def run(self, fileStore: FileStore) -> Any:
+        return self.userFunction(*self._args, **self._kwargs)
+
+
+class JobFunctionWrappingJob(FunctionWrappingJob):
+    """Runs ``userFunction(job, *args, **kwargs)``: the function gets this job as ``self``."""
+
+    def run(self, fileStore: FileStore) -> Any:
+        return self.userFunction(self, *self._args, **self._kwargs)
+
+
+class EncapsulatedJob(Job):
+    """A job and its whole successor graph, seen from outside as one job.
+
+    Successors added to it run after the entire encapsulated graph; its ``rv()`` is the inner
+    job's. It takes over the predecessors the inner job has when it is created.
+    """
+
+    def __init__(self, job: Job | None, unitName: str | None = None) -> None:
+        super().__init__(unitName=unitName or "")
+        self.encapsulatedJob = job
+        self.encapsulatedFollowOn: Job | None = None
+        if job is None:
+            return
+        self._jobName = f"Encapsulated{job._jobName}"
+        self._displayName = self._jobName
+        for predecessor in list(job._directPredecessors):
+            for edges in (predecessor._children, predecessor._followOns):
+                for i, successor in enumerate(edges):
+                    if successor is job:
+                        edges[i] = self
+                        self._directPredecessors.append(predecessor)
+        job._directPredecessors = []
+        Job.addChild(self, job)
+
+    def _after_inner(self) -> Job:
+        if self.encapsulatedFollowOn is None:
+            self.encapsulatedFollowOn = Job()
+            Job.addFollowOn(self, self.encapsulatedFollowOn)
+        return self.encapsulatedFollowOn
+
+    def addChild(self, childJob: Job) -> Job:
+        return Job.addChild(self._after_inner(), childJob)
+
+    def addFollowOn(self, followOnJob: Job) -> Job:
+        return Job.addFollowOn(self._after_inner(), followOnJob)
+
+    def rv(self, *path: Any) -> Promise:
+        if self.encapsulatedJob is None:
+            raise JobException("This EncapsulatedJob wraps no job")
+        return self.encapsulatedJob.rv(*path)
+
+
+def make_specs(root: Job, defaults: Requirements) -> list[JobSpec]:
+    """Describe every not-yet-saved job reachable from ``root`` (``root`` too, if new).
+
+    Each job body is pickled here, once; the jobs are marked saved so that later graph edits
+    that would bypass the leader raise instead of being lost.
+    """
+    new_jobs: list[Job] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        job = stack.pop()
+        if id(job) in seen:
+            continue
+        seen.add(id(job))
+        if not job._saved:
+            new_jobs.append(job)
+        stack.extend(job._successors())
+    specs = []
+    for job in new_jobs:
+        body, deps = serialize.dumps(job)
+        promised = job._has_promised_requirements()
+        specs.append(
+            JobSpec(
+                id=job._jobStoreID,
+                name=job._jobName,
+                unit_name=job._unitName,
+                display_name=job._displayName,
+                requirements=None if promised else job._resolved_requirements(defaults),
+                checkpoint=job._checkpoint,
+                children=tuple(c._jobStoreID for c in job._children),
+                followons=tuple(f._jobStoreID for f in job._followOns),
+                body=body,
+                promise_deps=deps,
+            )
+        )
+    for job in new_jobs:
+        job._saved = True
+    return specs

@@ -1,0 +1,223 @@
+"""The job store: the durable record of a workflow, enough to resume it after any crash.
+
+Layout (the same keys on every storage back end)::
+
+    workflow.json        written last when the store is created: workflow ID, root job ID,
+                         the script's module name and code paths. Its absence means the store
+                         was never fully created.
+    start                the initial job graph (pickled list of JobSpec), written once.
+    commits/<jobID>      a job's CommitRecord: its return value, the successors it created,
+                         its file deletions. Written once, atomically; it *is* the job's done
+                         marker. Restart replays these records to rebuild the graph.
+    failures/<jobID>     the latest failure report of a job (text), for users and `status`.
+    files/<uuid>/<name>  global files; the key is the FileID. Read-only once written.
+    shared/<name>        files imported with sharedFileName.
+    leader.lock          held by the running leader; a second leader is refused.
+    tmp/                 staging area for atomic writes (local stores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import IO, Any
+
+from toilray.exceptions import (
+    JobStoreExistsException,
+    NoSuchFileException,
+    NoSuchJobStoreException,
+)
+from toilray.jobspec import CommitRecord, JobSpec
+from toilray.jobStores.storage import LeaderLock, Storage
+
+WORKFLOW_KEY = "workflow.json"
+START_KEY = "start"
+LOCK_KEY = "leader.lock"
+COMMITS = "commits"
+FAILURES = "failures"
+FILES = "files"
+SHARED = "shared"
+
+
+def parse_locator(locator: str) -> tuple[str, str]:
+    """Split a job store locator into (kind, rest): 'file:/x' and bare paths are 'file'."""
+    if locator.startswith("file://"):
+        return "file", locator[len("file://") :]
+    if locator.startswith("file:"):
+        return "file", locator[len("file:") :]
+    for kind in ("s3://", "gs://", "aws:", "google:"):
+        if locator.startswith(kind):
+            return kind.rstrip(":/"), locator[len(kind) :]
+    if "://" in locator:
+        raise NoSuchJobStoreException(locator, "unknown job store type (use file:PATH or a plain path)")
+    return "file", locator
+
+
+def open_storage(locator: str) -> Storage:
+    kind, rest = parse_locator(locator)
+    if kind != "file":
+        raise NoSuchJobStoreException(locator, f"{kind} job stores are not supported by this toilray version")
+    if not rest:
+        raise NoSuchJobStoreException(locator, "the locator names no path")
+    from toilray.backends.storage.local import LocalStorage
+
+    return LocalStorage(os.path.expanduser(rest), locator)
+
+
+class JobStore:
+    """Typed operations on a workflow's records; see the module docstring for the layout."""
+
+    def __init__(self, locator: str) -> None:
+        self.locator = locator
+        self.storage = open_storage(locator)
+        self._meta: dict[str, Any] | None = None
+
+    # -- the workflow ------------------------------------------------------------------------
+
+    def initialize(self) -> None:
+        """Create the (empty) store for a new workflow; refuse a store that exists."""
+        try:
+            created = self.storage.create_root()
+        except FileNotFoundError as exc:
+            raise NoSuchJobStoreException(self.locator, str(exc)) from None
+        if not created:
+            raise JobStoreExistsException(self.locator)
+
+    def write_start(self, meta: dict[str, Any], initial_specs: list[JobSpec]) -> None:
+        """Record the initial graph, then the workflow metadata that makes the store complete."""
+        meta = dict(meta, created=time.time())
+        self.storage.write_bytes(START_KEY, pickle.dumps(initial_specs, protocol=pickle.HIGHEST_PROTOCOL))
+        self.storage.write_bytes(WORKFLOW_KEY, json.dumps(meta, indent=1).encode())
+        self._meta = meta
+
+    def is_started(self) -> bool:
+        return self.storage.exists(WORKFLOW_KEY)
+
+    def exists(self) -> bool:
+        return self.storage.root_exists() and self.storage.exists(WORKFLOW_KEY)
+
+    def meta(self) -> dict[str, Any]:
+        if self._meta is None:
+            if not self.storage.root_exists():
+                raise NoSuchJobStoreException(self.locator)
+            try:
+                self._meta = json.loads(self.storage.read_bytes(WORKFLOW_KEY))
+            except FileNotFoundError:
+                raise NoSuchJobStoreException(
+                    self.locator, "it holds no workflow (it was never fully created)"
+                ) from None
+        return self._meta
+
+    def update_meta(self, **changes: Any) -> None:
+        meta = dict(self.meta(), **changes)
+        self.storage.write_bytes(WORKFLOW_KEY, json.dumps(meta, indent=1).encode())
+        self._meta = meta
+
+    def initial_specs(self) -> list[JobSpec]:
+        return pickle.loads(self.storage.read_bytes(START_KEY))
+
+    def lock_leader(self) -> LeaderLock:
+        owner = f"pid {os.getpid()} on {socket.gethostname()}"
+        return self.storage.acquire_leader_lock(LOCK_KEY, owner)
+
+    def destroy(self) -> None:
+        self.storage.destroy()
+
+    # -- job commits -------------------------------------------------------------------------
+
+    def commit(self, record: CommitRecord) -> bool:
+        """Make a finished job durable; False if it had already been committed."""
+        data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+        return self.storage.write_bytes_once(f"{COMMITS}/{record.job_id}", data)
+
+    def is_committed(self, job_id: str) -> bool:
+        return self.storage.exists(f"{COMMITS}/{job_id}")
+
+    def read_commit(self, job_id: str) -> CommitRecord | None:
+        try:
+            return pickle.loads(self.storage.read_bytes(f"{COMMITS}/{job_id}"))
+        except FileNotFoundError:
+            return None
+
+    def committed_ids(self) -> Iterator[str]:
+        return self.storage.list(COMMITS)
+
+    def result_bytes(self, job_id: str) -> bytes:
+        record = self.read_commit(job_id)
+        if record is None:
+            raise NoSuchFileException(f"{COMMITS}/{job_id}", "the return value of an unfinished job")
+        return record.result
+
+    def record_failure(self, job_id: str, report: str) -> None:
+        self.storage.write_bytes(f"{FAILURES}/{job_id}", report.encode())
+
+    def clear_failure(self, job_id: str) -> None:
+        self.storage.delete(f"{FAILURES}/{job_id}")
+
+    def failed_ids(self) -> Iterator[str]:
+        return self.storage.list(FAILURES)
+
+    # -- files -------------------------------------------------------------------------------
+
+    @staticmethod
+    def new_file_key(basename: str) -> str:
+        safe = basename.replace("/", "_") or "file"
+        return f"{FILES}/{uuid.uuid4().hex}/{safe}"
+
+    def check_file_key(self, file_id: str) -> str:
+        if not file_id.startswith(f"{FILES}/") or ".." in file_id.split("/"):
+            raise NoSuchFileException(file_id)
+        return file_id
+
+    def write_file(self, local_path: str, executable: bool | None = None, basename: str | None = None) -> str:
+        key = self.new_file_key(basename or os.path.basename(local_path))
+        if executable is None:
+            executable = os.access(local_path, os.X_OK)
+        self.storage.put_file(key, local_path, executable)
+        return key
+
+    def write_file_stream(self, basename: str | None, executable: bool = False) -> tuple[str, AbstractContextManager[IO[bytes]]]:
+        key = self.new_file_key(basename or "stream")
+        return key, self.storage.open_write(key, executable)
+
+    def read_file(self, file_id: str, local_path: str, allow_link: bool) -> None:
+        key = self.check_file_key(file_id)
+        try:
+            self.storage.get_file(key, local_path, allow_link)
+        except FileNotFoundError:
+            raise NoSuchFileException(file_id) from None
+
+    def open_file(self, file_id: str) -> IO[bytes]:
+        key = self.check_file_key(file_id)
+        try:
+            return self.storage.open_read(key)
+        except FileNotFoundError:
+            raise NoSuchFileException(file_id) from None
+
+    def file_exists(self, file_id: str) -> bool:
+        return self.storage.exists(self.check_file_key(file_id))
+
+    def file_size(self, file_id: str) -> int:
+        try:
+            return self.storage.size(self.check_file_key(file_id))
+        except FileNotFoundError:
+            raise NoSuchFileException(file_id) from None
+
+    def file_is_executable(self, file_id: str) -> bool:
+        return self.storage.is_executable(self.check_file_key(file_id))
+
+    def delete_file(self, file_id: str) -> None:
+        """Remove a global file (its whole per-file directory); idempotent."""
+        key = self.check_file_key(file_id)
+        self.storage.delete(key.rsplit("/", 1)[0])
+
+    def shared_key(self, name: str) -> str:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"Invalid shared file name {name!r}")
+        return f"{SHARED}/{name}"

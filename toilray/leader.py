@@ -1,0 +1,328 @@
+"""The leader: drives the job-graph state machine with Ray tasks.
+
+It runs in the process that called ``Toil.start`` (or ``restart``). It never runs user code
+and never unpickles a job body: it turns ready jobs into Ray tasks with the jobs' resources,
+hands each task the ObjectRefs of the return values its promises need, and feeds the
+outcomes back into :class:`~toilray.leader_state.LeaderState`. Completions arrive through
+future callbacks, so handling one costs the same however many tasks are in flight.
+
+Quick jobs of the same kind and requirements may share one Ray task when more of them are
+ready than the cluster has slots (``--disableChaining`` turns this off); each is still
+committed on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from toilray import serialize
+from toilray.cluster import RayConnection, why_unschedulable
+from toilray.exceptions import FailedJobsException
+from toilray.jobspec import JobSpec
+from toilray.jobStores.jobStore import JobStore
+from toilray.leader_state import LeaderState
+from toilray.requirements import Requirements
+from toilray.worker import _LOG_MARK, Outcome, TaskItem, WorkerContext, run_jobs
+
+logger = logging.getLogger("toilray.leader")
+
+_run_jobs_task = ray.remote(max_retries=0)(run_jobs)
+
+# A kind of job counts as quick (worth batching) below this mean wall time, in seconds.
+_QUICK_JOB_SECONDS = 0.05
+_QUICK_JOB_SAMPLES = 3
+_MAX_BATCH = 64
+
+
+@dataclass(slots=True)
+class LeaderLimits:
+    retry_count: int
+    max_cores: float | None
+    max_memory: int | None
+    max_disk: int | None
+    scale: float
+    default_memory: int
+    batching: bool
+
+
+@dataclass(slots=True)
+class _Task:
+    job_ids: list[str]
+    refs: list[ray.ObjectRef]
+    requirements: Requirements | None
+
+
+class Leader:
+    def __init__(self, store: JobStore, connection: RayConnection, context: WorkerContext,
+                 limits: LeaderLimits) -> None:
+        self.store = store
+        self.limits = limits
+        self.state = LeaderState(limits.retry_count)
+        self._connection = connection
+        self._nodes = connection.nodes()
+        self._cpu_slots = max(1.0, connection.total_cpus())
+        self._max_inflight = max(16, int(4 * self._cpu_slots))
+        self._context_ref = ray.put(context)
+        self._context = context
+        self._results: dict[str, ray.ObjectRef] = {}
+        self._result_deps: dict[str, frozenset[str]] = {}
+        self._cleanup: dict[str, list[str]] = {}
+        self._committed_earlier: set[str] = set()
+        self._waiting: deque[str] = deque()
+        self._inflight: dict[int, _Task] = {}
+        self._completions: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._next_task = 0
+        self._used = {"cores": 0.0, "memory": 0, "disk": 0}
+        self._kind_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+        self.jobs_run = 0
+
+    # -- the main loop -----------------------------------------------------------------------
+
+    def run(self, initial_specs: list[JobSpec], root_id: str, restarting: bool) -> Any:
+        if restarting:
+            self._committed_earlier = set(self.store.committed_ids())
+            for job_id in list(self.store.failed_ids()):
+                self.store.clear_failure(job_id)
+        self.state.add_jobs(initial_specs)
+        while True:
+            self._dispatch()
+            if not self._inflight:
+                break
+            self._handle(self._completions.get())
+            while True:
+                try:
+                    self._handle(self._completions.get_nowait())
+                except queue.Empty:
+                    break
+        if self.state.failed:
+            labels = [self.state.spec(j).label() for j in self.state.failed]
+            raise FailedJobsException(self.store.locator, labels)
+        if self.state.unfinished_count():
+            raise FailedJobsException(self.store.locator, ["(jobs left unrunnable by the graph)"])
+        return self.resolve_result(root_id)
+
+    def resolve_result(self, job_id: str) -> Any:
+        def fetch(wanted: str) -> bytes:
+            ref = self._results.get(wanted)
+            return ray.get(ref) if ref is not None else self.store.result_bytes(wanted)
+
+        return serialize.PromiseContext({}, fetch).value_of(job_id)
+
+    # -- issuing -----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        self._waiting.extend(self.state.take_ready())
+        self._replay_committed()
+        if not self._waiting:
+            return
+        groups: dict[tuple[str, Requirements], list[str]] = defaultdict(list)
+        held: deque[str] = deque()
+        while self._waiting and len(self._inflight) < self._max_inflight:
+            job_id = self._waiting.popleft()
+            spec = self.state.spec(job_id)
+            if spec.requirements is None:
+                self._submit([job_id], None, resolve_only=True)
+                continue
+            requirements = self._scaled(spec.requirements)
+            problem = self._why_never_runs(requirements)
+            if problem:
+                self._fail_for_good(spec, problem)
+                continue
+            if not self._fits(requirements):
+                held.append(job_id)
+                continue
+            if self._is_quick(spec.name):
+                groups[(spec.name, requirements)].append(job_id)
+                if len(groups[(spec.name, requirements)]) >= self._batch_size():
+                    self._submit(groups.pop((spec.name, requirements)), requirements)
+            else:
+                self._submit([job_id], requirements)
+        for (_, requirements), job_ids in groups.items():
+            self._submit(job_ids, requirements)
+        self._waiting.extendleft(reversed(held))
+
+    def _replay_committed(self) -> None:
+        """On restart, apply the commit records of ready jobs instead of running them again."""
+        if not self._committed_earlier:
+            return
+        while True:
+            replayed = False
+            for job_id in [j for j in self._waiting if j in self._committed_earlier]:
+                record = self.store.read_commit(job_id)
+                if record is None:
+                    continue
+                self._waiting.remove(job_id)
+                self._committed_earlier.discard(job_id)
+                for file_id in record.deleted_files:
+                    self.store.delete_file(file_id)
+                self._succeeded(
+                    Outcome(job_id, ok=True, already_committed=True, new_specs=record.new_specs,
+                            children=record.children, followons=record.followons,
+                            result_deps=record.result_deps, cleanup_files=record.cleanup_files),
+                    None,
+                )
+                replayed = True
+            self._waiting.extend(self.state.take_ready())
+            if not replayed:
+                return
+
+    def _batch_size(self) -> int:
+        if not self.limits.batching:
+            return 1
+        return max(1, min(_MAX_BATCH, len(self._waiting) // int(2 * self._cpu_slots)))
+
+    def _is_quick(self, kind: str) -> bool:
+        count, total = self._kind_time[kind]
+        return self.limits.batching and count >= _QUICK_JOB_SAMPLES and total / count < _QUICK_JOB_SECONDS
+
+    def _scaled(self, req: Requirements) -> Requirements:
+        if self.limits.scale == 1.0:
+            return req
+        return Requirements(req.cores * self.limits.scale, req.memory, req.disk, req.accelerators, req.preemptible)
+
+    def _why_never_runs(self, req: Requirements) -> str | None:
+        limits = self.limits
+        if limits.max_cores is not None and req.cores > limits.max_cores:
+            return f"it asks for {req.cores:g} cores but --maxCores is {limits.max_cores:g}"
+        if limits.max_memory is not None and req.memory > limits.max_memory:
+            return f"it asks for {req.memory} bytes of memory but --maxMemory is {limits.max_memory}"
+        if limits.max_disk is not None and req.disk > limits.max_disk:
+            return f"it asks for {req.disk} bytes of disk but --maxDisk is {limits.max_disk}"
+        return why_unschedulable(req, self._nodes)
+
+    def _fits(self, req: Requirements) -> bool:
+        limits, used = self.limits, self._used
+        return (
+            (limits.max_cores is None or used["cores"] + req.cores <= limits.max_cores + 1e-9)
+            and (limits.max_memory is None or used["memory"] + req.memory <= limits.max_memory)
+            and (limits.max_disk is None or used["disk"] + req.disk <= limits.max_disk)
+        )
+
+    def _account(self, req: Requirements | None, sign: int) -> None:
+        if req is not None:
+            self._used["cores"] += sign * req.cores
+            self._used["memory"] += sign * req.memory
+            self._used["disk"] += sign * req.disk
+
+    def _dependency_refs(self, specs: list[JobSpec]) -> dict[str, ray.ObjectRef]:
+        """Refs of every return value the jobs' promises reach, following promised results."""
+        refs: dict[str, ray.ObjectRef] = {}
+        seen: set[str] = set()
+        stack = [dep for spec in specs for dep in spec.promise_deps]
+        while stack:
+            dep = stack.pop()
+            if dep in seen:
+                continue
+            seen.add(dep)
+            ref = self._results.get(dep)
+            if ref is not None:
+                refs[dep] = ref
+            stack.extend(self._result_deps.get(dep, ()))
+        return refs
+
+    def _submit(self, job_ids: list[str], req: Requirements | None, resolve_only: bool = False) -> None:
+        specs = [self.state.spec(j) for j in job_ids]
+        tries = self.limits.retry_count + 1
+        items = [
+            TaskItem(s.id, s.name, s.body, tries - self.state.remaining_tries(s.id) + 1, resolve_only)
+            for s in specs
+        ]
+        deps = self._dependency_refs(specs)
+        options: dict[str, Any] = {"num_returns": len(items) + 1}
+        if req is None:
+            options.update(num_cpus=0.01)
+        else:
+            options.update(num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None)
+        refs = _run_jobs_task.options(**options).remote(self._context_ref, items, list(deps), *deps.values())
+        task_id = self._next_task
+        self._next_task += 1
+        self._inflight[task_id] = _Task(job_ids, list(refs), req)
+        self._account(req, +1)
+        refs[0].future().add_done_callback(lambda _future, key=task_id: self._completions.put(key))
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def _handle(self, task_id: int) -> None:
+        task = self._inflight.pop(task_id)
+        self._account(task.requirements, -1)
+        try:
+            outcomes: list[Outcome] = ray.get(task.refs[0])
+        except RayError as exc:
+            self._task_lost(task, exc)
+            return
+        for outcome, ref in zip(outcomes, task.refs[1:], strict=True):
+            spec = self.state.spec(outcome.job_id)
+            if not outcome.ok:
+                self._failed(spec, outcome.error, outcome.log)
+            elif outcome.requirements is not None:
+                spec.requirements = outcome.requirements
+                self.state.requeue(outcome.job_id)
+            else:
+                self._succeeded(outcome, ref)
+
+    def _task_lost(self, task: _Task, exc: RayError) -> None:
+        """The worker process died (killed, out of memory, node lost) during the task."""
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        for job_id in task.job_ids:
+            record = self.store.read_commit(job_id)
+            if record is not None:
+                self._succeeded(
+                    Outcome(job_id, ok=True, already_committed=True, new_specs=record.new_specs,
+                            children=record.children, followons=record.followons,
+                            result_deps=record.result_deps, cleanup_files=record.cleanup_files),
+                    None,
+                )
+            else:
+                self._failed(self.state.spec(job_id), f"The worker running the job died: {reason}", "")
+
+    def _succeeded(self, outcome: Outcome, result_ref: ray.ObjectRef | None) -> None:
+        job_id = outcome.job_id
+        spec = self.state.spec(job_id)
+        for level, text in outcome.messages:
+            logger.log(level, "Got message from job at time %s: %s", time.strftime("%m-%d-%Y %H:%M:%S"), text)
+        self.state.add_jobs(outcome.new_specs, job_id, outcome.children, outcome.followons)
+        self.state.job_ran(job_id)
+        self.jobs_run += 0 if outcome.already_committed else 1
+        if result_ref is not None:
+            self._results[job_id] = result_ref
+        if outcome.result_deps:
+            self._result_deps[job_id] = outcome.result_deps
+        if outcome.cleanup_files:
+            self._cleanup[job_id] = outcome.cleanup_files
+        if not outcome.already_committed:
+            stats = self._kind_time[spec.name]
+            stats[0] += 1
+            stats[1] += outcome.wall_time
+        for finished in self.state.take_finished_subtrees():
+            for file_id in self._cleanup.pop(finished, ()):
+                self.store.delete_file(file_id)
+
+    def _failed(self, spec: JobSpec, error: str, log: str) -> None:
+        tries = self.limits.retry_count + 1
+        attempt = tries - self.state.remaining_tries(spec.id) + 1
+        report = f"Job {spec.label()} failed (attempt {attempt} of {tries}): {error}"
+        self.store.record_failure(spec.id, f"{report}\n{log}")
+        retrying = self.state.job_failed(spec.id)
+        block = f"\n{_LOG_MARK}\n{log.rstrip()}\n{_LOG_MARK}" if log else ""
+        logger.error("%s%s", report, block)
+        if retrying:
+            if spec.requirements is not None:
+                spec.requirements = spec.requirements.with_memory_at_least(self.limits.default_memory)
+            logger.warning("Job %s will be retried (%d attempt(s) left)", spec.label(),
+                           self.state.remaining_tries(spec.id))
+        else:
+            logger.error("Job %s has no attempts left and is marked as failed", spec.label())
+
+    def _fail_for_good(self, spec: JobSpec, why: str) -> None:
+        message = f"Job {spec.label()} can never run: {why}"
+        logger.error(message)
+        self.store.record_failure(spec.id, message)
+        self.state.mark_permanently_failed(spec.id)

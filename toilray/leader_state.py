@@ -1,0 +1,199 @@
+"""The leader's job-graph state machine: pure Python, no Ray, no I/O.
+
+Events go in (jobs added, a job ran, a job failed); the machine answers with the jobs that
+became ready and the jobs whose whole subtree finished. Toil's ordering rules live here:
+
+* a child may run once every parent it is a child of has run;
+* a follow-on may run once its parent has run *and* every child of that parent has finished
+  its whole subtree (children, follow-ons, and theirs, recursively);
+* a job's subtree is finished when it ran, its children's subtrees finished, and its
+  follow-ons' subtrees finished.
+
+Everything is iterative (a chain of 10,000 follow-ons must not overflow the stack), and a
+job's node is dropped as soon as its subtree is finished, so memory tracks unfinished jobs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from toilray.jobspec import JobSpec
+
+
+class GraphError(Exception):
+    """An event that contradicts the graph (an unknown job, a job finishing twice)."""
+
+
+class _Node:
+    __slots__ = (
+        "children_phase_done",
+        "child_of",
+        "failed",
+        "followon_of",
+        "pending_children",
+        "pending_followons",
+        "ran",
+        "remaining_tries",
+        "spec",
+        "waiting",
+    )
+
+    def __init__(self, spec: JobSpec, tries: int) -> None:
+        self.spec = spec
+        self.remaining_tries = tries
+        self.waiting = 0
+        self.pending_children = 0
+        self.pending_followons = 0
+        self.child_of: list[str] = []
+        self.followon_of: list[str] = []
+        self.ran = False
+        self.failed = False
+        self.children_phase_done = False
+
+
+class LeaderState:
+    def __init__(self, retry_count: int) -> None:
+        self._tries = retry_count + 1
+        self._nodes: dict[str, _Node] = {}
+        self._ready: deque[str] = deque()
+        self._finished_subtrees: list[str] = []
+        self.finished_count = 0
+        self.failed: list[str] = []
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def spec(self, job_id: str) -> JobSpec:
+        return self._node(job_id).spec
+
+    def remaining_tries(self, job_id: str) -> int:
+        return self._node(job_id).remaining_tries
+
+    def is_known(self, job_id: str) -> bool:
+        return job_id in self._nodes
+
+    def unfinished_count(self) -> int:
+        return len(self._nodes)
+
+    def take_ready(self) -> list[str]:
+        ready = list(self._ready)
+        self._ready.clear()
+        return ready
+
+    def take_finished_subtrees(self) -> list[str]:
+        """Jobs whose whole subtree finished since the last call (their cleanup files may go)."""
+        done = self._finished_subtrees
+        self._finished_subtrees = []
+        return done
+
+    def _node(self, job_id: str) -> _Node:
+        try:
+            return self._nodes[job_id]
+        except KeyError:
+            raise GraphError(f"Unknown or already finished job {job_id}") from None
+
+    # -- events ------------------------------------------------------------------------------
+
+    def add_jobs(self, specs: Iterable[JobSpec], parent: str | None = None,
+                 children: Iterable[str] = (), followons: Iterable[str] = ()) -> None:
+        """Add new jobs with their edges; ``parent`` (if any) gains ``children``/``followons``.
+
+        Must be called before ``job_ran(parent)``, as the parent's run is what created them.
+        """
+        specs = list(specs)
+        for spec in specs:
+            if spec.id in self._nodes:
+                raise GraphError(f"Job {spec.id} was added twice")
+            self._nodes[spec.id] = _Node(spec, self._tries)
+        for spec in specs:
+            self._link(spec.id, spec.children, spec.followons)
+        if parent is not None:
+            children, followons = tuple(children), tuple(followons)
+            parent_spec = self._node(parent).spec
+            parent_spec.children += children
+            parent_spec.followons += followons
+            self._link(parent, children, followons)
+        for spec in specs:
+            if self._nodes[spec.id].waiting == 0:
+                self._ready.append(spec.id)
+
+    def _link(self, parent_id: str, children: tuple[str, ...], followons: tuple[str, ...]) -> None:
+        parent = self._node(parent_id)
+        for child_id in children:
+            child = self._node(child_id)
+            child.waiting += 1
+            child.child_of.append(parent_id)
+            parent.pending_children += 1
+        for followon_id in followons:
+            followon = self._node(followon_id)
+            followon.waiting += 1
+            followon.followon_of.append(parent_id)
+            parent.pending_followons += 1
+
+    def job_ran(self, job_id: str) -> None:
+        """The job's run committed: release its children, maybe its follow-ons and parents."""
+        node = self._node(job_id)
+        if node.ran:
+            raise GraphError(f"Job {job_id} finished twice")
+        node.ran = True
+        node.spec.body = b""
+        self.finished_count += 1
+        children = self._children_of(job_id)
+        for child_id in children:
+            self._satisfy(child_id)
+        self._propagate(job_id)
+
+    def job_failed(self, job_id: str) -> bool:
+        """An attempt failed. True if the job gets another try (it is ready again)."""
+        node = self._node(job_id)
+        node.remaining_tries -= 1
+        if node.remaining_tries > 0:
+            self._ready.append(job_id)
+            return True
+        self.mark_permanently_failed(job_id)
+        return False
+
+    def mark_permanently_failed(self, job_id: str) -> None:
+        node = self._node(job_id)
+        node.remaining_tries = 0
+        if not node.failed:
+            node.failed = True
+            self.failed.append(job_id)
+
+    def requeue(self, job_id: str) -> None:
+        """Make a job ready again without using a try (e.g. after resolving its requirements)."""
+        self._node(job_id)
+        self._ready.append(job_id)
+
+    # -- propagation -------------------------------------------------------------------------
+
+    def _children_of(self, job_id: str) -> tuple[str, ...]:
+        return self._nodes[job_id].spec.children
+
+    def _satisfy(self, job_id: str) -> None:
+        node = self._nodes[job_id]
+        node.waiting -= 1
+        if node.waiting == 0:
+            self._ready.append(job_id)
+
+    def _propagate(self, start: str) -> None:
+        """Walk up from ``start``: complete children phases and subtrees as far as they go."""
+        work = [start]
+        while work:
+            job_id = work.pop()
+            node = self._nodes.get(job_id)
+            if node is None or not node.ran:
+                continue
+            if not node.children_phase_done and node.pending_children == 0:
+                node.children_phase_done = True
+                for followon_id in node.spec.followons:
+                    self._satisfy(followon_id)
+            if node.children_phase_done and node.pending_followons == 0:
+                del self._nodes[job_id]
+                self._finished_subtrees.append(job_id)
+                for parent_id in node.child_of:
+                    self._nodes[parent_id].pending_children -= 1
+                    work.append(parent_id)
+                for parent_id in node.followon_of:
+                    self._nodes[parent_id].pending_followons -= 1
+                    work.append(parent_id)

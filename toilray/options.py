@@ -1,0 +1,259 @@
+"""Toil's workflow options, with Toil's names and defaults, for argparse.
+
+Options that only configure batch systems or provisioners that Ray replaces are still
+recognised, so that a Toil command line gets a clear answer: the run stops with a message
+saying what toilray does instead. None is silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from toilray.lib.conversions import human2bytes
+
+CLEAN_CHOICES = ("always", "onError", "never", "onSuccess")
+SUPPORTED_BATCH_SYSTEMS = ("ray", "single_machine")
+_HPC_BATCH_SYSTEMS = ("slurm", "lsf", "grid_engine", "gridengine", "torque", "htcondor")
+
+# Option -> what toilray does instead. Used both to reject them on the command line and to
+# reject them when a script sets them on the options object.
+REPLACED_OPTIONS: dict[str, str] = {
+    "parasolCommand": "Parasol is not used; jobs run as Ray tasks",
+    "parasolMaxBatches": "Parasol is not used; jobs run as Ray tasks",
+    "mesosEndpoint": "Mesos is not used; pass --rayAddress to use a running Ray cluster",
+    "kubernetesHostPath": "Kubernetes jobs are not used; run a Ray cluster (KubeRay) and pass --rayAddress",
+    "kubernetesOwner": "Kubernetes jobs are not used; run a Ray cluster (KubeRay) and pass --rayAddress",
+    "kubernetesServiceAccount": "Kubernetes jobs are not used; run a Ray cluster and pass --rayAddress",
+    "kubernetesPodTimeout": "Kubernetes jobs are not used; run a Ray cluster and pass --rayAddress",
+    "tesEndpoint": "TES is not used; pass --rayAddress to use a running Ray cluster",
+    "tesUser": "TES is not used; pass --rayAddress to use a running Ray cluster",
+    "tesPassword": "TES is not used; pass --rayAddress to use a running Ray cluster",
+    "tesBearerToken": "TES is not used; pass --rayAddress to use a running Ray cluster",
+    "awsBatchRegion": "AWS Batch is not used; start a Ray cluster with 'ray up cluster-configs/aws.yaml'",
+    "awsBatchQueue": "AWS Batch is not used; start a Ray cluster with 'ray up cluster-configs/aws.yaml'",
+    "awsBatchJobRoleArn": "AWS Batch is not used; start a Ray cluster with 'ray up cluster-configs/aws.yaml'",
+    "coalesceStatusCalls": "LSF status polling is not used; Ray tracks running tasks itself",
+    "manualMemArgs": "Grid Engine memory flags are not used; Ray schedules by the jobs' memory",
+    "statePollingWait": "batch system polling is not used; Ray reports task completion directly",
+    "provisioner": "autoscaling is done by the Ray autoscaler: 'ray up cluster-configs/aws.yaml' or gcp.yaml",
+    "nodeTypes": "node types are set in the Ray cluster configuration (cluster-configs/*.yaml)",
+    "minNodes": "node counts are set in the Ray cluster configuration (min_workers)",
+    "maxNodes": "node counts are set in the Ray cluster configuration (max_workers)",
+    "targetTime": "the Ray autoscaler decides when to scale (cluster-configs/*.yaml)",
+    "betaInertia": "the Ray autoscaler decides when to scale (cluster-configs/*.yaml)",
+    "scaleInterval": "the Ray autoscaler decides when to scale (cluster-configs/*.yaml)",
+    "preemptibleCompensation": "spot and on-demand node types are set in the Ray cluster configuration",
+    "nodeStorage": "disk sizes are set in the Ray cluster configuration (node_config)",
+    "nodeStorageOverrides": "disk sizes are set in the Ray cluster configuration (node_config)",
+    "metrics": "use the Ray dashboard (and its Prometheus/Grafana integration) for metrics",
+    "assumeZeroOverhead": "the Ray autoscaler packs nodes itself",
+    "forceDockerAppliance": "there is no Toil appliance; Ray clusters use the images in cluster-configs/",
+    "clusterStats": "use the Ray dashboard or 'toilray stats' for resource usage",
+    "noStdOutErr": "job output is always captured per job attempt",
+    "debugWorker": "use 'toilray debug-job JOBSTORE JOB' to run a job in the foreground under pdb",
+}
+
+
+class _Replaced(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("nargs", "?")
+        super().__init__(option_strings, dest, default=None, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
+        parser.error(f"{option} is not used by toilray: {REPLACED_OPTIONS[self.dest]}")
+
+
+def _size(text: str) -> int:
+    try:
+        return human2bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _clean(text: str) -> str:
+    for choice in CLEAN_CHOICES:
+        if text.lower() == choice.lower():
+            return choice
+    raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(CLEAN_CHOICES)})")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "1", "t", "y"):
+        return True
+    if lowered in ("false", "no", "0", "f", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _batch_system(text: str) -> str:
+    if text in SUPPORTED_BATCH_SYSTEMS:
+        return text
+    if text in _HPC_BATCH_SYSTEMS:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a toilray batch system: inside a {text} allocation, start Ray on its nodes "
+            "and pass --rayAddress"
+        )
+    raise argparse.ArgumentTypeError(
+        f"{text} is not a toilray batch system: toilray runs every job on Ray "
+        "(embedded by default, or a cluster given with --rayAddress)"
+    )
+
+
+_LOG_LEVELS = {"OFF": "CRITICAL", "CRITICAL": "CRITICAL", "ERROR": "ERROR", "WARN": "WARNING",
+               "WARNING": "WARNING", "INFO": "INFO", "DEBUG": "DEBUG"}
+
+
+def _log_level(text: str) -> str:
+    try:
+        return _LOG_LEVELS[text.upper()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"invalid log level {text!r} (choose from OFF, CRITICAL, ERROR, WARN, INFO, DEBUG)"
+        ) from None
+
+
+def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bool = False) -> None:
+    """Add every workflow option (and the job store argument) to an argparse parser."""
+    if jobstore_as_flag:
+        parser.add_argument("--jobStore", "--jobstore", dest="jobStore", default=None,
+                            help="The job store locator: file:PATH or a plain path.")
+    else:
+        parser.add_argument("jobStore", help="The job store locator: file:PATH or a plain path.")
+
+    core = parser.add_argument_group("toilray core options")
+    core.add_argument("--workDir", default=None,
+                      help="Absolute path of a directory for per-job temporary files (default: the system temp dir).")
+    core.add_argument("--coordinationDir", default=None, help="Directory for node-local state and lock files.")
+    core.add_argument("--stats", action="store_true", default=False,
+                      help="Record statistics for 'toilray stats'; keeps the job store.")
+    core.add_argument("--clean", type=_clean, default=None, metavar="{always,onError,never,onSuccess}",
+                      help="When to delete the job store (default onSuccess; never with --stats).")
+    core.add_argument("--cleanWorkDir", type=_clean, default="always",
+                      metavar="{always,onError,never,onSuccess}",
+                      help="When to delete a job's temporary directory (default always).")
+    core.add_argument("--restart", action="store_true", default=False,
+                      help="Resume the workflow in the existing job store.")
+    core.add_argument("--rayAddress", default=None,
+                      help="Address of a running Ray cluster (default: $RAY_ADDRESS, else start an embedded "
+                           "Ray sized to this machine).")
+
+    logs = parser.add_argument_group("toilray logging options")
+    for flag, level in (("--logOff", "CRITICAL"), ("--logCritical", "CRITICAL"), ("--logError", "ERROR"),
+                        ("--logWarning", "WARNING"), ("--logInfo", "INFO"), ("--logDebug", "DEBUG")):
+        logs.add_argument(flag, dest="logLevel", action="store_const", const=level, default="INFO",
+                          help=f"Log at level {level} and above.")
+    logs.add_argument("--logLevel", type=_log_level, default="INFO",
+                      help="OFF, CRITICAL, ERROR, WARN, INFO or DEBUG (default INFO).")
+    logs.add_argument("--logFile", default=None, help="Also write the log to this file.")
+    logs.add_argument("--rotatingLogging", action="store_true", default=False,
+                      help="Rotate the log file at --maxLogFileSize.")
+    logs.add_argument("--maxLogFileSize", type=_size, default=64000,
+                      help="Keep at most this many bytes of each job's log (default 64000; 0 keeps all).")
+    logs.add_argument("--writeLogs", nargs="?", const=".", default=None, metavar="DIR",
+                      help="Write the logs of jobs to files in DIR (default: the current directory).")
+    logs.add_argument("--writeLogsGzip", nargs="?", const=".", default=None, metavar="DIR",
+                      help="As --writeLogs, gzipped.")
+    logs.add_argument("--writeLogsFromAllJobs", action="store_true", default=False,
+                      help="Write the logs of all jobs, not only failed ones.")
+    logs.add_argument("--writeMessages", default=None, metavar="FILE", help="Write leader events to FILE.")
+    logs.add_argument("--realTimeLogging", action="store_true", default=False,
+                      help="Send messages of running jobs to the leader as they happen.")
+
+    batch = parser.add_argument_group("toilray execution options")
+    batch.add_argument("--batchSystem", type=_batch_system, default="ray",
+                       help="Always Ray; single_machine is accepted and means an embedded Ray.")
+    batch.add_argument("--disableAutoDeployment", action="store_true", default=False,
+                       help="Do not ship the workflow's code to the workers; it must be installed there.")
+    batch.add_argument("--maxLocalJobs", type=int, default=None, help="Cap on jobs run on the leader's node.")
+    batch.add_argument("--scale", type=float, default=1.0, help="Multiply every job's cores by this factor.")
+    batch.add_argument("--linkImports", dest="symlinkImports", action="store_true", default=True,
+                       help=argparse.SUPPRESS)
+    batch.add_argument("--moveExports", action="store_true", default=False, help=argparse.SUPPRESS)
+    batch.add_argument("--disableCaching", dest="caching", action="store_false", default=None,
+                       help="Do not share one cached copy of a global file between jobs on a node.")
+    batch.add_argument("--caching", type=_bool, default=None, help="Explicitly turn the file cache on or off.")
+
+    services = parser.add_argument_group("toilray service options")
+    services.add_argument("--maxServiceJobs", type=int, default=sys.maxsize)
+    services.add_argument("--maxPreemptibleServiceJobs", type=int, default=sys.maxsize)
+    services.add_argument("--deadlockWait", type=float, default=60.0)
+    services.add_argument("--deadlockCheckInterval", type=float, default=30.0)
+    services.add_argument("--servicePollingInterval", type=float, default=60.0)
+
+    resources = parser.add_argument_group("toilray resource options")
+    resources.add_argument("--defaultMemory", type=_size, default=2 * 2**30,
+                           help="Memory of jobs that set none (default 2Gi).")
+    resources.add_argument("--defaultCores", type=float, default=1.0, help="Cores of jobs that set none.")
+    resources.add_argument("--defaultDisk", type=_size, default=2 * 2**30, help="Disk of jobs that set none.")
+    resources.add_argument("--defaultAccelerators", default=None, help="Accelerators of jobs that set none.")
+    resources.add_argument("--defaultPreemptible", "--defaultPreemptable", dest="defaultPreemptible",
+                           type=_bool, nargs="?", const=True, default=False)
+    resources.add_argument("--maxCores", type=float, default=None,
+                           help="Most cores used by running jobs at any one time.")
+    resources.add_argument("--maxMemory", type=_size, default=None,
+                           help="Most memory used by running jobs at any one time.")
+    resources.add_argument("--maxDisk", type=_size, default=None, help="Most disk used by running jobs.")
+
+    retry = parser.add_argument_group("toilray retry options")
+    retry.add_argument("--retryCount", type=int, default=1,
+                       help="Times a failing job is retried (default 1: two attempts).")
+    retry.add_argument("--enableUnlimitedPreemptibleRetries", "--enableUnlimitedPreemptableRetries",
+                       dest="enableUnlimitedPreemptibleRetries", action="store_true", default=False)
+    retry.add_argument("--doubleMem", action="store_true", default=False)
+    retry.add_argument("--maxJobDuration", type=_positive_float, default=None,
+                       help="Kill (and retry) jobs that run longer than this many seconds.")
+    retry.add_argument("--rescueJobsFrequency", type=float, default=60.0)
+
+    misc = parser.add_argument_group("toilray miscellaneous options")
+    misc.add_argument("--disableChaining", action="store_true", default=False,
+                      help="Never run several small jobs in one Ray task.")
+    misc.add_argument("--disableJobStoreChecksumVerification", action="store_true", default=False)
+    misc.add_argument("--sseKey", default=None)
+    misc.add_argument("--setEnv", "-e", action="append", default=[], metavar="NAME[=VALUE]",
+                      help="Set an environment variable for every job; without VALUE it is copied from here.")
+    misc.add_argument("--statusWait", type=float, default=3600.0)
+    misc.add_argument("--disableProgress", action="store_true", default=False)
+    misc.add_argument("--disableWorkerOutputCapture", action="store_true", default=False)
+    misc.add_argument("--badWorker", type=_fraction, default=0.0,
+                      help="Testing: kill this fraction of job attempts with SIGKILL.")
+    misc.add_argument("--badWorkerFailInterval", type=float, default=0.01,
+                      help="Testing: kill at a random time up to this many seconds after the job starts.")
+    misc.add_argument("--kill_polling_interval", type=float, default=5.0)
+
+    for name in REPLACED_OPTIONS:
+        parser.add_argument(f"--{name}", action=_Replaced, dest=name)
+
+
+def get_default_argument_parser(jobstore_as_flag: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_toil_options(parser, jobstore_as_flag)
+    return parser
+
+
+def get_default_options(jobStore: str | None = None, jobstore_as_flag: bool = False) -> argparse.Namespace:
+    parser = get_default_argument_parser(jobstore_as_flag)
+    if jobstore_as_flag:
+        args = [] if jobStore is None else ["--jobStore", jobStore]
+    else:
+        if jobStore is None:
+            raise ValueError("getDefaultOptions needs a job store locator")
+        args = [jobStore]
+    return parser.parse_args(args)

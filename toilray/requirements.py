@@ -1,0 +1,105 @@
+"""Job resource requirements: parsing Toil's spellings into plain numbers.
+
+A job's requirements travel to the leader as a :class:`Requirements` (numbers only). Values
+that are not known until other jobs have run (``PromisedRequirement``) are resolved by the
+worker before the job is scheduled for real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from toilray.lib.conversions import human2bytes
+
+_GPU_KINDS = {"gpu", "nvidia", "amd", "cuda", "rocm", "opencl"}
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    cores: float
+    memory: int
+    disk: int
+    accelerators: tuple[dict[str, Any], ...]
+    preemptible: bool
+
+    @property
+    def gpus(self) -> float:
+        return float(sum(a.get("count", 1) for a in self.accelerators))
+
+    def with_memory_at_least(self, memory: int) -> Requirements:
+        return replace(self, memory=max(self.memory, memory))
+
+    def describe(self) -> str:
+        text = f"{self.cores:g} core(s), {self.memory} bytes of memory, {self.disk} bytes of disk"
+        if self.accelerators:
+            text += f", {self.gpus:g} accelerator(s)"
+        return text
+
+
+def parse_memory(value: Any, what: str = "memory") -> int:
+    try:
+        return human2bytes(value)
+    except ValueError as exc:
+        raise ValueError(f"Invalid {what} requirement {value!r}: {exc}") from None
+
+
+def parse_cores(value: Any) -> float:
+    try:
+        cores = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid cores requirement {value!r}: expected a number") from None
+    if cores < 0:
+        raise ValueError(f"Invalid cores requirement {value!r}: cannot be negative")
+    return cores
+
+
+def parse_preemptible(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(f"Invalid preemptible requirement {value!r}: expected true or false")
+
+
+def _parse_one_accelerator(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, dict):
+        parsed = {"count": 1, "kind": "gpu"}
+        parsed.update(spec)
+        return parsed
+    if isinstance(spec, int):
+        return {"count": spec, "kind": "gpu"}
+    if not isinstance(spec, str):
+        raise ValueError(f"Invalid accelerator requirement {spec!r}")
+    text, _, count = spec.partition(":")
+    if not count and text.isdigit():
+        return {"count": int(text), "kind": "gpu"}
+    parsed: dict[str, Any] = {"count": int(count) if count else 1, "kind": "gpu"}
+    parts = text.split("|")
+    if len(parts) > 3:
+        raise ValueError(f"Invalid accelerator requirement {spec!r}: expected model|brand|api[:count]")
+    for part in parts:
+        lowered = part.lower()
+        if lowered in ("cuda", "rocm", "opencl"):
+            parsed["api"] = lowered
+        elif lowered in ("nvidia", "amd"):
+            parsed["brand"] = lowered
+        elif lowered and lowered not in _GPU_KINDS:
+            parsed["model"] = part
+    return parsed
+
+
+def parse_accelerators(value: Any) -> tuple[dict[str, Any], ...]:
+    """Toil's accelerator forms: a count, 'model|brand|api[:count]', a dict, or a list of them."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = [v for v in value.split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [value]
+    parsed = [_parse_one_accelerator(item.strip() if isinstance(item, str) else item) for item in items]
+    return tuple(a for a in parsed if a["count"] > 0)

@@ -1,0 +1,143 @@
+"""How job bodies and return values are pickled, and how promises inside them resolve.
+
+Two rules shape this module:
+
+* Functions and classes defined at the top level of the workflow script (``__main__``) are
+  pickled *by reference* to the script's importable module name, not by value. A worker
+  imports the script to find them, so ``--restart`` after editing the script runs the edited
+  code, as Toil promises. Lambdas, nested functions and notebook cells (no importable module)
+  still travel by value through cloudpickle.
+* A ``Promise`` pickles as a call to :func:`resolve_promise`. Unpickling a job body inside a
+  :class:`PromiseContext` therefore replaces every promise, however deeply nested, by the
+  value it stands for; a value that itself holds promises resolves the same way, so
+  resolution is transitive. The pickler records which jobs the promises point at, which the
+  leader needs to hand the right return values to a job.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import pickle
+import sys
+import threading
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import cloudpickle
+
+_local = threading.local()
+_main_module_name: str | None = None
+
+
+def set_main_module_name(name: str | None, is_leader: bool) -> None:
+    """Declare under which importable name the workflow script's ``__main__`` is known.
+
+    In the leader process (where the script *is* ``__main__``) the name is also aliased to
+    ``__main__`` so that unpickling a reference to it does not import and run it again.
+    """
+    global _main_module_name
+    _main_module_name = name
+    if is_leader and name and name not in sys.modules and "__main__" in sys.modules:
+        sys.modules[name] = sys.modules["__main__"]
+
+
+def main_module_name() -> str | None:
+    return _main_module_name
+
+
+def _lookup(obj: Any, qualname: str) -> Any:
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def import_attribute(module: str, qualname: str) -> Any:
+    """Unpickling helper: the object named ``qualname`` in ``module``."""
+    return _lookup(importlib.import_module(module), qualname)
+
+
+class _Pickler(cloudpickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        if (
+            _main_module_name
+            and isinstance(obj, (types.FunctionType, type))
+            and getattr(obj, "__module__", None) == "__main__"
+            and "<" not in obj.__qualname__
+        ):
+            try:
+                found = _lookup(sys.modules["__main__"], obj.__qualname__)
+            except AttributeError:
+                found = None
+            if found is obj:
+                return import_attribute, (_main_module_name, obj.__qualname__)
+        return super().reducer_override(obj)
+
+
+def dumps(obj: Any) -> tuple[bytes, frozenset[str]]:
+    """Pickle ``obj``; also return the IDs of the jobs whose promises it contains."""
+    seen: set[str] = set()
+    outer = getattr(_local, "promises_seen", None)
+    _local.promises_seen = seen
+    try:
+        buffer = io.BytesIO()
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    finally:
+        _local.promises_seen = outer
+    return buffer.getvalue(), frozenset(seen)
+
+
+def note_promise(job_id: str) -> None:
+    """Called by ``Promise.__reduce__``: the object being pickled depends on ``job_id``."""
+    seen = getattr(_local, "promises_seen", None)
+    if seen is not None:
+        seen.add(job_id)
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+class PromiseContext:
+    """The return values that promises may resolve to while a job body is unpickled.
+
+    ``raw`` holds pickled return values by job ID, as handed to the task; ``fetch`` reads a
+    value from the job store when it is not there (after a restart the in-memory copy of a
+    value committed by an earlier leader is gone).
+    """
+
+    def __init__(self, raw: Mapping[str, bytes], fetch: Callable[[str], bytes]) -> None:
+        self._raw = raw
+        self._fetch = fetch
+        self._values: dict[str, Any] = {}
+
+    def value_of(self, job_id: str) -> Any:
+        if job_id not in self._values:
+            data = self._raw.get(job_id)
+            if data is None:
+                data = self._fetch(job_id)
+            self._values[job_id] = self.loads(data)
+        return self._values[job_id]
+
+    def loads(self, data: bytes) -> Any:
+        """Unpickle with this context active, resolving promises."""
+        outer = getattr(_local, "context", None)
+        _local.context = self
+        try:
+            return loads(data)
+        finally:
+            _local.context = outer
+
+
+def resolve_promise(job_id: str, path: Sequence[Any]) -> Any:
+    """Unpickling target of a Promise: the promised value, with ``path`` applied."""
+    context: PromiseContext | None = getattr(_local, "context", None)
+    if context is None:
+        from toilray.job import Promise
+
+        return Promise._unresolved(job_id, tuple(path))
+    value = context.value_of(job_id)
+    for step in path:
+        value = value[step]
+    return value

@@ -1,0 +1,265 @@
+"""Runs jobs inside a Ray task: the worker side of toilray.
+
+A task runs one job, or a small batch of quick jobs with the same requirements one after the
+other (the leader decides; it saves a Ray round trip per job). For each job the worker
+unpickles the body with its promises resolved, runs it with a FileStore, checks and describes
+the successors it created, and commits everything in one atomic write to the job store
+*before* reporting success. A job that already has a commit record is never run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from toilray import serialize
+from toilray.fileStores.fileStore import FileStore
+from toilray.job import make_specs
+from toilray.jobspec import CommitRecord, JobSpec
+from toilray.jobStores.jobStore import JobStore
+from toilray.requirements import Requirements
+
+_LOG_MARK = "---TOIL WORKER OUTPUT LOG---"
+
+
+@dataclass(slots=True)
+class WorkerContext:
+    """What every task of a workflow needs to know, shipped once per workflow."""
+
+    locator: str
+    workflow_id: str
+    work_dir: str
+    launch_dir: str
+    code_paths: list[str]
+    main_module: str | None
+    defaults: Requirements
+    env: dict[str, str]
+    max_log_size: int
+    clean_work_dir: str
+    bad_worker: float
+    bad_worker_interval: float
+    log_level: str
+    capture_output: bool
+
+
+@dataclass(slots=True)
+class TaskItem:
+    job_id: str
+    name: str
+    body: bytes
+    attempt: int
+    resolve_requirements_only: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    job_id: str
+    ok: bool
+    already_committed: bool = False
+    new_specs: list[JobSpec] = field(default_factory=list)
+    children: tuple[str, ...] = ()
+    followons: tuple[str, ...] = ()
+    result_deps: frozenset[str] = frozenset()
+    cleanup_files: list[str] = field(default_factory=list)
+    messages: list[tuple[int, str]] = field(default_factory=list)
+    requirements: Requirements | None = None
+    error: str = ""
+    log: str = ""
+    wall_time: float = 0.0
+    cpu_time: float = 0.0
+
+
+_stores: dict[str, JobStore] = {}
+_prepared_for: str | None = None
+
+
+def _prepare_process(ctx: WorkerContext) -> None:
+    """Once per worker process and workflow: code paths, environment, logging."""
+    global _prepared_for
+    if _prepared_for == ctx.workflow_id:
+        return
+    for path in reversed(ctx.code_paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    serialize.set_main_module_name(ctx.main_module, is_leader=False)
+    os.environ.update(ctx.env)
+    worker_logger = logging.getLogger("toilray.worker")
+    worker_logger.setLevel(ctx.log_level)
+    if not worker_logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname).1s] [%(name)s] %(message)s"))
+        worker_logger.addHandler(handler)
+        worker_logger.propagate = False
+    _prepared_for = ctx.workflow_id
+
+
+def _store(ctx: WorkerContext) -> JobStore:
+    store = _stores.get(ctx.locator)
+    if store is None:
+        store = _stores[ctx.locator] = JobStore(ctx.locator)
+    return store
+
+
+@contextlib.contextmanager
+def _captured_output(path: str, enabled: bool) -> Iterator[None]:
+    """Send this process's stdout and stderr (also of subprocesses) to ``path``."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for handle in (fd, *saved):
+            os.close(handle)
+
+
+def _log_tail(path: str, limit: int) -> str:
+    try:
+        with open(path, "rb") as handle:
+            if limit > 0:
+                handle.seek(max(0, os.path.getsize(path) - limit))
+            elif limit < 0:
+                return handle.read(-limit).decode(errors="replace")
+            return handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _maybe_arm_bad_worker(ctx: WorkerContext) -> threading.Timer | None:
+    if ctx.bad_worker <= 0 or random.random() >= ctx.bad_worker:
+        return None
+    timer = threading.Timer(random.uniform(0, ctx.bad_worker_interval), os.kill, (os.getpid(), signal.SIGKILL))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _outcome_from_record(record: CommitRecord) -> Outcome:
+    return Outcome(
+        job_id=record.job_id,
+        ok=True,
+        already_committed=True,
+        new_specs=record.new_specs,
+        children=record.children,
+        followons=record.followons,
+        result_deps=record.result_deps,
+        cleanup_files=record.cleanup_files,
+    )
+
+
+def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tuple[Outcome, bytes | None]:
+    store = _store(ctx)
+    existing = store.read_commit(item.job_id)
+    if existing is not None:
+        return _outcome_from_record(existing), existing.result
+    base = os.path.join(ctx.work_dir, f"toilray-{ctx.workflow_id}")
+    os.makedirs(base, exist_ok=True)
+    attempt_dir = tempfile.mkdtemp(prefix=f"{item.name[:40]}-{item.job_id[:8]}-", dir=base)
+    log_path = os.path.join(attempt_dir, "job.log")
+    started, cpu_started = time.time(), time.process_time()
+    succeeded = False
+    bad_timer = _maybe_arm_bad_worker(ctx)
+    try:
+        with _captured_output(log_path, ctx.capture_output):
+            outcome, result = _execute(ctx, store, item, values, attempt_dir)
+        succeeded = outcome.ok
+        if not outcome.ok:
+            outcome.log = _log_tail(log_path, ctx.max_log_size)
+    finally:
+        if bad_timer is not None:
+            bad_timer.cancel()
+        if ctx.clean_work_dir == "always" or (ctx.clean_work_dir == "onSuccess" and succeeded) or (
+            ctx.clean_work_dir == "onError" and not succeeded
+        ):
+            shutil.rmtree(attempt_dir, ignore_errors=True)
+    outcome.wall_time = time.time() - started
+    outcome.cpu_time = time.process_time() - cpu_started
+    return outcome, result
+
+
+def _execute(
+    ctx: WorkerContext, store: JobStore, item: TaskItem, values: dict[str, bytes], attempt_dir: str
+) -> tuple[Outcome, bytes | None]:
+    try:
+        context = serialize.PromiseContext(values, store.result_bytes)
+        job = context.loads(item.body)
+        job._saved = True
+        if item.resolve_requirements_only:
+            return Outcome(item.job_id, ok=True, requirements=job._resolved_requirements(ctx.defaults)), None
+        file_store = FileStore(store, item.name, attempt_dir, ctx.launch_dir)
+        job._fileStore = file_store
+        cwd = os.getcwd()
+        try:
+            os.chdir(attempt_dir)
+            value = job._run(file_store)
+        finally:
+            os.chdir(cwd)
+        job.checkJobGraphForDeadlocks()
+        new_specs = make_specs(job, ctx.defaults)
+        result, result_deps = serialize.dumps(value)
+        record = CommitRecord(
+            job_id=item.job_id,
+            result=result,
+            result_deps=result_deps,
+            new_specs=new_specs,
+            children=tuple(c.jobStoreID for c in job._children),
+            followons=tuple(f.jobStoreID for f in job._followOns),
+            deleted_files=file_store.deleted_files,
+            cleanup_files=file_store.cleanup_files,
+        )
+    except (Exception, SystemExit) as exc:
+        print(traceback.format_exc(), file=sys.stderr)
+        return Outcome(item.job_id, ok=False, error=f"{type(exc).__name__}: {exc}"), None
+    if not store.commit(record):
+        # Another attempt of this job committed first (the leader saw it as lost): keep theirs.
+        winner = store.read_commit(item.job_id)
+        assert winner is not None
+        return _outcome_from_record(winner), winner.result
+    for file_id in record.deleted_files:
+        store.delete_file(file_id)
+    outcome = Outcome(
+        job_id=item.job_id,
+        ok=True,
+        new_specs=new_specs,
+        children=record.children,
+        followons=record.followons,
+        result_deps=result_deps,
+        cleanup_files=record.cleanup_files,
+        messages=file_store.messages,
+    )
+    return outcome, result
+
+
+def run_jobs(ctx: WorkerContext, items: list[TaskItem], dep_ids: list[str], *dep_values: bytes) -> tuple[Any, ...]:
+    """The Ray task body. Returns the outcomes, then each job's pickled return value."""
+    _prepare_process(ctx)
+    values = dict(zip(dep_ids, dep_values, strict=True))
+    outcomes: list[Outcome] = []
+    results: list[bytes | None] = []
+    for item in items:
+        outcome, result = _run_one(ctx, item, values)
+        outcomes.append(outcome)
+        results.append(result)
+    return (outcomes, *results)
