@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 import uuid
-from argparse import Namespace
+from argparse import ArgumentTypeError, Namespace
 from types import TracebackType
 from typing import Any
 
@@ -18,8 +18,14 @@ from toilray.job import Job, make_specs
 from toilray.jobStores.jobStore import JobStore, parse_locator
 from toilray.jobStores.storage import LeaderLock
 from toilray.lib import urls
-from toilray.options import REPLACED_OPTIONS, get_default_options
-from toilray.requirements import Requirements, parse_accelerators
+from toilray.options import REPLACED_OPTIONS, batch_system_type, get_default_options
+from toilray.requirements import (
+    Requirements,
+    parse_accelerators,
+    parse_cores,
+    parse_memory,
+    parse_preemptible,
+)
 
 logger = logging.getLogger("toilray")
 
@@ -54,6 +60,10 @@ class Config:
         for name in REPLACED_OPTIONS:
             if getattr(options, name, None) not in (None, False):
                 raise BadOptionError(f"--{name} is not used by toilray: {REPLACED_OPTIONS[name]}")
+        try:
+            batch_system_type(str(options.batchSystem))
+        except ArgumentTypeError as exc:
+            raise BadOptionError(f"--batchSystem {options.batchSystem}: {exc}") from None
         self.options = options
         self.jobStore: str = options.jobStore
         if not self.jobStore:
@@ -78,16 +88,20 @@ class Config:
         self.retryCount: int = int(options.retryCount)
         if self.retryCount < 0:
             raise BadOptionError("--retryCount cannot be negative")
-        self.defaults = Requirements(
-            cores=float(options.defaultCores),
-            memory=int(options.defaultMemory),
-            disk=int(options.defaultDisk),
-            accelerators=parse_accelerators(options.defaultAccelerators),
-            preemptible=bool(options.defaultPreemptible),
-        )
-        self.maxCores = options.maxCores
-        self.maxMemory = options.maxMemory
-        self.maxDisk = options.maxDisk
+        # Scripts may set options in code after parsing, as strings ("4G") or numbers.
+        try:
+            self.defaults = Requirements(
+                cores=parse_cores(options.defaultCores),
+                memory=parse_memory(options.defaultMemory, "--defaultMemory"),
+                disk=parse_memory(options.defaultDisk, "--defaultDisk"),
+                accelerators=parse_accelerators(options.defaultAccelerators),
+                preemptible=parse_preemptible(options.defaultPreemptible),
+            )
+            self.maxCores = None if options.maxCores is None else parse_cores(options.maxCores)
+            self.maxMemory = None if options.maxMemory is None else parse_memory(options.maxMemory, "--maxMemory")
+            self.maxDisk = None if options.maxDisk is None else parse_memory(options.maxDisk, "--maxDisk")
+        except ValueError as exc:
+            raise BadOptionError(str(exc)) from None
         if options.scale <= 0:
             raise BadOptionError("--scale must be positive")
         self.env = _set_env(list(options.setEnv or []))
@@ -107,9 +121,13 @@ def _normalise_clean(value: str, flag: str) -> str:
 
 
 def _code_location() -> tuple[str | None, list[str]]:
-    """The importable name of the workflow script and the paths workers need to import it."""
+    """The importable name of the workflow script and the paths workers need to import it.
+
+    Workers get the leader's whole ``sys.path`` (absolute), so that the script, modules
+    beside it and packages run with ``python -m`` import there without being installed.
+    """
+    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
     main = sys.modules.get("__main__")
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     main_file = getattr(main, "__file__", None)
     if main is None or not main_file:
         return None, paths
@@ -121,10 +139,11 @@ def _code_location() -> tuple[str | None, list[str]]:
             root = os.path.dirname(root)
         return spec_name, [root, *paths]
     stem = os.path.splitext(os.path.basename(main_file))[0]
+    script_dir = os.path.dirname(main_file)
     if not stem.isidentifier():
         # Not importable by name: its functions travel by value (and restarts reuse that code).
-        return None, [os.path.dirname(main_file), *paths]
-    return stem, [os.path.dirname(main_file), *paths]
+        return None, [script_dir, *paths]
+    return stem, [script_dir, *paths]
 
 
 class _UncaughtToilrayErrors:
@@ -168,6 +187,7 @@ class Toil:
         self._handlers: list[logging.Handler] = []
         self._started = False
         self._launch_dir = os.getcwd()
+        self._outer_defaults: Requirements | None = None
 
     # -- context manager ---------------------------------------------------------------------
 
@@ -175,23 +195,35 @@ class Toil:
         global _defaults
         config = Config(self.options)
         self.config = config
+        self._outer_defaults = _defaults
         _defaults = config.defaults
         self._handlers = _configure_logging(config)
         if not isinstance(sys.excepthook, _UncaughtToilrayErrors):
             sys.excepthook = _UncaughtToilrayErrors()
-        store = JobStore(config.jobStoreLocator)
-        store.locator = config.jobStore
-        if config.restart:
-            if not store.exists():
-                raise NoSuchJobStoreException(config.jobStore, "nothing to restart; run without --restart")
-        else:
-            store.initialize()
-        self._lock = store.lock_leader()
+        try:
+            store = JobStore(config.jobStoreLocator)
+            store.locator = config.jobStore
+            if config.restart:
+                if not store.exists():
+                    raise NoSuchJobStoreException(config.jobStore, "nothing to restart; run without --restart")
+            else:
+                store.initialize()
+            self._lock = store.lock_leader()
+        except BaseException:
+            self._remove_log_handlers()
+            raise
         self._jobStore = store
         return self
 
+    def _remove_log_handlers(self) -> None:
+        for handler in self._handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        self._handlers = []
+
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
+        global _defaults
         try:
             if self._lock is not None:
                 self._lock.release()
@@ -205,9 +237,8 @@ class Toil:
             elif failed and self._jobStore is not None and isinstance(value, ToilrayError):
                 logger.info("The job store %s was kept; fix the problem and use --restart", self.config.jobStore)
         finally:
-            for handler in self._handlers:
-                logger.removeHandler(handler)
-                handler.close()
+            self._remove_log_handlers()
+            _defaults = self._outer_defaults
 
     # -- running -----------------------------------------------------------------------------
 
@@ -231,10 +262,12 @@ class Toil:
         module, paths = _code_location()
         serialize.set_main_module_name(module, is_leader=True)
         specs = make_specs(rootJob, self.config.defaults)
-        meta = {"workflowID": uuid.uuid4().hex, "rootJobID": rootJob.jobStoreID}
+        # start() returns what rootJob.rv() promises: for an EncapsulatedJob, its inner job's value.
+        result_id = rootJob.rv()._job_id
+        meta = {"workflowID": uuid.uuid4().hex, "rootJobID": rootJob.jobStoreID, "resultJobID": result_id}
         store.write_start(meta, specs)
         self._started = True
-        return self._run(specs, rootJob.jobStoreID, module, paths, restarting=False)
+        return self._run(specs, result_id, module, paths, restarting=False)
 
     def restart(self) -> Any:
         """Resume the workflow in the job store; finished jobs are not run again."""
@@ -244,9 +277,9 @@ class Toil:
         serialize.set_main_module_name(module, is_leader=True)
         meta = store.meta()
         self._started = True
-        return self._run(store.initial_specs(), meta["rootJobID"], module, paths, restarting=True)
+        return self._run(store.initial_specs(), meta["resultJobID"], module, paths, restarting=True)
 
-    def _run(self, specs: list[Any], root_id: str, module: str | None, paths: list[str],
+    def _run(self, specs: list[Any], result_id: str, module: str | None, paths: list[str],
              restarting: bool) -> Any:
         from toilray.cluster import RayConnection
         from toilray.leader import Leader, LeaderLimits
@@ -281,9 +314,10 @@ class Toil:
                 scale=float(config.scale),
                 default_memory=config.defaults.memory,
                 batching=not config.disableChaining,
+                max_job_duration=config.maxJobDuration,
             )
             leader = Leader(store, connection, context, limits)
-            result = leader.run(specs, root_id, restarting)
+            result = leader.run(specs, result_id, restarting)
             logger.info("Workflow finished: %d job(s) run", leader.jobs_run)
             return result
         finally:

@@ -379,8 +379,9 @@ class Job:
     checkJobGraphAcyclic = checkJobGraphAcylic
 
     def checkNewCheckpointsAreLeafVertices(self) -> None:
+        # A root may be a checkpoint with successors: it is the pre-existing job they hang off.
         for job in _connected_jobs(self):
-            if not job._saved and job._checkpoint and job._successors():
+            if not job._saved and job._checkpoint and job._successors() and job._directPredecessors:
                 raise JobGraphDeadlockException(
                     f"Checkpoint job {job._jobName} must be a leaf when it is defined; "
                     "it may only add successors inside its own run()"
@@ -488,7 +489,7 @@ def _find_cycle(edges: dict[int, set[int]]) -> list[int]:
                 colour[path.pop()] = black
                 iterators.pop()
             elif colour.get(nxt, white) == grey:
-                return path[path.index(nxt) :] + [nxt]
+                return [*path[path.index(nxt) :], nxt]
             elif colour.get(nxt, white) == white:
                 colour[nxt] = grey
                 path.append(nxt)
@@ -504,7 +505,7 @@ class FunctionWrappingJob(Job):
         spec = inspect.getfullargspec(userFunction)
         defaults: dict[str, Any] = {}
         if spec.defaults:
-            defaults.update(zip(spec.args[-len(spec.defaults) :], spec.defaults))
+            defaults.update(zip(spec.args[-len(spec.defaults) :], spec.defaults, strict=True))
         if spec.kwonlydefaults:
             defaults.update(spec.kwonlydefaults)
 
@@ -520,7 +521,7 @@ class FunctionWrappingJob(Job):
             cores=resolve("cores"),
             disk=resolve("disk"),
             accelerators=resolve("accelerators"),
-            preemptible=resolve("preemptible"),
+            preemptible=resolve("preemptible", resolve("preemptable")),
             checkpoint=resolve("checkpoint", False),
             unitName=resolve("name", ""),
             displayName=kwargs.pop("displayName", ""),

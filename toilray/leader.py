@@ -51,6 +51,7 @@ class LeaderLimits:
     scale: float
     default_memory: int
     batching: bool
+    max_job_duration: float | None
 
 
 @dataclass(slots=True)
@@ -58,6 +59,8 @@ class _Task:
     job_ids: list[str]
     refs: list[ray.ObjectRef]
     requirements: Requirements | None
+    deadline: float | None
+    timed_out: bool = False
 
 
 class Leader:
@@ -86,7 +89,8 @@ class Leader:
 
     # -- the main loop -----------------------------------------------------------------------
 
-    def run(self, initial_specs: list[JobSpec], root_id: str, restarting: bool) -> Any:
+    def run(self, initial_specs: list[JobSpec], result_id: str, restarting: bool) -> Any:
+        """Run every job; return the resolved value of job ``result_id``."""
         if restarting:
             self._committed_earlier = set(self.store.committed_ids())
             for job_id in list(self.store.failed_ids()):
@@ -96,7 +100,11 @@ class Leader:
             self._dispatch()
             if not self._inflight:
                 break
-            self._handle(self._completions.get())
+            try:
+                self._handle(self._completions.get(timeout=self._until_next_deadline()))
+            except queue.Empty:
+                self._cancel_overdue()
+                continue
             while True:
                 try:
                     self._handle(self._completions.get_nowait())
@@ -107,7 +115,19 @@ class Leader:
             raise FailedJobsException(self.store.locator, labels)
         if self.state.unfinished_count():
             raise FailedJobsException(self.store.locator, ["(jobs left unrunnable by the graph)"])
-        return self.resolve_result(root_id)
+        return self.resolve_result(result_id)
+
+    def _until_next_deadline(self) -> float | None:
+        deadlines = [t.deadline for t in self._inflight.values() if t.deadline is not None and not t.timed_out]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _cancel_overdue(self) -> None:
+        """Kill tasks that ran past --maxJobDuration; their jobs fail (and may be retried)."""
+        now = time.monotonic()
+        for task in self._inflight.values():
+            if task.deadline is not None and not task.timed_out and task.deadline <= now:
+                task.timed_out = True
+                ray.cancel(task.refs[0], force=True)
 
     def resolve_result(self, job_id: str) -> Any:
         def fetch(wanted: str) -> bytes:
@@ -244,7 +264,9 @@ class Leader:
         refs = _run_jobs_task.options(**options).remote(self._context_ref, items, list(deps), *deps.values())
         task_id = self._next_task
         self._next_task += 1
-        self._inflight[task_id] = _Task(job_ids, list(refs), req)
+        duration = self.limits.max_job_duration
+        deadline = time.monotonic() + duration * len(job_ids) if duration else None
+        self._inflight[task_id] = _Task(job_ids, list(refs), req, deadline)
         self._account(req, +1)
         refs[0].future().add_done_callback(lambda _future, key=task_id: self._completions.put(key))
 
@@ -270,7 +292,11 @@ class Leader:
 
     def _task_lost(self, task: _Task, exc: RayError) -> None:
         """The worker process died (killed, out of memory, node lost) during the task."""
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if task.timed_out:
+            reason = f"it ran longer than --maxJobDuration ({self.limits.max_job_duration:g} s) and was killed"
+        else:
+            detail = str(exc).strip()
+            reason = "The worker running the job died: " + (detail.splitlines()[0] if detail else type(exc).__name__)
         for job_id in task.job_ids:
             record = self.store.read_commit(job_id)
             if record is not None:
@@ -281,7 +307,7 @@ class Leader:
                     None,
                 )
             else:
-                self._failed(self.state.spec(job_id), f"The worker running the job died: {reason}", "")
+                self._failed(self.state.spec(job_id), reason, "")
 
     def _succeeded(self, outcome: Outcome, result_ref: ray.ObjectRef | None) -> None:
         job_id = outcome.job_id

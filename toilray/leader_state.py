@@ -27,8 +27,8 @@ class GraphError(Exception):
 
 class _Node:
     __slots__ = (
-        "children_phase_done",
         "child_of",
+        "children_phase_done",
         "failed",
         "followon_of",
         "pending_children",
@@ -101,14 +101,22 @@ class LeaderState:
         Must be called before ``job_ran(parent)``, as the parent's run is what created them.
         """
         specs = list(specs)
+        children, followons = tuple(children), tuple(followons)
+        new_ids = {spec.id for spec in specs}
+        # Validate everything first, so that a bad event leaves the state untouched.
+        if len(new_ids) != len(specs) or any(spec.id in self._nodes for spec in specs):
+            raise GraphError("A job was added twice")
+        if parent is not None and self._node(parent).ran:
+            raise GraphError(f"Job {parent} already ran; it cannot gain successors")
+        targets = [t for spec in specs for t in (*spec.children, *spec.followons)] + [*children, *followons]
+        for target in targets:
+            if target not in new_ids and target not in self._nodes:
+                raise GraphError(f"Unknown or already finished job {target}")
         for spec in specs:
-            if spec.id in self._nodes:
-                raise GraphError(f"Job {spec.id} was added twice")
             self._nodes[spec.id] = _Node(spec, self._tries)
         for spec in specs:
             self._link(spec.id, spec.children, spec.followons)
         if parent is not None:
-            children, followons = tuple(children), tuple(followons)
             parent_spec = self._node(parent).spec
             parent_spec.children += children
             parent_spec.followons += followons

@@ -103,7 +103,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _batch_system(text: str) -> str:
+def batch_system_type(text: str) -> str:
     if text in SUPPORTED_BATCH_SYSTEMS:
         return text
     if text in _HPC_BATCH_SYSTEMS:
@@ -178,7 +178,7 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
                       help="Send messages of running jobs to the leader as they happen.")
 
     batch = parser.add_argument_group("toilray execution options")
-    batch.add_argument("--batchSystem", type=_batch_system, default="ray",
+    batch.add_argument("--batchSystem", type=batch_system_type, default="ray",
                        help="Always Ray; single_machine is accepted and means an embedded Ray.")
     batch.add_argument("--disableAutoDeployment", action="store_true", default=False,
                        help="Do not ship the workflow's code to the workers; it must be installed there.")

@@ -84,6 +84,9 @@ def _parse_one_accelerator(spec: Any) -> dict[str, Any]:
         lowered = part.lower()
         if lowered in ("cuda", "rocm", "opencl"):
             parsed["api"] = lowered
+            if lowered != "opencl":
+                # The API implies the vendor, as in Toil: CUDA is NVIDIA's, ROCm is AMD's.
+                parsed.setdefault("brand", "nvidia" if lowered == "cuda" else "amd")
         elif lowered in ("nvidia", "amd"):
             parsed["brand"] = lowered
         elif lowered and lowered not in _GPU_KINDS:

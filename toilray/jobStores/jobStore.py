@@ -182,7 +182,9 @@ class JobStore:
         self.storage.put_file(key, local_path, executable)
         return key
 
-    def write_file_stream(self, basename: str | None, executable: bool = False) -> tuple[str, AbstractContextManager[IO[bytes]]]:
+    def write_file_stream(
+        self, basename: str | None, executable: bool = False
+    ) -> tuple[str, AbstractContextManager[IO[bytes]]]:
         key = self.new_file_key(basename or "stream")
         return key, self.storage.open_write(key, executable)
 

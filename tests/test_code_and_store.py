@@ -1,0 +1,86 @@
+"""Code shipping to workers, the leader lock, and URL import/export."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+from conftest import run_script
+
+from toilray.common import Toil
+from toilray.exceptions import JobStoreLockedException
+from toilray.job import Job
+
+WORKFLOWS = Path(__file__).parent / "workflows"
+
+
+def test_package_run_with_python_m_reaches_the_workers(tmp_path: Path, script_env: dict[str, str]) -> None:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "flowpkg.main", f"file:{tmp_path / 'store'}"],
+                          cwd=WORKFLOWS / "pkgflow", env=script_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT PACKAGE!" in done.stdout
+
+
+def test_job_function_in_a_sibling_module(tmp_path: Path, script_env: dict[str, str]) -> None:
+    done = run_script(WORKFLOWS / "sibling" / "sibling_flow.py", f"file:{tmp_path / 'store'}", env=script_env,
+                      cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT 42" in done.stdout
+
+
+def test_second_leader_on_the_same_store_is_refused(tmp_path: Path, ray_address: str) -> None:
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    with Toil(options):
+        again = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+        again.restart = True
+        (tmp_path / "store" / "workflow.json").write_text("{}")
+        with pytest.raises(JobStoreLockedException, match="in use by another running leader"), Toil(again):
+            pass
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+    thread.join()
+
+
+def _read_and_upper(job: Job, file_id: str) -> str:
+    with job.fileStore.readGlobalFileStream(file_id, encoding="utf-8") as handle:
+        return handle.read().upper()
+
+
+def test_import_from_http_and_relative_paths_then_export(tmp_path: Path, http_root: tuple[str, Path],
+                                                        ray_address: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    base_url, served = http_root
+    (served / "greeting.txt").write_text("hello over http")
+    (tmp_path / "local.txt").write_text("hello from disk")
+    monkeypatch.chdir(tmp_path)
+    options = Job.Runner.getDefaultOptions("file:store")
+    with Toil(options) as toil:
+        remote = toil.importFile(f"{base_url}/greeting.txt")
+        local = toil.importFile("local.txt")
+        assert remote.size == len("hello over http") and local.size == len("hello from disk")
+        with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
+            toil.importFile(f"{base_url}/missing.txt")
+        with pytest.raises(FileNotFoundError, match=r"nothere\.txt"):
+            toil.importFile("nothere.txt")
+        root = Job.wrapJobFn(_read_and_upper, remote)
+        assert toil.start(root) == "HELLO OVER HTTP"
+        toil.exportFile(local, "out/exported.txt")
+    assert (tmp_path / "out" / "exported.txt").read_text() == "hello from disk"
+    assert os.access(tmp_path / "out" / "exported.txt", os.W_OK)

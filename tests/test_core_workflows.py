@@ -1,0 +1,225 @@
+"""End-to-end behaviour of the core engine: failure, restart, crashes, resources, errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import run_script
+
+from toilray.common import Toil
+from toilray.exceptions import (
+    FailedJobsException,
+    JobGraphDeadlockException,
+    JobStoreExistsException,
+    NoSuchJobStoreException,
+)
+from toilray.job import Job
+
+WORKFLOWS = Path(__file__).parent / "workflows"
+
+
+def executions(count_dir: Path) -> Counter[str]:
+    """How many times each recorded job ran, keyed by the name part before the last '-'."""
+    return Counter(name.rsplit("-", 1)[0] for name in os.listdir(count_dir))
+
+
+def test_failed_job_keeps_store_and_restart_runs_fixed_code_only(tmp_path: Path, script_env: dict[str, str]) -> None:
+    script = tmp_path / "flaky.py"
+    script.write_text((WORKFLOWS / "flaky.py").read_text())
+    store, counts = tmp_path / "store", tmp_path / "counts"
+    counts.mkdir()
+
+    first = run_script(script, f"file:{store}", "--countDir", str(counts), env=script_env)
+    assert first.returncode != 0
+    assert "flaky" in first.stderr and "RuntimeError: boom from flaky" in first.stderr
+    assert "---TOIL WORKER OUTPUT LOG---" in first.stderr
+    assert "flaky is about to fail" in first.stderr  # the job's own output reaches the user
+    assert re.search(r"failed: 1 job\(s\) failed \('flaky'", first.stderr)
+    assert store.is_dir()
+    ran = executions(counts)
+    assert ran["flaky"] == 2  # --retryCount 1: two attempts
+    assert all(ran[f"work{i}"] == 1 for i in range(10))  # independent jobs still finished
+
+    script.write_text(script.read_text().replace('raise RuntimeError("boom from flaky")  # BUG', "pass"))
+    second = run_script(script, f"file:{store}", "--countDir", str(counts), "--restart", env=script_env)
+    assert second.returncode == 0, second.stderr
+    assert "RESULT 145" in second.stdout  # 0+1+...+9 plus the fixed job's 100
+    ran = executions(counts)
+    assert ran["root"] == 1
+    assert all(ran[f"work{i}"] == 1 for i in range(10))
+    assert ran["flaky"] == 3
+    assert not store.exists()  # --clean onSuccess
+
+
+def test_leader_sigkill_then_restart_reruns_no_committed_job(tmp_path: Path, script_env: dict[str, str]) -> None:
+    store, counts = tmp_path / "store", tmp_path / "counts"
+    counts.mkdir()
+    args = [f"file:{store}", "--countDir", str(counts), "--n", "200", "--seconds", "0.1"]
+    leader = subprocess.Popen([sys.executable, str(WORKFLOWS / "fan_out.py"), *args], env=script_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Wait until a good part of the jobs ran, then kill the leader without warning.
+    while len(os.listdir(counts)) < 60:
+        assert leader.poll() is None, leader.communicate()
+    leader.send_signal(signal.SIGKILL)
+    leader.wait()
+    committed_before_restart = set(os.listdir(store / "commits"))
+    assert committed_before_restart
+
+    again = run_script(WORKFLOWS / "fan_out.py", *args, "--restart", env=script_env)
+    assert again.returncode == 0, again.stderr
+    assert f"RESULT {sum(range(200))}" in again.stdout
+    runs_by_job: Counter[str] = Counter(name.split("-")[1] for name in os.listdir(counts))
+    assert len(runs_by_job) == 200
+    rerun_committed = [j for j in committed_before_restart if runs_by_job.get(j, 0) > 1]
+    assert rerun_committed == []
+
+
+def test_bad_worker_kills_are_retried_to_the_right_answer(tmp_path: Path, script_env: dict[str, str]) -> None:
+    store, counts = tmp_path / "store", tmp_path / "counts"
+    counts.mkdir()
+    done = run_script(WORKFLOWS / "fan_out.py", f"file:{store}", "--countDir", str(counts), "--n", "200",
+                      "--badWorker", "0.3", "--retryCount", "10", env=script_env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"RESULT {sum(range(200))}" in done.stdout
+    assert "The worker running the job died" in done.stderr  # workers really were killed
+
+
+def test_new_run_on_existing_store_and_restart_of_missing_store(tmp_path: Path, script_env: dict[str, str]) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    options = Job.Runner.getDefaultOptions(f"file:{store}")
+    with pytest.raises(JobStoreExistsException) as exists, Toil(options):
+        pass
+    assert "\n" not in str(exists.value) and str(store) in str(exists.value)
+
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'missing'}")
+    options.restart = True
+    with pytest.raises(NoSuchJobStoreException) as missing, Toil(options):
+        pass
+    assert "\n" not in str(missing.value) and "missing" in str(missing.value)
+
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    proc = run_script(WORKFLOWS / "fan_out.py", f"file:{store}", "--countDir", str(counts), env=script_env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("toilray: error: The job store")
+    assert "Traceback" not in proc.stderr
+
+
+def _touch(path: str) -> None:
+    open(path, "w").close()
+
+
+@pytest.mark.parametrize("shape", ["follow-on cycle", "two roots", "checkpoint with successors"])
+def test_invalid_graphs_fail_before_any_job_runs(tmp_path: Path, shape: str, ray_address: str) -> None:
+    marker = str(tmp_path / "ran")
+    a = Job.wrapFn(_touch, marker)
+    b = Job.wrapFn(_touch, marker)
+    if shape == "follow-on cycle":
+        a.addFollowOn(b)
+        b.addChild(a)
+    elif shape == "two roots":
+        c = Job.wrapFn(_touch, marker)
+        a.addChild(c)
+        b.addChild(c)
+    else:
+        checkpoint = a.addChild(Job.wrapFn(_touch, marker, checkpoint=True))
+        checkpoint.addChild(b)
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    with pytest.raises(JobGraphDeadlockException), Toil(options) as toil:
+        toil.start(a)
+    assert not os.path.exists(marker)
+
+
+def _make_cycle_at_run_time(job: Job) -> None:
+    first, second = Job(), Job()
+    job.addChild(first)
+    first.addFollowOn(second)
+    second.addChild(first)
+
+
+def test_cycle_created_at_run_time_fails_that_job(tmp_path: Path, ray_address: str) -> None:
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    options.retryCount = 0
+    with pytest.raises(FailedJobsException) as failed, Toil(options) as toil:
+        toil.start(Job.wrapJobFn(_make_cycle_at_run_time))
+    assert "_make_cycle_at_run_time" in str(failed.value)
+    report = (tmp_path / "store" / "failures").iterdir().__next__().read_text()
+    assert "JobGraphDeadlockException" in report
+
+
+def test_two_one_core_jobs_run_together_and_max_cores_serialises_them(tmp_path: Path,
+                                                                     script_env: dict[str, str]) -> None:
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    together = run_script(WORKFLOWS / "overlap.py", f"file:{tmp_path / 's1'}", "--dir", str(tmp_path / "d1"),
+                          env=script_env)
+    assert together.returncode == 0, together.stderr
+    assert "RESULT [True, True]" in together.stdout
+
+    apart = run_script(WORKFLOWS / "overlap.py", f"file:{tmp_path / 's2'}", "--dir", str(tmp_path / "d2"),
+                       "--wait", "3", "--maxCores", "1", env=script_env)
+    assert apart.returncode == 0, apart.stderr
+    assert "RESULT [False, False]" in apart.stdout
+
+
+def _nothing() -> None:
+    return None
+
+
+def test_job_larger_than_any_node_fails_at_once(tmp_path: Path, ray_address: str) -> None:
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    root = Job()
+    root.addChildFn(_nothing, cores=1000)
+    with pytest.raises(FailedJobsException) as failed, Toil(options) as toil:
+        toil.start(root)
+    assert "_nothing" in str(failed.value)
+    report = next((tmp_path / "store" / "failures").iterdir()).read_text()
+    assert "can never run: it asks for 1000 cores (the largest node has 2)" in report
+
+
+def test_five_thousand_job_fan_out_completes(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    done = run_script(WORKFLOWS / "fan_out.py", f"file:{tmp_path / 'store'}", "--countDir", str(counts),
+                      "--n", "5000", "--logWarning", env=script_env)
+    assert done.returncode == 0, done.stderr
+    assert f"RESULT {sum(range(5000))}" in done.stdout
+    assert len(os.listdir(counts)) == 5000
+    rss_kib = int(re.search(r"LEADER_MAXRSS_KIB (\d+)", done.stdout).group(1))
+    print(f"leader peak RSS for 5,000 jobs: {rss_kib / 1024:.0f} MiB")
+
+
+def _hang() -> None:
+    # A job that never finishes on its own.
+    threading.Event().wait()
+
+
+def test_max_job_duration_kills_an_overlong_job(tmp_path: Path, ray_address: str) -> None:
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    options.maxJobDuration = 2
+    options.retryCount = 1
+    with pytest.raises(FailedJobsException, match="_hang"), Toil(options) as toil:
+        toil.start(Job.wrapFn(_hang, cores=0.1))
+    report = next((tmp_path / "store" / "failures").iterdir()).read_text()
+    assert "attempt 2 of 2" in report
+    assert "ran longer than --maxJobDuration (2 s)" in report
+
+
+def _answer() -> int:
+    return 42
+
+
+def test_start_of_an_encapsulated_root_returns_the_inner_value(tmp_path: Path, ray_address: str) -> None:
+    inner = Job.wrapFn(_answer)
+    inner.addChild(Job())
+    with Toil(Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")) as toil:
+        assert toil.start(inner.encapsulate()) == 42

@@ -1,0 +1,1 @@
+"""A workflow laid out as a package, run with ``python -m flowpkg.main``."""
