@@ -16,7 +16,6 @@ import random
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -169,38 +168,60 @@ def _outcome_from_record(record: CommitRecord) -> Outcome:
     )
 
 
+def _process_dir(ctx: WorkerContext) -> str:
+    """This worker process's scratch area: the jobs' working directory and its log file."""
+    path = os.path.join(ctx.work_dir, f"toilray-{ctx.workflow_id}", f"worker-{os.getpid()}")
+    os.makedirs(os.path.join(path, "cwd"), exist_ok=True)
+    return path
+
+
+def _empty_directory(path: str) -> None:
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
 def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tuple[Outcome, bytes | None]:
     store = _store(ctx)
     existing = store.read_commit(item.job_id)
     if existing is not None:
+        for file_id in existing.deleted_files:
+            store.delete_file(file_id)
         return _outcome_from_record(existing), existing.result
-    base = os.path.join(ctx.work_dir, f"toilray-{ctx.workflow_id}")
-    os.makedirs(base, exist_ok=True)
-    attempt_dir = tempfile.mkdtemp(prefix=f"{item.name[:40]}-{item.job_id[:8]}-", dir=base)
-    log_path = os.path.join(attempt_dir, "job.log")
+    process_dir = _process_dir(ctx)
+    log_path = os.path.join(process_dir, "job.log")
+    with open(log_path, "wb"):
+        pass
+    file_store = FileStore(store, item.name, process_dir, ctx.launch_dir)
     started, cpu_started = time.time(), time.process_time()
     succeeded = False
     bad_timer = _maybe_arm_bad_worker(ctx)
     try:
         with _captured_output(log_path, ctx.capture_output):
-            outcome, result = _execute(ctx, store, item, values, attempt_dir)
+            outcome, result = _execute(ctx, store, item, values, file_store, os.path.join(process_dir, "cwd"))
         succeeded = outcome.ok
         if not outcome.ok:
             outcome.log = _log_tail(log_path, ctx.max_log_size)
     finally:
         if bad_timer is not None:
             bad_timer.cancel()
-        if ctx.clean_work_dir == "always" or (ctx.clean_work_dir == "onSuccess" and succeeded) or (
-            ctx.clean_work_dir == "onError" and not succeeded
-        ):
-            shutil.rmtree(attempt_dir, ignore_errors=True)
+        clean = ctx.clean_work_dir
+        if clean == "always" or (clean == "onSuccess" and succeeded) or (clean == "onError" and not succeeded):
+            if file_store.attempt_dir is not None:
+                shutil.rmtree(file_store.attempt_dir, ignore_errors=True)
+            _empty_directory(os.path.join(process_dir, "cwd"))
     outcome.wall_time = time.time() - started
     outcome.cpu_time = time.process_time() - cpu_started
     return outcome, result
 
 
 def _execute(
-    ctx: WorkerContext, store: JobStore, item: TaskItem, values: dict[str, bytes], attempt_dir: str
+    ctx: WorkerContext, store: JobStore, item: TaskItem, values: dict[str, bytes], file_store: FileStore,
+    cwd_dir: str,
 ) -> tuple[Outcome, bytes | None]:
     try:
         context = serialize.PromiseContext(values, store.result_bytes)
@@ -208,11 +229,10 @@ def _execute(
         job._saved = True
         if item.resolve_requirements_only:
             return Outcome(item.job_id, ok=True, requirements=job._resolved_requirements(ctx.defaults)), None
-        file_store = FileStore(store, item.name, attempt_dir, ctx.launch_dir)
         job._fileStore = file_store
         cwd = os.getcwd()
         try:
-            os.chdir(attempt_dir)
+            os.chdir(cwd_dir)
             value = job._run(file_store)
         finally:
             os.chdir(cwd)

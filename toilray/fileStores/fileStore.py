@@ -22,10 +22,11 @@ logger = logging.getLogger("toilray.worker")
 class FileStore:
     """Files for one job attempt. Deletions of global files take effect when the job commits."""
 
-    def __init__(self, job_store: JobStore, job_name: str, attempt_dir: str, launch_dir: str) -> None:
+    def __init__(self, job_store: JobStore, job_name: str, scratch_parent: str, launch_dir: str) -> None:
         self.jobStore = job_store
         self._job_name = job_name
-        self._dir = attempt_dir
+        self._scratch_parent = scratch_parent
+        self._attempt_dir: str | None = None
         self._launch_dir = launch_dir
         self._local_copies: dict[str, list[str]] = {}
         self.deleted_files: list[str] = []
@@ -33,6 +34,17 @@ class FileStore:
         self.messages: list[tuple[int, str]] = []
 
     # -- local scratch space -----------------------------------------------------------------
+
+    @property
+    def _dir(self) -> str:
+        """This attempt's scratch directory, made on first use (most jobs never need one)."""
+        if self._attempt_dir is None:
+            self._attempt_dir = tempfile.mkdtemp(prefix=f"{self._job_name[:40]}-", dir=self._scratch_parent)
+        return self._attempt_dir
+
+    @property
+    def attempt_dir(self) -> str | None:
+        return self._attempt_dir
 
     def getLocalTempDir(self) -> str:
         return tempfile.mkdtemp(dir=self._dir)
