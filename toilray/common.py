@@ -315,6 +315,7 @@ class Toil:
                 default_memory=config.defaults.memory,
                 batching=not config.disableChaining,
                 max_job_duration=config.maxJobDuration,
+                kill_polling_interval=float(config.kill_polling_interval),
             )
             leader = Leader(store, connection, context, limits)
             result = leader.run(specs, result_id, restarting)

@@ -84,6 +84,16 @@ class FailedJobsException(ToilrayError):
         )
 
 
+class WorkflowKilledException(ToilrayError):
+    """The workflow was stopped with ``toilray kill``; the job store can be resumed."""
+
+    def __init__(self, locator: str) -> None:
+        super().__init__(
+            f"The workflow in job store '{locator}' was killed; resume it with --restart"
+        )
+        self.locator = locator
+
+
 class DeadlockException(ToilrayError):
     """Only services could run for longer than ``--deadlockWait``."""
 

@@ -14,7 +14,9 @@ committed on its own.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from ray.exceptions import RayError
 
 from toilray import serialize
 from toilray.cluster import RayConnection, why_unschedulable
-from toilray.exceptions import FailedJobsException
+from toilray.exceptions import FailedJobsException, WorkflowKilledException
 from toilray.jobspec import JobSpec
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_state import LeaderState
@@ -35,6 +37,9 @@ from toilray.worker import _LOG_MARK, Outcome, TaskItem, WorkerContext, run_jobs
 logger = logging.getLogger("toilray.leader")
 
 _run_jobs_task = ray.remote(max_retries=0)(run_jobs)
+
+# Seconds between rewrites of the job store's status record while the workflow runs.
+_STATUS_INTERVAL = 1.0
 
 # A kind of job counts as quick (worth batching) below this mean wall time, in seconds.
 _QUICK_JOB_SECONDS = 0.05
@@ -52,6 +57,7 @@ class LeaderLimits:
     default_memory: int
     batching: bool
     max_job_duration: float | None
+    kill_polling_interval: float
 
 
 @dataclass(slots=True)
@@ -86,22 +92,51 @@ class Leader:
         self._used = {"cores": 0.0, "memory": 0, "disk": 0}
         self._kind_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
         self.jobs_run = 0
+        self._status_written = 0.0
 
     # -- the main loop -----------------------------------------------------------------------
 
     def run(self, initial_specs: list[JobSpec], result_id: str, restarting: bool) -> Any:
         """Run every job; return the resolved value of job ``result_id``."""
+        self.store.clear_kill()
         if restarting:
             self._committed_earlier = set(self.store.committed_ids())
             for job_id in list(self.store.failed_ids()):
                 self.store.clear_failure(job_id)
         self.state.add_jobs(initial_specs)
+        try:
+            self._loop()
+        except WorkflowKilledException:
+            self._write_status("killed")
+            raise
+        if self.state.failed:
+            self._write_status("failed")
+            labels = [self.state.spec(j).label() for j in self.state.failed]
+            raise FailedJobsException(self.store.locator, labels)
+        if self.state.unfinished_count():
+            self._write_status("failed")
+            raise FailedJobsException(self.store.locator, ["(jobs left unrunnable by the graph)"])
+        self._write_status("completed")
+        return self.resolve_result(result_id)
+
+    def _loop(self) -> None:
+        next_kill_check = time.monotonic() + self.limits.kill_polling_interval
         while True:
             self._dispatch()
             if not self._inflight:
-                break
+                return
+            self._write_status("running", at_most_every=_STATUS_INTERVAL)
+            now = time.monotonic()
+            if now >= next_kill_check:
+                next_kill_check = now + self.limits.kill_polling_interval
+                if self.store.kill_requested():
+                    self._kill_everything()
+            waits = [_STATUS_INTERVAL, max(0.0, next_kill_check - now)]
+            deadline_wait = self._until_next_deadline()
+            if deadline_wait is not None:
+                waits.append(deadline_wait)
             try:
-                self._handle(self._completions.get(timeout=self._until_next_deadline()))
+                self._handle(self._completions.get(timeout=min(waits)))
             except queue.Empty:
                 self._cancel_overdue()
                 continue
@@ -110,12 +145,32 @@ class Leader:
                     self._handle(self._completions.get_nowait())
                 except queue.Empty:
                     break
-        if self.state.failed:
-            labels = [self.state.spec(j).label() for j in self.state.failed]
-            raise FailedJobsException(self.store.locator, labels)
-        if self.state.unfinished_count():
-            raise FailedJobsException(self.store.locator, ["(jobs left unrunnable by the graph)"])
-        return self.resolve_result(result_id)
+
+    def _kill_everything(self) -> None:
+        logger.warning("A kill was requested for this workflow: stopping its %d running task(s)", len(self._inflight))
+        for task in self._inflight.values():
+            ray.cancel(task.refs[0], force=True)
+        raise WorkflowKilledException(self.store.locator)
+
+    def _write_status(self, state: str, at_most_every: float = 0.0) -> None:
+        """Record counts for `toilray status`; cheap enough to call from the loop."""
+        now = time.monotonic()
+        if at_most_every and now - self._status_written < at_most_every:
+            return
+        self._status_written = now
+        running = sum(len(t.job_ids) for t in self._inflight.values())
+        self.store.write_status({
+            "state": state,
+            "leader": f"pid {os.getpid()} on {socket.gethostname()}",
+            "updated": time.time(),
+            "finished": self.state.finished_count,
+            "running": running,
+            "ready": len(self._waiting),
+            "waiting": max(0, self.state.unfinished_count() - running - len(self._waiting)
+                           - len(self.state.failed)),
+            "failed": [self.state.spec(j).label() for j in self.state.failed],
+            "unfinished": self.state.unfinished_count(),
+        })
 
     def _until_next_deadline(self) -> float | None:
         deadlines = [t.deadline for t in self._inflight.values() if t.deadline is not None and not t.timed_out]

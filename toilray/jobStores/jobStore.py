@@ -13,6 +13,9 @@ Layout (the same keys on every storage back end)::
     files/<uuid>/<name>  global files; the key is the FileID. Read-only once written.
     shared/<name>        files imported with sharedFileName.
     leader.lock          held by the running leader; a second leader is refused.
+    status.json          the leader's latest counts and state, rewritten at most every second,
+                         so that `toilray status` never has to read the job records.
+    kill                 present when `toilray kill` asked the leader to stop.
     tmp/                 staging area for atomic writes (local stores).
 """
 
@@ -30,6 +33,7 @@ from typing import IO, Any
 
 from toilray.exceptions import (
     JobStoreExistsException,
+    JobStoreLockedException,
     NoSuchFileException,
     NoSuchJobStoreException,
 )
@@ -39,6 +43,8 @@ from toilray.jobStores.storage import LeaderLock, Storage
 WORKFLOW_KEY = "workflow.json"
 START_KEY = "start"
 LOCK_KEY = "leader.lock"
+STATUS_KEY = "status.json"
+KILL_KEY = "kill"
 COMMITS = "commits"
 FAILURES = "failures"
 FILES = "files"
@@ -128,6 +134,35 @@ class JobStore:
 
     def destroy(self) -> None:
         self.storage.destroy()
+
+    def leader_is_running(self) -> bool:
+        """Whether a live leader holds the lock (probing it takes and drops it at once)."""
+        try:
+            probe = self.storage.acquire_leader_lock(LOCK_KEY, "toilray status probe")
+        except JobStoreLockedException:
+            return True
+        probe.release()
+        return False
+
+    # -- status and kill ---------------------------------------------------------------------
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        self.storage.write_bytes(STATUS_KEY, json.dumps(status).encode())
+
+    def read_status(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.storage.read_bytes(STATUS_KEY))
+        except FileNotFoundError:
+            return None
+
+    def request_kill(self) -> None:
+        self.storage.write_bytes(KILL_KEY, f"{time.time()}".encode())
+
+    def kill_requested(self) -> bool:
+        return self.storage.exists(KILL_KEY)
+
+    def clear_kill(self) -> None:
+        self.storage.delete(KILL_KEY)
 
     # -- job commits -------------------------------------------------------------------------
 

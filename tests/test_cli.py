@@ -1,0 +1,135 @@
+"""The toilray command: run, status, kill and clean, as a user drives them from a shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_script
+
+WORKFLOWS = Path(__file__).parent / "workflows"
+
+
+def toilray(*args: str, env: dict[str, str], cwd: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "toilray", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_a_toil_style_script_and_a_root_only_script(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    done = toilray("run", str(WORKFLOWS / "fan_out.py"), f"file:{tmp_path / 's'}", "--countDir", str(counts),
+                   "--n", "10", env=script_env)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT 45" in done.stdout
+
+    (tmp_path / "rootonly.py").write_text(
+        "from toilray.job import Job\n\n\ndef hello(name):\n    return f'hello {name}'\n\n\n"
+        "root = Job.wrapFn(hello, 'from root')\n"
+    )
+    done = toilray("run", "rootonly.py", env=script_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "hello from root"
+    assert "toilray: job store: file:" in done.stderr  # the default store's location is printed
+
+
+def test_default_store_holds_the_workflow_while_it_is_unfinished(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    failed = toilray("run", str(WORKFLOWS / "flaky.py"), "--countDir", str(counts), env=script_env, cwd=tmp_path)
+    assert failed.returncode == 1
+    store = failed.stderr.split("toilray: job store: ", 1)[1].split()[0]
+    assert os.path.isdir(store.removeprefix("file:"))
+    status = toilray("status", store, "--json", env=script_env)
+    assert json.loads(status.stdout)["state"] == "failed"
+
+
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path: Path, script_env: dict[str, str]) -> None:
+    (tmp_path / "broken.py").write_text("def f(:\n    pass\n")
+    cases = [
+        ("run", str(tmp_path / "missing.py"), "file:x"),
+        ("run", str(tmp_path / "broken.py"), "file:x"),
+        ("status", str(tmp_path / "no-store")),
+        ("kill", str(tmp_path / "no-store")),
+        ("status", "s3x://typo/store"),
+    ]
+    for args in cases:
+        done = toilray(*args, env=script_env)
+        assert done.returncode == 2, (args, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("toilray: error:"), (args, done.stderr)
+    broken = toilray("run", str(tmp_path / "broken.py"), "file:x", env=script_env)
+    assert "broken.py:1: syntax error" in broken.stderr
+
+
+def test_status_of_completed_failed_and_stopped_workflows(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    store = tmp_path / "done"
+    run_script(WORKFLOWS / "fan_out.py", f"file:{store}", "--countDir", str(counts), "--n", "20",
+               "--clean", "never", env=script_env)
+    info = json.loads(toilray("status", str(store), "--json", env=script_env).stdout)
+    assert info["state"] == "completed" and info["finished"] == 22 and info["unfinished"] == 0
+    assert toilray("status", str(store), "--failIfNotComplete", env=script_env).returncode == 0
+
+    failing = tmp_path / "failing"
+    run_script(WORKFLOWS / "flaky.py", f"file:{failing}", "--countDir", str(counts), env=script_env)
+    shown = toilray("status", str(failing), "--failed", env=script_env)
+    assert "FAILED" in shown.stdout and "'flaky'" in shown.stdout
+    assert "RuntimeError: boom from flaky" in shown.stdout
+    assert toilray("status", str(failing), "--failIfNotComplete", env=script_env).returncode == 1
+
+    stopped = tmp_path / "stopped"
+    slow_counts = tmp_path / "slow"
+    slow_counts.mkdir()
+    leader = subprocess.Popen([sys.executable, str(WORKFLOWS / "fan_out.py"), f"file:{stopped}", "--countDir",
+                               str(slow_counts), "--n", "200", "--seconds", "0.2"], env=script_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(os.listdir(slow_counts)) < 10:
+        assert leader.poll() is None
+    while (json.loads(toilray("status", str(stopped), "--json", env=script_env).stdout)["state"]
+           != "running"):
+        assert leader.poll() is None
+    leader.send_signal(signal.SIGKILL)
+    leader.wait()
+    info = json.loads(toilray("status", str(stopped), "--json", env=script_env).stdout)
+    assert info["state"] == "stopped"
+    assert info["finished"] >= 1 and info["unfinished"] > 0
+
+
+def test_kill_stops_a_running_workflow_and_restart_finishes_it(tmp_path: Path, script_env: dict[str, str]) -> None:
+    store, counts = tmp_path / "store", tmp_path / "counts"
+    counts.mkdir()
+    args = [f"file:{store}", "--countDir", str(counts), "--n", "100", "--seconds", "0.2",
+            "--kill_polling_interval", "0.5"]
+    leader = subprocess.Popen([sys.executable, str(WORKFLOWS / "fan_out.py"), *args], env=script_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while len(os.listdir(counts)) < 5:
+        assert leader.poll() is None, leader.communicate()
+    killed = toilray("kill", f"file:{store}", env=script_env)
+    assert killed.returncode == 0, killed.stderr
+    _, err = leader.communicate(timeout=120)
+    assert leader.returncode == 1
+    assert "was killed" in err
+    assert json.loads(toilray("status", str(store), "--json", env=script_env).stdout)["state"] == "killed"
+
+    again = run_script(WORKFLOWS / "fan_out.py", *args, "--restart", env=script_env)
+    assert again.returncode == 0, again.stderr
+    assert f"RESULT {sum(range(100))}" in again.stdout
+
+
+def test_clean_deletes_the_store_and_is_idempotent(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    store = tmp_path / "store"
+    run_script(WORKFLOWS / "flaky.py", f"file:{store}", "--countDir", str(counts), env=script_env)
+    assert store.is_dir()
+    for _ in range(2):
+        done = toilray("clean", f"file:{store}", env=script_env)
+        assert done.returncode == 0, done.stderr
+        assert not store.exists()

@@ -1,0 +1,122 @@
+"""``toilray status``, ``clean`` and ``kill``: inspecting and managing a job store.
+
+None of them reads the job records: status comes from the record the leader rewrites every
+second, and from whether a live leader holds the store's lock.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from toilray.cli import user_errors
+from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException
+from toilray.jobStores.jobStore import JobStore
+
+
+def _open_existing(locator: str) -> JobStore:
+    store = JobStore(locator)
+    if not store.storage.root_exists():
+        raise NoSuchJobStoreException(locator)
+    return store
+
+
+def workflow_status(store: JobStore) -> dict[str, Any]:
+    """The workflow's state and job counts, as `toilray status` reports them."""
+    recorded = store.read_status() or {}
+    running = store.leader_is_running()
+    state = recorded.get("state", "not started")
+    if running:
+        state = "running"
+    elif state == "running":
+        # The record says running but no leader holds the lock: it died (or was killed).
+        state = "stopped"
+    status: dict[str, Any] = {
+        "jobStore": store.locator,
+        "state": state,
+        "finished": recorded.get("finished", 0),
+        "running": recorded.get("running", 0) if running else 0,
+        "ready": recorded.get("ready", 0),
+        "waiting": recorded.get("waiting", 0),
+        "failed": recorded.get("failed", []),
+        "unfinished": recorded.get("unfinished", 0),
+        "leader": recorded.get("leader") if running else None,
+        "updated": recorded.get("updated"),
+    }
+    if store.is_started():
+        status["workflowID"] = store.meta().get("workflowID")
+    return status
+
+
+_ADVICE = {
+    "completed": "The workflow completed successfully.",
+    "failed": "The workflow failed; fix the cause and run it again with --restart.",
+    "stopped": "The leader is gone (it crashed or was killed); resume with --restart.",
+    "killed": "The workflow was killed with 'toilray kill'; resume with --restart.",
+    "running": "The workflow is running.",
+    "not started": "The workflow has not started yet.",
+}
+
+
+@click.command()
+@click.argument("job_store")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--failed", "show_failed", is_flag=True, help="List failed jobs with the end of their logs.")
+@click.option("--failIfNotComplete", "fail_if_not_complete", is_flag=True,
+              help="Exit with status 1 unless the workflow completed.")
+@user_errors
+def status(job_store: str, as_json: bool, show_failed: bool, fail_if_not_complete: bool) -> None:
+    """Report whether the workflow in JOB_STORE runs, completed or failed, and its job counts."""
+    store = _open_existing(job_store)
+    info = workflow_status(store)
+    if show_failed:
+        info["failedJobs"] = {job_id: store.storage.read_bytes(f"failures/{job_id}").decode(errors="replace")
+                              for job_id in store.failed_ids()}
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+    else:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["updated"])) if info["updated"] else "never"
+        click.echo(f"Workflow in {job_store}: {info['state'].upper()}")
+        click.echo(
+            f"Jobs: {info['finished']} finished, {info['running']} running, {info['ready']} ready, "
+            f"{info['waiting']} waiting, {len(info['failed'])} failed (as of {when})"
+        )
+        if info["leader"]:
+            click.echo(f"Leader: {info['leader']}")
+        for label in info["failed"]:
+            click.echo(f"Failed: {label}")
+        click.echo(_ADVICE.get(info["state"], ""))
+        for job_id, report in info.get("failedJobs", {}).items():
+            click.echo(f"\n=== failed job {job_id} ===\n{report.rstrip()}")
+    if fail_if_not_complete and info["state"] != "completed":
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("job_store")
+@user_errors
+def clean(job_store: str) -> None:
+    """Delete JOB_STORE and everything in it (nothing to do if it does not exist)."""
+    store = JobStore(job_store)
+    if store.storage.root_exists() and store.leader_is_running():
+        raise JobStoreLockedException(
+            f"The job store '{job_store}' is in use by a running workflow; stop it with 'toilray kill' first"
+        )
+    store.destroy()
+    click.echo(f"Deleted job store {job_store}")
+
+
+@click.command()
+@click.argument("job_store")
+@user_errors
+def kill(job_store: str) -> None:
+    """Ask the leader of the workflow in JOB_STORE to stop it and its running jobs."""
+    store = _open_existing(job_store)
+    if not store.leader_is_running():
+        click.echo(f"No running workflow in {job_store}; nothing to kill")
+        return
+    store.request_kill()
+    click.echo(f"Asked the leader of {job_store} to stop (it checks every --kill_polling_interval seconds)")
