@@ -223,3 +223,36 @@ def test_start_of_an_encapsulated_root_returns_the_inner_value(tmp_path: Path, r
     inner.addChild(Job())
     with Toil(Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")) as toil:
         assert toil.start(inner.encapsulate()) == 42
+
+
+def test_checkpoint_reruns_its_subtree_after_a_grandchild_exhausts_its_retries(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
+    counts, counter = tmp_path / "counts", tmp_path / "counter"
+    counts.mkdir()
+    done = run_script(WORKFLOWS / "checkpoint.py", f"file:{tmp_path / 'store'}", "--countDir", str(counts),
+                      "--counter", str(counter), "--retryCount", "1", env=script_env)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT grandchild succeeded on attempt 3" in done.stdout
+    assert "rerunning checkpoint" in done.stderr
+    assert executions(counts) == Counter({"checkpoint": 2, "child": 2, "grandchild": 3})
+
+
+@pytest.mark.parametrize("failures_before_kill", [1, 2])
+def test_checkpoint_rerun_survives_a_leader_crash(tmp_path: Path, script_env: dict[str, str],
+                                                 failures_before_kill: int) -> None:
+    counts, counter = tmp_path / "counts", tmp_path / "counter"
+    counts.mkdir()
+    args = [f"file:{tmp_path / 'store'}", "--countDir", str(counts), "--counter", str(counter), "--retryCount", "1"]
+    leader = subprocess.Popen([sys.executable, str(WORKFLOWS / "checkpoint.py"), *args], env=script_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Kill the leader after the grandchild's first failure, or after both (the rerun has begun).
+    while not counter.exists() or counter.stat().st_size < failures_before_kill:
+        assert leader.poll() is None, leader.communicate()
+    leader.send_signal(signal.SIGKILL)
+    leader.wait()
+    again = run_script(WORKFLOWS / "checkpoint.py", *args, "--restart", env=script_env)
+    assert again.returncode == 0, again.stderr
+    assert "RESULT grandchild succeeded on attempt 3" in again.stdout
+    ran = executions(counts)
+    assert ran["grandchild"] == 3 and ran["checkpoint"] <= 2

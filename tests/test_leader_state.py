@@ -13,8 +13,10 @@ from collections.abc import Iterable, Sequence
 import pytest
 
 from toilray.jobspec import JobSpec
-from toilray.leader_state import GraphError, LeaderState
+from toilray.leader_state import FailureAction, GraphError, LeaderState
 from toilray.requirements import Requirements
+
+RETRY, FAILED = FailureAction.RETRY, FailureAction.FAILED
 
 REQ = Requirements(cores=1.0, memory=2**30, disk=2**30, accelerators=(), preemptible=False)
 
@@ -241,11 +243,11 @@ def test_retry_count_one_means_two_attempts() -> None:
     state = new_state([spec("A", children=["B"]), spec("B")], retry_count=1)
     assert ready(state) == {"A"}
     assert state.remaining_tries("A") == 2
-    assert state.job_failed("A") is True
+    assert state.job_failed("A").action is RETRY
     assert ready(state) == {"A"}
     assert state.remaining_tries("A") == 1
     assert state.failed == []
-    assert state.job_failed("A") is False
+    assert state.job_failed("A").action is FAILED
     assert ready(state) == set()
     assert state.failed == ["A"]
     assert state.remaining_tries("A") == 0
@@ -257,7 +259,7 @@ def test_retry_count_one_means_two_attempts() -> None:
 def test_retry_count_zero_fails_at_once() -> None:
     state = new_state([spec("A")], retry_count=0)
     ready(state)
-    assert state.job_failed("A") is False
+    assert state.job_failed("A").action is FAILED
     assert state.failed == ["A"]
     assert ready(state) == set()
 
@@ -266,15 +268,15 @@ def test_retry_count_zero_fails_at_once() -> None:
 def test_retry_count_n_allows_n_plus_one_attempts(retry_count: int) -> None:
     state = new_state([spec("A")], retry_count=retry_count)
     ready(state)
-    answers = [state.job_failed("A") for _ in range(retry_count + 1)]
-    assert answers == [True] * retry_count + [False]
+    answers = [state.job_failed("A").action for _ in range(retry_count + 1)]
+    assert answers == [RETRY] * retry_count + [FAILED]
     assert state.failed == ["A"]
 
 
 def test_success_after_a_failed_attempt_releases_children() -> None:
     state = new_state([spec("A", children=["B"]), spec("B")], retry_count=1)
     ready(state)
-    assert state.job_failed("A")
+    assert state.job_failed("A").action is RETRY
     assert ready(state) == {"A"}
     state.job_ran("A")
     assert ready(state) == {"B"}
@@ -293,7 +295,7 @@ def test_failure_does_not_stop_independent_branches() -> None:
     ready(state)
     state.job_ran("R")
     assert ready(state) == {"A", "B"}
-    assert state.job_failed("A") is False
+    assert state.job_failed("A").action is FAILED
     state.job_ran("B")
     assert ready(state) == {"B1"}
     state.job_ran("B1")
@@ -534,3 +536,47 @@ def test_random_graphs_match_reference_model(seed: int) -> None:
     assert state.finished_count == len(ran)
     if len(ran) == len(children):
         assert state.unfinished_count() == 0
+
+
+def test_checkpoint_reruns_when_a_job_in_its_subtree_exhausts_its_retries() -> None:
+    checkpoint = spec("C")
+    checkpoint.checkpoint = True
+    state = new_state([spec("R", children=["C"], followons=["F"]), checkpoint, spec("F")], retry_count=1)
+    ready(state)
+    state.job_ran("R")
+    assert ready(state) == {"C"}
+    # C's run creates a child G1, which has a grandchild G2.
+    state.add_jobs([spec("G1", children=["G2"]), spec("G2")], parent="C", children=["G1"])
+    state.job_ran("C")
+    assert ready(state) == {"G1"}
+    state.job_ran("G1")
+    assert ready(state) == {"G2"}
+    assert state.job_failed("G2").action is RETRY
+    assert ready(state) == {"G2"}
+    failure = state.job_failed("G2")
+    assert failure.action is FailureAction.CHECKPOINT_RERUN
+    assert failure.checkpoint == "C" and set(failure.dropped) == {"G1", "G2"}
+    assert state.failed == []
+    assert ready(state) == {"C"}
+    assert not state.is_known("G1") and not state.is_known("G2")
+    assert state.spec("C").body  # kept, so the checkpoint can run again
+    # Second run of C succeeds with a new subtree; the workflow finishes.
+    state.add_jobs([spec("H")], parent="C", children=["H"])
+    state.job_ran("C")
+    assert ready(state) == {"H"}
+    state.job_ran("H")
+    assert ready(state) == {"F"}
+    state.job_ran("F")
+    assert state.unfinished_count() == 0
+
+
+def test_checkpoint_out_of_tries_lets_the_failure_stand() -> None:
+    checkpoint = spec("C")
+    checkpoint.checkpoint = True
+    state = new_state([checkpoint], retry_count=0)
+    ready(state)
+    state.add_jobs([spec("G")], parent="C", children=["G"])
+    state.job_ran("C")
+    ready(state)
+    assert state.job_failed("G").action is FAILED
+    assert state.failed == ["G"]

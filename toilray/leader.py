@@ -30,7 +30,7 @@ from toilray.cluster import RayConnection, why_unschedulable
 from toilray.exceptions import FailedJobsException, WorkflowKilledException
 from toilray.jobspec import JobSpec
 from toilray.jobStores.jobStore import JobStore
-from toilray.leader_state import LeaderState
+from toilray.leader_state import FailureAction, LeaderState
 from toilray.requirements import Requirements
 from toilray.worker import _LOG_MARK, Outcome, TaskItem, WorkerContext, run_jobs
 
@@ -202,6 +202,8 @@ class Leader:
         held: deque[str] = deque()
         while self._waiting and len(self._inflight) < self._max_inflight:
             job_id = self._waiting.popleft()
+            if not self.state.is_known(job_id):
+                continue
             spec = self.state.spec(job_id)
             if spec.requirements is None:
                 self._submit([job_id], None, resolve_only=True)
@@ -336,6 +338,10 @@ class Leader:
             self._task_lost(task, exc)
             return
         for outcome, ref in zip(outcomes, task.refs[1:], strict=True):
+            if not self.state.is_known(outcome.job_id):
+                # Dropped by a checkpoint rerun while it ran: whatever it committed is garbage.
+                self.store.uncommit(outcome.job_id)
+                continue
             spec = self.state.spec(outcome.job_id)
             if not outcome.ok:
                 self._failed(spec, outcome.error, outcome.log)
@@ -353,6 +359,9 @@ class Leader:
             detail = str(exc).strip()
             reason = "The worker running the job died: " + (detail.splitlines()[0] if detail else type(exc).__name__)
         for job_id in task.job_ids:
+            if not self.state.is_known(job_id):
+                self.store.uncommit(job_id)
+                continue
             record = self.store.read_commit(job_id)
             if record is not None:
                 self._succeeded(
@@ -391,16 +400,36 @@ class Leader:
         attempt = tries - self.state.remaining_tries(spec.id) + 1
         report = f"Job {spec.label()} failed (attempt {attempt} of {tries}): {error}"
         self.store.record_failure(spec.id, f"{report}\n{log}")
-        retrying = self.state.job_failed(spec.id)
         block = f"\n{_LOG_MARK}\n{log.rstrip()}\n{_LOG_MARK}" if log else ""
         logger.error("%s%s", report, block)
-        if retrying:
+        failure = self.state.job_failed(spec.id)
+        if failure.action is FailureAction.RETRY:
             if spec.requirements is not None:
                 spec.requirements = spec.requirements.with_memory_at_least(self.limits.default_memory)
             logger.warning("Job %s will be retried (%d attempt(s) left)", spec.label(),
                            self.state.remaining_tries(spec.id))
+        elif failure.action is FailureAction.CHECKPOINT_RERUN:
+            assert failure.checkpoint is not None
+            self._forget_checkpoint_subtree(failure.checkpoint, failure.dropped)
+            logger.warning("Job %s has no attempts left: rerunning checkpoint %s and its subtree", spec.label(),
+                           self.state.spec(failure.checkpoint).label())
         else:
             logger.error("Job %s has no attempts left and is marked as failed", spec.label())
+
+    def _forget_checkpoint_subtree(self, checkpoint_id: str, dropped: list[str]) -> None:
+        """Make the rerun durable: first uncommit the checkpoint (one atomic delete, after which
+        a restart reruns it too), then remove the old subtree's records and cleanup files."""
+        self.store.uncommit(checkpoint_id)
+        self._results.pop(checkpoint_id, None)
+        self._result_deps.pop(checkpoint_id, None)
+        for job_id in dropped:
+            self.store.uncommit(job_id)
+            self.store.clear_failure(job_id)
+            self._results.pop(job_id, None)
+            self._result_deps.pop(job_id, None)
+            for file_id in self._cleanup.pop(job_id, ()):
+                self.store.delete_file(file_id)
+        self.store.clear_failure(checkpoint_id)
 
     def _fail_for_good(self, spec: JobSpec, why: str) -> None:
         message = f"Job {spec.label()} can never run: {why}"

@@ -16,9 +16,26 @@ job's node is dropped as soon as its subtree is finished, so memory tracks unfin
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
 from collections.abc import Iterable
 
 from toilray.jobspec import JobSpec
+
+
+class FailureAction(Enum):
+    RETRY = "retry"
+    CHECKPOINT_RERUN = "checkpoint rerun"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What became of a failed attempt; for a checkpoint rerun, which jobs were dropped."""
+
+    action: FailureAction
+    checkpoint: str | None = None
+    dropped: list[str] = field(default_factory=list)
 
 
 class GraphError(Exception):
@@ -144,22 +161,73 @@ class LeaderState:
         if node.ran:
             raise GraphError(f"Job {job_id} finished twice")
         node.ran = True
-        node.spec.body = b""
+        if not node.spec.checkpoint:
+            # A checkpoint keeps its body: it may have to run again.
+            node.spec.body = b""
         self.finished_count += 1
         children = self._children_of(job_id)
         for child_id in children:
             self._satisfy(child_id)
         self._propagate(job_id)
 
-    def job_failed(self, job_id: str) -> bool:
-        """An attempt failed. True if the job gets another try (it is ready again)."""
+    def job_failed(self, job_id: str) -> Failure:
+        """An attempt failed: retry it, rerun the nearest checkpoint above it, or give up."""
         node = self._node(job_id)
         node.remaining_tries -= 1
         if node.remaining_tries > 0:
             self._ready.append(job_id)
-            return True
+            return Failure(FailureAction.RETRY)
+        checkpoint = self._checkpoint_to_rerun(job_id)
+        if checkpoint is not None:
+            return Failure(FailureAction.CHECKPOINT_RERUN, checkpoint, self._reset_checkpoint(checkpoint))
         self.mark_permanently_failed(job_id)
-        return False
+        return Failure(FailureAction.FAILED)
+
+    def _checkpoint_to_rerun(self, job_id: str) -> str | None:
+        """The nearest checkpoint that ran, has this job in its subtree, and has tries left."""
+        seen: set[str] = set()
+        frontier = [job_id]
+        while frontier:
+            current = frontier.pop(0)
+            node = self._nodes.get(current)
+            if node is None or current in seen:
+                continue
+            seen.add(current)
+            if current != job_id and node.spec.checkpoint and node.ran and node.remaining_tries > 1:
+                return current
+            frontier.extend(node.child_of)
+            frontier.extend(node.followon_of)
+        return None
+
+    def _reset_checkpoint(self, checkpoint_id: str) -> list[str]:
+        """Forget the checkpoint's whole subtree and make it ready to run again.
+
+        Returns the IDs of the jobs that were dropped (their records are now garbage).
+        """
+        checkpoint = self._nodes[checkpoint_id]
+        dropped: list[str] = []
+        stack = list(checkpoint.spec.children) + list(checkpoint.spec.followons)
+        while stack:
+            job_id = stack.pop()
+            node = self._nodes.pop(job_id, None)
+            if node is None:
+                continue
+            dropped.append(job_id)
+            if node.failed:
+                self.failed.remove(job_id)
+            stack.extend(node.spec.children)
+            stack.extend(node.spec.followons)
+        dropped_set = set(dropped)
+        self._ready = deque(j for j in self._ready if j not in dropped_set)
+        checkpoint.remaining_tries -= 1
+        checkpoint.ran = False
+        checkpoint.children_phase_done = False
+        checkpoint.pending_children = checkpoint.pending_followons = 0
+        checkpoint.spec.children = ()
+        checkpoint.spec.followons = ()
+        self.finished_count -= 1
+        self._ready.append(checkpoint_id)
+        return dropped
 
     def mark_permanently_failed(self, job_id: str) -> None:
         node = self._node(job_id)

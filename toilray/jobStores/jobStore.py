@@ -171,6 +171,10 @@ class JobStore:
         data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
         return self.storage.write_bytes_once(f"{COMMITS}/{record.job_id}", data)
 
+    def uncommit(self, job_id: str) -> None:
+        """Forget a job's commit (a checkpoint about to rerun, or its discarded subtree)."""
+        self.storage.delete(f"{COMMITS}/{job_id}")
+
     def is_committed(self, job_id: str) -> bool:
         return self.storage.exists(f"{COMMITS}/{job_id}")
 
