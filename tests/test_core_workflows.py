@@ -256,3 +256,37 @@ def test_checkpoint_rerun_survives_a_leader_crash(tmp_path: Path, script_env: di
     assert "RESULT grandchild succeeded on attempt 3" in again.stdout
     ran = executions(counts)
     assert ran["grandchild"] == 3 and ran["checkpoint"] <= 2
+
+
+def _append(path: str, text: str) -> None:
+    with open(path, "a") as handle:
+        handle.write(text + "\n")
+
+
+def _defer_then_return(job: Job, path: str) -> str:
+    job.defer(_append, path, "returned")
+    job.defer(_append, path, "returned")  # registering twice runs twice
+    return "ok"
+
+
+def _defer_then_raise(job: Job, path: str) -> None:
+    job.defer(_append, path, "raised")
+    raise ValueError("this attempt fails")
+
+
+def _defer_then_die(job: Job, path: str) -> None:
+    job.defer(_append, path, "killed")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_deferred_functions_run_however_the_attempt_ends(tmp_path: Path, ray_address: str) -> None:
+    path = str(tmp_path / "deferred.txt")
+    root = Job()
+    root.addChildJobFn(_defer_then_return, path, cores=0.1)
+    root.addChildJobFn(_defer_then_raise, path, cores=0.1)
+    root.addChildJobFn(_defer_then_die, path, cores=0.1)
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    options.retryCount = 0
+    with pytest.raises(FailedJobsException), Toil(options) as toil:
+        toil.start(root)
+    assert sorted(Path(path).read_text().split()) == ["killed", "raised", "returned", "returned"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -318,11 +319,27 @@ class Toil:
                 kill_polling_interval=float(config.kill_polling_interval),
             )
             leader = Leader(store, connection, context, limits)
-            result = leader.run(specs, result_id, restarting)
+            succeeded = False
+            try:
+                result = leader.run(specs, result_id, restarting)
+                succeeded = True
+            finally:
+                self._clean_node_dirs(context.workflow_id, succeeded)
             logger.info("Workflow finished: %d job(s) run", leader.jobs_run)
             return result
         finally:
             connection.shutdown()
+
+    def _clean_node_dirs(self, workflow_id: str, succeeded: bool) -> None:
+        """Run deferred functions left by killed attempts, then remove this node's scratch."""
+        from toilray.deferred import run_orphaned
+        from toilray.worker import deferred_dir, workflow_dir
+
+        assert self.config is not None
+        run_orphaned(deferred_dir(self.config.workDir, workflow_id), everything=True)
+        clean = self.config.cleanWorkDir
+        if clean == "always" or (clean == "onSuccess" and succeeded) or (clean == "onError" and not succeeded):
+            shutil.rmtree(workflow_dir(self.config.workDir, workflow_id), ignore_errors=True)
 
     # -- files -------------------------------------------------------------------------------
 

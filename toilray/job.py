@@ -337,6 +337,13 @@ class Job:
                 raise JobException("A slice may only be the last element of an rv() path")
         return Promise(self, tuple(path))
 
+    def defer(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``function(*args, **kwargs)`` after this attempt ends, even if its process dies.
+
+        It runs on the node that ran the attempt, possibly more than once: make it idempotent.
+        """
+        self.fileStore.deferred.register(function, args, kwargs)
+
     def log(self, text: str, level: int = logging.INFO) -> None:
         """Log ``text`` on the worker and in the leader's log."""
         if self._fileStore is not None:

@@ -16,9 +16,9 @@ job's node is dropped as soon as its subtree is finished, so memory tracks unfin
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from collections.abc import Iterable
 
 from toilray.jobspec import JobSpec
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toilray import serialize
+from toilray.deferred import DeferredFunctions, run_orphaned
 from toilray.fileStores.fileStore import FileStore
 from toilray.job import make_specs
 from toilray.jobspec import CommitRecord, JobSpec
@@ -168,9 +169,18 @@ def _outcome_from_record(record: CommitRecord) -> Outcome:
     )
 
 
+def workflow_dir(work_dir: str, workflow_id: str) -> str:
+    """The node-local directory of a workflow: per-process scratch areas, deferred functions."""
+    return os.path.join(work_dir, f"toilray-{workflow_id}")
+
+
+def deferred_dir(work_dir: str, workflow_id: str) -> str:
+    return os.path.join(workflow_dir(work_dir, workflow_id), "deferred")
+
+
 def _process_dir(ctx: WorkerContext) -> str:
     """This worker process's scratch area: the jobs' working directory and its log file."""
-    path = os.path.join(ctx.work_dir, f"toilray-{ctx.workflow_id}", f"worker-{os.getpid()}")
+    path = os.path.join(workflow_dir(ctx.work_dir, ctx.workflow_id), f"worker-{os.getpid()}")
     os.makedirs(os.path.join(path, "cwd"), exist_ok=True)
     return path
 
@@ -193,16 +203,22 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
             store.delete_file(file_id)
         return _outcome_from_record(existing), existing.result
     process_dir = _process_dir(ctx)
+    defer_dir = deferred_dir(ctx.work_dir, ctx.workflow_id)
+    run_orphaned(defer_dir)
     log_path = os.path.join(process_dir, "job.log")
     with open(log_path, "wb"):
         pass
-    file_store = FileStore(store, item.name, process_dir, ctx.launch_dir)
+    deferred = DeferredFunctions(defer_dir)
+    file_store = FileStore(store, item.name, process_dir, ctx.launch_dir, deferred)
     started, cpu_started = time.time(), time.process_time()
     succeeded = False
     bad_timer = _maybe_arm_bad_worker(ctx)
     try:
         with _captured_output(log_path, ctx.capture_output):
-            outcome, result = _execute(ctx, store, item, values, file_store, os.path.join(process_dir, "cwd"))
+            try:
+                outcome, result = _execute(ctx, store, item, values, file_store, os.path.join(process_dir, "cwd"))
+            finally:
+                deferred.run()
         succeeded = outcome.ok
         if not outcome.ok:
             outcome.log = _log_tail(log_path, ctx.max_log_size)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import IO, Any
 
+from toilray.deferred import DeferredFunctions
 from toilray.fileStores import FileID
 from toilray.jobStores.jobStore import JobStore
 from toilray.lib import urls
@@ -22,8 +23,10 @@ logger = logging.getLogger("toilray.worker")
 class FileStore:
     """Files for one job attempt. Deletions of global files take effect when the job commits."""
 
-    def __init__(self, job_store: JobStore, job_name: str, scratch_parent: str, launch_dir: str) -> None:
+    def __init__(self, job_store: JobStore, job_name: str, scratch_parent: str, launch_dir: str,
+                 deferred: DeferredFunctions) -> None:
         self.jobStore = job_store
+        self.deferred = deferred
         self._job_name = job_name
         self._scratch_parent = scratch_parent
         self._attempt_dir: str | None = None
