@@ -202,7 +202,8 @@ class Toil:
         if not isinstance(sys.excepthook, _UncaughtToilrayErrors):
             sys.excepthook = _UncaughtToilrayErrors()
         try:
-            store = JobStore(config.jobStoreLocator)
+            store = JobStore(config.jobStoreLocator,
+                             verify_checksums=not config.disableJobStoreChecksumVerification)
             store.locator = config.jobStore
             if config.restart:
                 if not store.exists():
@@ -306,6 +307,7 @@ class Toil:
                 bad_worker_interval=float(config.badWorkerFailInterval),
                 log_level=config.logLevel,
                 capture_output=not config.disableWorkerOutputCapture,
+                verify_checksums=not config.disableJobStoreChecksumVerification,
             )
             limits = LeaderLimits(
                 retry_count=config.retryCount,
@@ -317,6 +319,9 @@ class Toil:
                 batching=not config.disableChaining,
                 max_job_duration=config.maxJobDuration,
                 kill_polling_interval=float(config.kill_polling_interval),
+                max_service_jobs=int(config.maxServiceJobs),
+                service_poll_interval=float(config.servicePollingInterval),
+                deadlock_wait=float(config.deadlockWait),
             )
             leader = Leader(store, connection, context, limits)
             succeeded = False

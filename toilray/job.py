@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from toilray import serialize
 from toilray.exceptions import JobException, JobGraphDeadlockException
-from toilray.jobspec import JobSpec
+from toilray.jobspec import JobSpec, ServiceSpec
 from toilray.requirements import (
     Requirements,
     parse_accelerators,
@@ -29,7 +29,7 @@ _REQUIREMENT_KEYS = ("memory", "cores", "disk", "accelerators", "preemptible")
 
 # Attributes that describe the job's place in the graph or its current run. They are not part
 # of the pickled body: the graph travels as JobSpec edges, and a run gets fresh ones.
-_TRANSIENT = ("_children", "_followOns", "_directPredecessors", "_fileStore", "_tempDir", "_saved")
+_TRANSIENT = ("_children", "_followOns", "_directPredecessors", "_fileStore", "_tempDir", "_saved", "_services")
 
 
 class Promise:
@@ -138,6 +138,7 @@ class Job:
         self._fileStore: FileStore | None = None
         self._tempDir: str | None = None
         self._saved = False
+        self._services: list[Job.Service] = []
 
     def _default_job_name(self) -> str:
         return type(self).__name__
@@ -310,6 +311,23 @@ class Job:
     def addFollowOnJobFn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> JobFunctionWrappingJob:
         return self.addFollowOn(JobFunctionWrappingJob(fn, *args, **kwargs))
 
+    def addService(self, service: Job.Service, parentService: Job.Service | None = None) -> Promise:
+        """Run ``service`` while this job's successors run; the promise is ``start``'s value."""
+        if not isinstance(service, Job.Service):
+            raise JobException(f"addService needs a Job.Service, not {type(service).__name__}")
+        if self.hasService(service):
+            raise JobException("That service was already added to this job")
+        if parentService is not None:
+            if not self.hasService(parentService):
+                raise JobException("The parent service must be a service of this job")
+            parentService._childServices.append(service)
+        else:
+            self._services.append(service)
+        return Promise(service, ())
+
+    def hasService(self, service: Job.Service) -> bool:
+        return any(s is service for s in _all_services(self._services))
+
     def hasChild(self, childJob: Job) -> bool:
         return any(c is childJob for c in self._children)
 
@@ -412,6 +430,50 @@ class Job:
                     ready.append(successor)
         return order
 
+    # -- Job.Service -------------------------------------------------------------------------
+
+    class Service:
+        """A long-running helper (a database, a server) that a job's successors use.
+
+        ``start(job)`` returns a picklable value (how to reach the service), which the
+        promise from ``addService`` resolves to; ``check()`` returning False ends the service
+        successfully and raising fails it; ``stop(job)`` shuts it down.
+        """
+
+        def __init__(self, memory: Any = None, cores: Any = None, disk: Any = None, accelerators: Any = None,
+                     preemptible: Any = None, unitName: str | None = None) -> None:
+            self._requirements: dict[str, Any] = {}
+            for key, value in (("memory", memory), ("cores", cores), ("disk", disk),
+                               ("accelerators", accelerators), ("preemptible", preemptible)):
+                if value is not None:
+                    self._requirements[key] = _parse_requirement(key, value)
+            self._serviceID = uuid.uuid4().hex
+            self.unitName = unitName or ""
+            self._childServices: list[Job.Service] = []
+
+        @property
+        def jobStoreID(self) -> str:
+            return self._serviceID
+
+        def __getstate__(self) -> dict[str, Any]:
+            state = self.__dict__.copy()
+            state["_childServices"] = []
+            return state
+
+        def addChild(self, service: Job.Service) -> Job.Service:
+            """``service`` starts after this one is up (a sub-service)."""
+            self._childServices.append(service)
+            return service
+
+        def start(self, job: Job) -> Any:
+            raise NotImplementedError("A Job.Service must implement start(job)")
+
+        def stop(self, job: Job) -> None:
+            raise NotImplementedError("A Job.Service must implement stop(job)")
+
+        def check(self) -> bool:
+            return True
+
     # -- Job.Runner --------------------------------------------------------------------------
 
     class Runner:
@@ -443,6 +505,41 @@ class Job:
                 if options.restart:
                     return toil.restart()
                 return toil.start(job)
+
+
+def _all_services(services: list[Job.Service]) -> list[Job.Service]:
+    found: list[Job.Service] = []
+    stack = list(services)
+    while stack:
+        service = stack.pop()
+        found.append(service)
+        stack.extend(service._childServices)
+    return found
+
+
+def service_specs(job: Job, defaults: Requirements) -> tuple[ServiceSpec, ...]:
+    """Describe the job's services (not yet described), parents before their sub-services."""
+    specs: list[ServiceSpec] = []
+    queue: list[tuple[Job.Service, str | None]] = [(s, None) for s in job._services]
+    while queue:
+        service, parent = queue.pop(0)
+        req = service._requirements
+        specs.append(ServiceSpec(
+            id=service._serviceID,
+            parent=parent,
+            name=service.unitName or type(service).__name__,
+            requirements=Requirements(
+                cores=req.get("cores", defaults.cores),
+                memory=req.get("memory", defaults.memory),
+                disk=req.get("disk", defaults.disk),
+                accelerators=req.get("accelerators", defaults.accelerators),
+                preemptible=req.get("preemptible", defaults.preemptible),
+            ),
+            body=serialize.dumps(service)[0],
+        ))
+        queue.extend((child, service._serviceID) for child in service._childServices)
+    job._services = []
+    return tuple(specs)
 
 
 def _parse_requirement(key: str, value: Any) -> Any:
@@ -625,6 +722,7 @@ def make_specs(root: Job, defaults: Requirements) -> list[JobSpec]:
                 followons=tuple(f._jobStoreID for f in job._followOns),
                 body=body,
                 promise_deps=deps,
+                services=service_specs(job, defaults),
             )
         )
     for job in new_jobs:

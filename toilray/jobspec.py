@@ -11,6 +11,17 @@ from dataclasses import dataclass
 from toilray.requirements import Requirements
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A service of a host job: started before the host's successors, stopped after them."""
+
+    id: str
+    parent: str | None  # a service that must be up first (sub-services)
+    name: str
+    requirements: Requirements
+    body: bytes
+
+
 @dataclass(slots=True)
 class JobSpec:
     id: str
@@ -23,6 +34,7 @@ class JobSpec:
     followons: tuple[str, ...]
     body: bytes
     promise_deps: frozenset[str]
+    services: tuple[ServiceSpec, ...] = ()
 
     def label(self) -> str:
         """How logs and errors name the job: 'name' kind-name/instance-id, as Toil does."""
@@ -46,3 +58,4 @@ class CommitRecord:
     followons: tuple[str, ...]
     deleted_files: list[str]
     cleanup_files: list[str]
+    services: tuple[ServiceSpec, ...] = ()

@@ -27,11 +27,12 @@ from ray.exceptions import RayError
 
 from toilray import serialize
 from toilray.cluster import RayConnection, why_unschedulable
-from toilray.exceptions import FailedJobsException, WorkflowKilledException
+from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowKilledException
 from toilray.jobspec import JobSpec
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_state import FailureAction, LeaderState
 from toilray.requirements import Requirements
+from toilray.services import ServiceManager
 from toilray.worker import _LOG_MARK, Outcome, TaskItem, WorkerContext, run_jobs
 
 logger = logging.getLogger("toilray.leader")
@@ -58,6 +59,9 @@ class LeaderLimits:
     batching: bool
     max_job_duration: float | None
     kill_polling_interval: float
+    max_service_jobs: int
+    service_poll_interval: float
+    deadlock_wait: float
 
 
 @dataclass(slots=True)
@@ -87,7 +91,10 @@ class Leader:
         self._committed_earlier: set[str] = set()
         self._waiting: deque[str] = deque()
         self._inflight: dict[int, _Task] = {}
-        self._completions: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._completions: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._services = ServiceManager(self._context_ref, limits.service_poll_interval, limits.max_service_jobs,
+                                        self._completions.put)
+        self._stuck_since: float | None = None
         self._next_task = 0
         self._used = {"cores": 0.0, "memory": 0, "disk": 0}
         self._kind_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
@@ -120,31 +127,89 @@ class Leader:
         return self.resolve_result(result_id)
 
     def _loop(self) -> None:
+        try:
+            self._loop_until_done()
+        finally:
+            self._services.stop_everything()
+
+    def _loop_until_done(self) -> None:
         next_kill_check = time.monotonic() + self.limits.kill_polling_interval
         while True:
             self._dispatch()
-            if not self._inflight:
+            if not self._inflight and not self._services.active():
                 return
+            self._check_deadlock()
             self._write_status("running", at_most_every=_STATUS_INTERVAL)
             now = time.monotonic()
             if now >= next_kill_check:
                 next_kill_check = now + self.limits.kill_polling_interval
                 if self.store.kill_requested():
                     self._kill_everything()
+            self._services.poll()
             waits = [_STATUS_INTERVAL, max(0.0, next_kill_check - now)]
-            deadline_wait = self._until_next_deadline()
-            if deadline_wait is not None:
-                waits.append(deadline_wait)
+            for wait in (self._until_next_deadline(), self._services.next_wakeup()):
+                if wait is not None:
+                    waits.append(wait)
             try:
-                self._handle(self._completions.get(timeout=min(waits)))
+                self._on_completion(self._completions.get(timeout=min(waits)))
             except queue.Empty:
                 self._cancel_overdue()
                 continue
             while True:
                 try:
-                    self._handle(self._completions.get_nowait())
+                    self._on_completion(self._completions.get_nowait())
                 except queue.Empty:
                     break
+
+    def _on_completion(self, event: tuple[str, Any]) -> None:
+        kind, key = event
+        if kind == "task":
+            self._handle(key)
+        else:
+            self._host_events(self._services.handle(kind, key))
+
+    def _host_events(self, events: list[tuple[str, str]]) -> None:
+        for what, host in events:
+            if not self.state.is_known(host):
+                continue
+            if what == "up":
+                self.state.services_up(host)
+            elif what == "stopped":
+                if self.state.spec(host).id not in self.state.failed:
+                    self.state.services_stopped(host)
+            else:
+                spec = self.state.spec(host)
+                message = f"Job {spec.label()} failed: one of its services failed"
+                self.store.record_failure(host, message)
+                logger.error(message)
+                self._forget_dropped(self.state.services_failed(host))
+        self._after_state_change()
+
+    def _after_state_change(self) -> None:
+        for finished in self.state.take_finished_subtrees():
+            for file_id in self._cleanup.pop(finished, ()):
+                self.store.delete_file(file_id)
+        stopping = self.state.take_services_to_stop()
+        for host in stopping:
+            self._host_events(self._services.stop_host(host))
+
+    def _check_deadlock(self) -> None:
+        """Raise DeadlockException when only services can run for --deadlockWait seconds."""
+        if not self._services.active() or self._waiting or self._any_task_can_run():
+            self._stuck_since = None
+            return
+        now = time.monotonic()
+        if self._stuck_since is None:
+            self._stuck_since = now
+        elif now - self._stuck_since >= self.limits.deadlock_wait:
+            raise DeadlockException(
+                f"Only services could run for {self.limits.deadlock_wait:g} s: the jobs that use them have no "
+                "room left (raise --maxServiceJobs or give the cluster more resources)"
+            )
+
+    def _any_task_can_run(self) -> bool:
+        free = max((n.cpus for n in self._nodes), default=0.0) - self._services.reserved_cores()
+        return any(t.requirements is None or t.requirements.cores <= free + 1e-9 for t in self._inflight.values())
 
     def _kill_everything(self) -> None:
         logger.warning("A kill was requested for this workflow: stopping its %d running task(s)", len(self._inflight))
@@ -299,7 +364,7 @@ class Leader:
             if dep in seen:
                 continue
             seen.add(dep)
-            ref = self._results.get(dep)
+            ref = self._results.get(dep) or self._services.start_refs.get(dep)
             if ref is not None:
                 refs[dep] = ref
             stack.extend(self._result_deps.get(dep, ()))
@@ -325,7 +390,7 @@ class Leader:
         deadline = time.monotonic() + duration * len(job_ids) if duration else None
         self._inflight[task_id] = _Task(job_ids, list(refs), req, deadline)
         self._account(req, +1)
-        refs[0].future().add_done_callback(lambda _future, key=task_id: self._completions.put(key))
+        refs[0].future().add_done_callback(lambda _future, key=task_id: self._completions.put(("task", key)))
 
     # -- outcomes ----------------------------------------------------------------------------
 
@@ -379,7 +444,10 @@ class Leader:
         for level, text in outcome.messages:
             logger.log(level, "Got message from job at time %s: %s", time.strftime("%m-%d-%Y %H:%M:%S"), text)
         self.state.add_jobs(outcome.new_specs, job_id, outcome.children, outcome.followons)
-        self.state.job_ran(job_id)
+        services = spec.services + outcome.services
+        self.state.job_ran(job_id, with_services=bool(services))
+        if services:
+            self._services.launch(job_id, services)
         self.jobs_run += 0 if outcome.already_committed else 1
         if result_ref is not None:
             self._results[job_id] = result_ref
@@ -391,9 +459,7 @@ class Leader:
             stats = self._kind_time[spec.name]
             stats[0] += 1
             stats[1] += outcome.wall_time
-        for finished in self.state.take_finished_subtrees():
-            for file_id in self._cleanup.pop(finished, ()):
-                self.store.delete_file(file_id)
+        self._after_state_change()
 
     def _failed(self, spec: JobSpec, error: str, log: str) -> None:
         tries = self.limits.retry_count + 1
@@ -422,6 +488,16 @@ class Leader:
         self.store.uncommit(checkpoint_id)
         self._results.pop(checkpoint_id, None)
         self._result_deps.pop(checkpoint_id, None)
+        self._forget_dropped(dropped)
+        self.store.clear_failure(checkpoint_id)
+
+    def _forget_dropped(self, dropped: list[str]) -> None:
+        """Jobs removed from the graph: their records, results, files and services go too,
+        and tasks still running them are cancelled."""
+        dropped_set = set(dropped)
+        for task in self._inflight.values():
+            if dropped_set.issuperset(task.job_ids):
+                ray.cancel(task.refs[0], force=True)
         for job_id in dropped:
             self.store.uncommit(job_id)
             self.store.clear_failure(job_id)
@@ -429,7 +505,8 @@ class Leader:
             self._result_deps.pop(job_id, None)
             for file_id in self._cleanup.pop(job_id, ()):
                 self.store.delete_file(file_id)
-        self.store.clear_failure(checkpoint_id)
+            if self._services.hosts(job_id):
+                self._services.stop_host(job_id)
 
     def _fail_for_good(self, spec: JobSpec, why: str) -> None:
         message = f"Job {spec.label()} can never run: {why}"

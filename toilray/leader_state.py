@@ -52,6 +52,7 @@ class _Node:
         "pending_followons",
         "ran",
         "remaining_tries",
+        "services",
         "spec",
         "waiting",
     )
@@ -67,6 +68,11 @@ class _Node:
         self.ran = False
         self.failed = False
         self.children_phase_done = False
+        self.services = _NO_SERVICES
+
+
+# A host job's services: being started, up, being stopped, or failed.
+_NO_SERVICES, _STARTING, _UP, _STOPPING, _SERVICES_FAILED = "none", "starting", "up", "stopping", "failed"
 
 
 class LeaderState:
@@ -75,6 +81,7 @@ class LeaderState:
         self._nodes: dict[str, _Node] = {}
         self._ready: deque[str] = deque()
         self._finished_subtrees: list[str] = []
+        self._services_to_stop: list[str] = []
         self.finished_count = 0
         self.failed: list[str] = []
 
@@ -102,6 +109,12 @@ class LeaderState:
         done = self._finished_subtrees
         self._finished_subtrees = []
         return done
+
+    def take_services_to_stop(self) -> list[str]:
+        """Host jobs whose successors all finished: their services should stop now."""
+        hosts = self._services_to_stop
+        self._services_to_stop = []
+        return hosts
 
     def _node(self, job_id: str) -> _Node:
         try:
@@ -155,8 +168,11 @@ class LeaderState:
             followon.followon_of.append(parent_id)
             parent.pending_followons += 1
 
-    def job_ran(self, job_id: str) -> None:
-        """The job's run committed: release its children, maybe its follow-ons and parents."""
+    def job_ran(self, job_id: str, with_services: bool = False) -> None:
+        """The job's run committed: release its children, maybe its follow-ons and parents.
+
+        A job ``with_services`` releases nothing until ``services_up`` says they are running.
+        """
         node = self._node(job_id)
         if node.ran:
             raise GraphError(f"Job {job_id} finished twice")
@@ -165,10 +181,39 @@ class LeaderState:
             # A checkpoint keeps its body: it may have to run again.
             node.spec.body = b""
         self.finished_count += 1
-        children = self._children_of(job_id)
-        for child_id in children:
+        if with_services:
+            node.services = _STARTING
+            return
+        self._release_children(job_id)
+
+    def _release_children(self, job_id: str) -> None:
+        for child_id in self._children_of(job_id):
             self._satisfy(child_id)
         self._propagate(job_id)
+
+    def services_up(self, job_id: str) -> None:
+        """All services of a host job run: its successors may start."""
+        node = self._node(job_id)
+        if node.services != _STARTING:
+            raise GraphError(f"Job {job_id} was not starting services")
+        node.services = _UP
+        self._release_children(job_id)
+
+    def services_stopped(self, job_id: str) -> None:
+        """A host's services stopped after its successors finished: its subtree is done."""
+        node = self._node(job_id)
+        if node.services != _STOPPING:
+            raise GraphError(f"Job {job_id} was not stopping services")
+        node.services = _NO_SERVICES
+        self._propagate(job_id)
+
+    def services_failed(self, job_id: str) -> list[str]:
+        """A service of the host failed: the host fails and the jobs that depend on it are
+        dropped (never run). Returns the dropped job IDs."""
+        node = self._node(job_id)
+        node.services = _SERVICES_FAILED
+        self.mark_permanently_failed(job_id)
+        return self._drop_subtree(job_id)
 
     def job_failed(self, job_id: str) -> Failure:
         """An attempt failed: retry it, rerun the nearest checkpoint above it, or give up."""
@@ -205,20 +250,7 @@ class LeaderState:
         Returns the IDs of the jobs that were dropped (their records are now garbage).
         """
         checkpoint = self._nodes[checkpoint_id]
-        dropped: list[str] = []
-        stack = list(checkpoint.spec.children) + list(checkpoint.spec.followons)
-        while stack:
-            job_id = stack.pop()
-            node = self._nodes.pop(job_id, None)
-            if node is None:
-                continue
-            dropped.append(job_id)
-            if node.failed:
-                self.failed.remove(job_id)
-            stack.extend(node.spec.children)
-            stack.extend(node.spec.followons)
-        dropped_set = set(dropped)
-        self._ready = deque(j for j in self._ready if j not in dropped_set)
+        dropped = self._drop_subtree(checkpoint_id)
         checkpoint.remaining_tries -= 1
         checkpoint.ran = False
         checkpoint.children_phase_done = False
@@ -241,6 +273,25 @@ class LeaderState:
         self._node(job_id)
         self._ready.append(job_id)
 
+    def _drop_subtree(self, job_id: str) -> list[str]:
+        """Forget every successor of ``job_id`` (recursively); return their IDs."""
+        node = self._nodes[job_id]
+        dropped: list[str] = []
+        stack = list(node.spec.children) + list(node.spec.followons)
+        while stack:
+            current = stack.pop()
+            removed = self._nodes.pop(current, None)
+            if removed is None:
+                continue
+            dropped.append(current)
+            if removed.failed:
+                self.failed.remove(current)
+            stack.extend(removed.spec.children)
+            stack.extend(removed.spec.followons)
+        dropped_set = set(dropped)
+        self._ready = deque(j for j in self._ready if j not in dropped_set)
+        return dropped
+
     # -- propagation -------------------------------------------------------------------------
 
     def _children_of(self, job_id: str) -> tuple[str, ...]:
@@ -258,13 +309,17 @@ class LeaderState:
         while work:
             job_id = work.pop()
             node = self._nodes.get(job_id)
-            if node is None or not node.ran:
+            if node is None or not node.ran or node.services in (_STARTING, _STOPPING, _SERVICES_FAILED):
                 continue
             if not node.children_phase_done and node.pending_children == 0:
                 node.children_phase_done = True
                 for followon_id in node.spec.followons:
                     self._satisfy(followon_id)
             if node.children_phase_done and node.pending_followons == 0:
+                if node.services == _UP:
+                    node.services = _STOPPING
+                    self._services_to_stop.append(job_id)
+                    continue
                 del self._nodes[job_id]
                 self._finished_subtrees.append(job_id)
                 for parent_id in node.child_of:

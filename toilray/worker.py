@@ -26,8 +26,8 @@ from typing import Any
 from toilray import serialize
 from toilray.deferred import DeferredFunctions, run_orphaned
 from toilray.fileStores.fileStore import FileStore
-from toilray.job import make_specs
-from toilray.jobspec import CommitRecord, JobSpec
+from toilray.job import make_specs, service_specs
+from toilray.jobspec import CommitRecord, JobSpec, ServiceSpec
 from toilray.jobStores.jobStore import JobStore
 from toilray.requirements import Requirements
 
@@ -52,6 +52,7 @@ class WorkerContext:
     bad_worker_interval: float
     log_level: str
     capture_output: bool
+    verify_checksums: bool = True
 
 
 @dataclass(slots=True)
@@ -75,6 +76,7 @@ class Outcome:
     cleanup_files: list[str] = field(default_factory=list)
     messages: list[tuple[int, str]] = field(default_factory=list)
     requirements: Requirements | None = None
+    services: tuple[ServiceSpec, ...] = ()
     error: str = ""
     log: str = ""
     wall_time: float = 0.0
@@ -85,7 +87,7 @@ _stores: dict[str, JobStore] = {}
 _prepared_for: str | None = None
 
 
-def _prepare_process(ctx: WorkerContext) -> None:
+def prepare_process(ctx: WorkerContext) -> None:
     """Once per worker process and workflow: code paths, environment, logging."""
     global _prepared_for
     if _prepared_for == ctx.workflow_id:
@@ -105,10 +107,10 @@ def _prepare_process(ctx: WorkerContext) -> None:
     _prepared_for = ctx.workflow_id
 
 
-def _store(ctx: WorkerContext) -> JobStore:
+def store_for(ctx: WorkerContext) -> JobStore:
     store = _stores.get(ctx.locator)
     if store is None:
-        store = _stores[ctx.locator] = JobStore(ctx.locator)
+        store = _stores[ctx.locator] = JobStore(ctx.locator, verify_checksums=ctx.verify_checksums)
     return store
 
 
@@ -166,6 +168,7 @@ def _outcome_from_record(record: CommitRecord) -> Outcome:
         followons=record.followons,
         result_deps=record.result_deps,
         cleanup_files=record.cleanup_files,
+        services=record.services,
     )
 
 
@@ -196,7 +199,7 @@ def _empty_directory(path: str) -> None:
 
 
 def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tuple[Outcome, bytes | None]:
-    store = _store(ctx)
+    store = store_for(ctx)
     existing = store.read_commit(item.job_id)
     if existing is not None:
         for file_id in existing.deleted_files:
@@ -254,6 +257,7 @@ def _execute(
             os.chdir(cwd)
         job.checkJobGraphForDeadlocks()
         new_specs = make_specs(job, ctx.defaults)
+        services = service_specs(job, ctx.defaults)
         result, result_deps = serialize.dumps(value)
         record = CommitRecord(
             job_id=item.job_id,
@@ -264,6 +268,7 @@ def _execute(
             followons=tuple(f.jobStoreID for f in job._followOns),
             deleted_files=file_store.deleted_files,
             cleanup_files=file_store.cleanup_files,
+            services=services,
         )
     except (Exception, SystemExit) as exc:
         print(traceback.format_exc(), file=sys.stderr)
@@ -284,13 +289,14 @@ def _execute(
         result_deps=result_deps,
         cleanup_files=record.cleanup_files,
         messages=file_store.messages,
+        services=services,
     )
     return outcome, result
 
 
 def run_jobs(ctx: WorkerContext, items: list[TaskItem], dep_ids: list[str], *dep_values: bytes) -> tuple[Any, ...]:
     """The Ray task body. Returns the outcomes, then each job's pickled return value."""
-    _prepare_process(ctx)
+    prepare_process(ctx)
     values = dict(zip(dep_ids, dep_values, strict=True))
     outcomes: list[Outcome] = []
     results: list[bytes | None] = []

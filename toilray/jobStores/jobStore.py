@@ -52,7 +52,11 @@ SHARED = "shared"
 
 
 def parse_locator(locator: str) -> tuple[str, str]:
-    """Split a job store locator into (kind, rest): 'file:/x' and bare paths are 'file'."""
+    """Split a job store locator into (kind, rest).
+
+    Kinds: 'file' ('file:/x', 'file:///x' and bare paths), 's3' ('s3://bucket/prefix'),
+    'aws' ('aws:REGION:BUCKET'), 'gs' ('gs://bucket/prefix'), 'google' ('google:PROJECT:BUCKET').
+    """
     if locator.startswith("file://"):
         return "file", locator[len("file://") :]
     if locator.startswith("file:"):
@@ -61,16 +65,21 @@ def parse_locator(locator: str) -> tuple[str, str]:
         if locator.startswith(kind):
             return kind.rstrip(":/"), locator[len(kind) :]
     if "://" in locator:
-        raise NoSuchJobStoreException(locator, "unknown job store type (use file:PATH or a plain path)")
+        raise NoSuchJobStoreException(
+            locator, "unknown job store type (use file:PATH, a plain path, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX)"
+        )
     return "file", locator
 
 
-def open_storage(locator: str) -> Storage:
+def open_storage(locator: str, verify_checksums: bool = True) -> Storage:
+    """The storage back end of a locator; ``verify_checksums`` applies to object stores."""
     kind, rest = parse_locator(locator)
-    if kind != "file":
-        raise NoSuchJobStoreException(locator, f"{kind} job stores are not supported by this toilray version")
     if not rest:
-        raise NoSuchJobStoreException(locator, "the locator names no path")
+        raise NoSuchJobStoreException(locator, "the locator names no path or bucket")
+    if kind != "file":
+        from toilray.backends.storage.locators import open_job_store
+
+        return open_job_store(kind, rest, locator, verify_checksums)
     from toilray.backends.storage.local import LocalStorage
 
     return LocalStorage(os.path.expanduser(rest), locator)
@@ -79,9 +88,10 @@ def open_storage(locator: str) -> Storage:
 class JobStore:
     """Typed operations on a workflow's records; see the module docstring for the layout."""
 
-    def __init__(self, locator: str) -> None:
+    def __init__(self, locator: str, verify_checksums: bool = True) -> None:
         self.locator = locator
-        self.storage = open_storage(locator)
+        self.verify_checksums = verify_checksums
+        self.storage = open_storage(locator, verify_checksums)
         self._meta: dict[str, Any] | None = None
 
     # -- the workflow ------------------------------------------------------------------------

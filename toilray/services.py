@@ -1,0 +1,263 @@
+"""Services (``Job.Service``) hosted in Ray actors, and the leader's bookkeeping for them.
+
+A host job's services start after its ``run`` (parents before sub-services), each in an
+actor holding the service's resources. Once all are up the host's successors may run; the
+value ``start`` returned is what the ``addService`` promise resolves to. ``check`` is polled
+every ``--servicePollingInterval``; returning False ends a service early (successfully),
+raising fails it. When the host's successors have all finished, the services are stopped
+(sub-services first) and their actors killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from toilray import serialize
+from toilray.deferred import DeferredFunctions
+from toilray.fileStores.fileStore import FileStore
+from toilray.jobspec import ServiceSpec
+from toilray.worker import WorkerContext, deferred_dir, prepare_process, store_for, workflow_dir
+
+logger = logging.getLogger("toilray.leader")
+
+
+class ServiceHost:
+    """The actor that runs one service (turned into a Ray actor class below)."""
+
+    def __init__(self, ctx: WorkerContext, name: str) -> None:
+        from toilray.job import Job
+
+        prepare_process(ctx)
+        scratch = os.path.join(workflow_dir(ctx.work_dir, ctx.workflow_id), f"service-{os.getpid()}")
+        os.makedirs(scratch, exist_ok=True)
+        self._deferred = DeferredFunctions(deferred_dir(ctx.work_dir, ctx.workflow_id))
+        self._job = Job(unitName=name)
+        self._job._fileStore = FileStore(store_for(ctx), name, scratch, ctx.launch_dir, self._deferred)
+        self._service: Any = None
+
+    def start(self, body: bytes) -> bytes:
+        self._service = serialize.loads(body)
+        return serialize.dumps(self._service.start(self._job))[0]
+
+    def check(self) -> bool:
+        return bool(self._service.check())
+
+    def stop(self) -> None:
+        try:
+            self._service.stop(self._job)
+        finally:
+            self._deferred.run()
+
+
+_ServiceActor = ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)(ServiceHost)
+
+
+@dataclass
+class _Running:
+    spec: ServiceSpec
+    host: str
+    actor: Any = None
+    phase: str = "waiting"  # waiting -> starting -> up -> stopping -> stopped
+    next_check: float = 0.0
+    check_ref: Any = None
+    stop_ref: Any = None
+
+
+@dataclass
+class _Host:
+    services: list[str]
+    failed: bool = False
+    stop_requested: bool = False
+
+
+# What ServiceManager tells the leader: ("up" | "failed" | "stopped", host job ID).
+HostEvent = tuple[str, str]
+
+
+class ServiceManager:
+    """Starts, polls and stops the services of host jobs.
+
+    Completions of actor calls arrive through ``notify`` (on Ray's callback thread) and are
+    handed back by the leader's loop to :meth:`handle`, so all state changes happen there.
+    """
+
+    def __init__(self, context_ref: Any, poll_interval: float, max_services: int,
+                 notify: Callable[[tuple[str, str]], None]) -> None:
+        self._context_ref = context_ref
+        self._poll = poll_interval
+        self._max = max_services
+        self._notify = notify
+        self._services: dict[str, _Running] = {}
+        self._hosts: dict[str, _Host] = {}
+        self._queue: deque[str] = deque()
+        self.start_refs: dict[str, Any] = {}
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def active(self) -> bool:
+        return bool(self._hosts)
+
+    def hosts(self, host: str) -> bool:
+        return host in self._hosts
+
+    def running_count(self) -> int:
+        return sum(1 for s in self._services.values() if s.phase in ("starting", "up", "stopping"))
+
+    def reserved_cores(self) -> float:
+        return sum(s.spec.requirements.cores for s in self._services.values()
+                   if s.phase in ("starting", "up", "stopping"))
+
+    def next_wakeup(self) -> float | None:
+        checks = [s.next_check for s in self._services.values() if s.phase == "up" and s.check_ref is None]
+        return max(0.0, min(checks) - time.monotonic()) if checks else None
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def launch(self, host: str, specs: tuple[ServiceSpec, ...]) -> None:
+        self._hosts[host] = _Host([s.id for s in specs])
+        for spec in specs:
+            self._services[spec.id] = _Running(spec, host)
+            if spec.parent is None:
+                self._queue.append(spec.id)
+        self._start_queued()
+
+    def stop_host(self, host: str) -> list[HostEvent]:
+        """The host's successors finished (or a service failed): stop its services."""
+        self._hosts[host].stop_requested = True
+        return self._stop_pass(host)
+
+    def stop_everything(self) -> None:
+        for running in self._services.values():
+            if running.actor is not None:
+                ray.kill(running.actor)
+        self._services.clear()
+        self._hosts.clear()
+        self._queue.clear()
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        for service_id, running in self._services.items():
+            if running.phase == "up" and running.check_ref is None and running.next_check <= now:
+                running.check_ref = running.actor.check.remote()
+                self._watch(running.check_ref, ("service-check", service_id))
+
+    # -- events ------------------------------------------------------------------------------
+
+    def handle(self, kind: str, service_id: str) -> list[HostEvent]:
+        running = self._services.get(service_id)
+        if running is None:
+            return []
+        if kind == "service-start":
+            return self._started(running)
+        if kind == "service-check":
+            return self._checked(running)
+        return self._stopped(running)
+
+    def _started(self, running: _Running) -> list[HostEvent]:
+        host = self._hosts[running.host]
+        try:
+            ray.get(self.start_refs[running.spec.id])
+        except RayError as exc:
+            running.phase = "stopped"
+            ray.kill(running.actor)
+            return self._fail(running, f"start() failed: {_first_line(exc)}")
+        running.phase = "up"
+        running.next_check = time.monotonic() + self._poll
+        logger.info("Service %s is up", running.spec.name)
+        for child in self._services.values():
+            if child.spec.parent == running.spec.id and child.phase == "waiting":
+                self._queue.appendleft(child.spec.id)
+        self._start_queued()
+        if host.stop_requested:
+            return self._stop_pass(running.host)
+        if all(self._services[s].phase in ("up", "stopping", "stopped") for s in host.services):
+            return [("up", running.host)] if not host.failed else []
+        return []
+
+    def _checked(self, running: _Running) -> list[HostEvent]:
+        ref, running.check_ref = running.check_ref, None
+        if running.phase != "up":
+            return []
+        try:
+            alive = ray.get(ref)
+        except RayError as exc:
+            return self._fail(running, f"check() failed: {_first_line(exc)}")
+        if alive:
+            running.next_check = time.monotonic() + self._poll
+        else:
+            logger.info("Service %s ended on its own (check() returned False)", running.spec.name)
+            self._stop(running)
+        return []
+
+    def _stopped(self, running: _Running) -> list[HostEvent]:
+        try:
+            ray.get(running.stop_ref)
+        except RayError as exc:
+            logger.warning("Service %s did not stop cleanly: %s", running.spec.name, _first_line(exc))
+        ray.kill(running.actor)
+        running.phase = "stopped"
+        self._start_queued()
+        return self._stop_pass(running.host) if self._hosts[running.host].stop_requested else []
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _watch(self, ref: Any, event: tuple[str, str]) -> None:
+        ref.future().add_done_callback(lambda _f: self._notify(event))
+
+    def _start_queued(self) -> None:
+        while self._queue and self.running_count() < self._max:
+            running = self._services[self._queue.popleft()]
+            req = running.spec.requirements
+            running.actor = _ServiceActor.options(
+                num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None,
+            ).remote(self._context_ref, running.spec.name)
+            ref = running.actor.start.remote(running.spec.body)
+            running.phase = "starting"
+            self.start_refs[running.spec.id] = ref
+            self._watch(ref, ("service-start", running.spec.id))
+
+    def _stop_pass(self, host_id: str) -> list[HostEvent]:
+        """Stop every service of the host that can stop now; report when all have."""
+        host = self._hosts[host_id]
+        for service_id in host.services:
+            running = self._services[service_id]
+            children = [s for s in self._services.values() if s.spec.parent == service_id]
+            if running.phase == "waiting":
+                running.phase = "stopped"
+                if service_id in self._queue:
+                    self._queue.remove(service_id)
+            elif running.phase == "up" and all(c.phase == "stopped" for c in children):
+                self._stop(running)
+        if all(self._services[s].phase == "stopped" for s in host.services):
+            for service_id in host.services:
+                del self._services[service_id]
+                self.start_refs.pop(service_id, None)
+            del self._hosts[host_id]
+            return [("stopped", host_id)]
+        return []
+
+    def _stop(self, running: _Running) -> None:
+        running.phase = "stopping"
+        running.stop_ref = running.actor.stop.remote()
+        self._watch(running.stop_ref, ("service-stop", running.spec.id))
+
+    def _fail(self, running: _Running, why: str) -> list[HostEvent]:
+        logger.error("Service %s of job %s failed: %s", running.spec.name, running.host[:8], why)
+        host = self._hosts[running.host]
+        events: list[HostEvent] = [] if host.failed else [("failed", running.host)]
+        host.failed = True
+        return events + self.stop_host(running.host)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
