@@ -290,3 +290,19 @@ def test_deferred_functions_run_however_the_attempt_ends(tmp_path: Path, ray_add
     with pytest.raises(FailedJobsException), Toil(options) as toil:
         toil.start(root)
     assert sorted(Path(path).read_text().split()) == ["killed", "raised", "returned", "returned"]
+
+
+def test_real_time_logging_reaches_the_leader_while_the_job_runs(tmp_path: Path,
+                                                                   script_env: dict[str, str]) -> None:
+    go = tmp_path / "go"
+    leader = subprocess.Popen([sys.executable, str(WORKFLOWS / "realtime.py"), f"file:{tmp_path / 'store'}",
+                               "--goFile", str(go), "--realTimeLogging"], env=script_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert leader.stderr is not None
+    for line in leader.stderr:
+        if "live message from the running job" in line:
+            go.touch()  # the job only finishes once the message was seen
+            break
+    out, _ = leader.communicate(timeout=120)
+    assert leader.returncode == 0
+    assert "RESULT heard" in out

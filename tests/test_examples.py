@@ -314,11 +314,6 @@ def test_sort_fails_then_restarts_without_rerunning_finished_jobs(
     assert ("up", "root/up") in runs
 
 
-@pytest.mark.xfail(
-    reason="engine gap: --realTimeLogging is parsed but unused; RealtimeLogger messages stay in the "
-           "worker's captured log and never reach the leader (toilray/realtimeLogger.py, toilray/worker.py)",
-    strict=True,
-)
 def test_sort_real_time_logging_reaches_leader(script_env: dict[str, str], tmp_path: Path) -> None:
     result = run_example("sort.py", f"file:{tmp_path / 'store'}", "--numLines", "500", "--lineLength", "10",
                          "--N", "100000", "--realTimeLogging", env=script_env, cwd=tmp_path)

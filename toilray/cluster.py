@@ -44,6 +44,10 @@ class RayConnection:
             capacities.append(NodeCapacity(res.get("CPU", 0.0), res.get("memory", 0.0), res.get("GPU", 0.0)))
         return capacities
 
+    def node_ip(self) -> str:
+        """This process's address as the Ray cluster sees it (where workers can reach us)."""
+        return ray.util.get_node_ip_address()
+
     def total_cpus(self) -> float:
         return float(ray.cluster_resources().get("CPU", 1.0))
 

@@ -284,6 +284,7 @@ class Toil:
     def _run(self, specs: list[Any], result_id: str, module: str | None, paths: list[str],
              restarting: bool) -> Any:
         from toilray.cluster import RayConnection
+        from toilray.realtimeLogger import RealtimeLogServer
         from toilray.leader import Leader, LeaderLimits
         from toilray.worker import WorkerContext
 
@@ -291,6 +292,7 @@ class Toil:
         assert config is not None
         store = self._store
         connection = RayConnection(config.rayAddress)
+        log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
         try:
             context = WorkerContext(
                 locator=config.jobStoreLocator,
@@ -307,6 +309,8 @@ class Toil:
                 bad_worker_interval=float(config.badWorkerFailInterval),
                 log_level=config.logLevel,
                 capture_output=not config.disableWorkerOutputCapture,
+                caching=config.caching is not False,
+                realtime_log_address=log_server.address if log_server else None,
                 verify_checksums=not config.disableJobStoreChecksumVerification,
             )
             limits = LeaderLimits(
@@ -333,15 +337,19 @@ class Toil:
             logger.info("Workflow finished: %d job(s) run", leader.jobs_run)
             return result
         finally:
+            if log_server is not None:
+                log_server.close()
             connection.shutdown()
 
     def _clean_node_dirs(self, workflow_id: str, succeeded: bool) -> None:
         """Run deferred functions left by killed attempts, then remove this node's scratch."""
         from toilray.deferred import run_orphaned
-        from toilray.worker import deferred_dir, workflow_dir
+        from toilray.fileStores.cache import remove_cache
+        from toilray.worker import cache_dir, deferred_dir, workflow_dir
 
         assert self.config is not None
         run_orphaned(deferred_dir(self.config.workDir, workflow_id), everything=True)
+        remove_cache(cache_dir(self.config.workDir, workflow_id))
         clean = self.config.cleanWorkDir
         if clean == "always" or (clean == "onSuccess" and succeeded) or (clean == "onError" and not succeeded):
             shutil.rmtree(workflow_dir(self.config.workDir, workflow_id), ignore_errors=True)

@@ -1,15 +1,27 @@
-"""``RealtimeLogger``: log from inside jobs to the workflow's log."""
+"""``RealtimeLogger``: log from inside jobs, live to the leader with ``--realTimeLogging``.
+
+Messages always go to the job's own log. With ``--realTimeLogging`` the leader listens on a
+UDP port of its node and workers also send each message there as a small JSON datagram, so
+it appears in the leader's log while the job is still running (as in Toil, best effort: a
+lost datagram is not resent).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
+import threading
 from typing import Any
+
+_LOGGER_NAME = "toilray.worker.realtime"
+_MAX_DATAGRAM = 60000
 
 
 class RealtimeLogger:
     """Class-level logging methods, as in Toil: ``RealtimeLogger.info("...")``."""
 
-    _logger = logging.getLogger("toilray.worker.realtime")
+    _logger = logging.getLogger(_LOGGER_NAME)
 
     @classmethod
     def getLogger(cls) -> logging.Logger:
@@ -34,3 +46,53 @@ class RealtimeLogger:
     @classmethod
     def critical(cls, msg: str, *args: Any) -> None:
         cls._logger.critical(msg, *args)
+
+
+class _DatagramSender(logging.Handler):
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__()
+        self._address = address
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            payload = json.dumps({"level": record.levelno, "message": record.getMessage()}).encode()
+            self._socket.sendto(payload[:_MAX_DATAGRAM], self._address)
+        except Exception:
+            self.handleError(record)
+
+
+def install_sender(address: tuple[str, int] | None) -> None:
+    """In a worker process: also send RealtimeLogger messages to the leader at ``address``."""
+    realtime = logging.getLogger(_LOGGER_NAME)
+    for handler in [h for h in realtime.handlers if isinstance(h, _DatagramSender)]:
+        realtime.removeHandler(handler)
+    if address is not None:
+        realtime.addHandler(_DatagramSender(address))
+
+
+class RealtimeLogServer:
+    """In the leader: receive workers' messages and log them as they arrive."""
+
+    def __init__(self, host: str) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind((host, 0))
+        self.address: tuple[str, int] = (host, self._socket.getsockname()[1])
+        self._logger = logging.getLogger("toilray.realtime")
+        self._thread = threading.Thread(target=self._serve, name="toilray-realtime-log", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, _ = self._socket.recvfrom(_MAX_DATAGRAM + 1024)
+            except OSError:
+                return
+            try:
+                message = json.loads(data)
+                self._logger.log(int(message["level"]), "%s", message["message"])
+            except (ValueError, KeyError, TypeError):
+                continue
+
+    def close(self) -> None:
+        self._socket.close()

@@ -25,10 +25,12 @@ from typing import Any
 
 from toilray import serialize
 from toilray.deferred import DeferredFunctions, run_orphaned
+from toilray.fileStores.cache import NodeCache
 from toilray.fileStores.fileStore import FileStore
 from toilray.job import make_specs, service_specs
 from toilray.jobspec import CommitRecord, JobSpec, ServiceSpec
 from toilray.jobStores.jobStore import JobStore
+from toilray.realtimeLogger import install_sender
 from toilray.requirements import Requirements
 
 _LOG_MARK = "---TOIL WORKER OUTPUT LOG---"
@@ -52,6 +54,8 @@ class WorkerContext:
     bad_worker_interval: float
     log_level: str
     capture_output: bool
+    caching: bool = True
+    realtime_log_address: tuple[str, int] | None = None
     verify_checksums: bool = True
 
 
@@ -104,6 +108,7 @@ def prepare_process(ctx: WorkerContext) -> None:
         handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname).1s] [%(name)s] %(message)s"))
         worker_logger.addHandler(handler)
         worker_logger.propagate = False
+    install_sender(ctx.realtime_log_address)
     _prepared_for = ctx.workflow_id
 
 
@@ -181,6 +186,10 @@ def deferred_dir(work_dir: str, workflow_id: str) -> str:
     return os.path.join(workflow_dir(work_dir, workflow_id), "deferred")
 
 
+def cache_dir(work_dir: str, workflow_id: str) -> str:
+    return os.path.join(workflow_dir(work_dir, workflow_id), "cache")
+
+
 def _process_dir(ctx: WorkerContext) -> str:
     """This worker process's scratch area: the jobs' working directory and its log file."""
     path = os.path.join(workflow_dir(ctx.work_dir, ctx.workflow_id), f"worker-{os.getpid()}")
@@ -212,7 +221,8 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
     with open(log_path, "wb"):
         pass
     deferred = DeferredFunctions(defer_dir)
-    file_store = FileStore(store, item.name, process_dir, ctx.launch_dir, deferred)
+    cache = NodeCache(cache_dir(ctx.work_dir, ctx.workflow_id)) if ctx.caching else None
+    file_store = FileStore(store, item.name, process_dir, ctx.launch_dir, deferred, cache)
     started, cpu_started = time.time(), time.process_time()
     succeeded = False
     bad_timer = _maybe_arm_bad_worker(ctx)

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from toilray.deferred import DeferredFunctions
 from toilray.fileStores import FileID
+from toilray.fileStores.cache import NodeCache
 from toilray.jobStores.jobStore import JobStore
 from toilray.lib import urls
 
@@ -24,9 +25,10 @@ class FileStore:
     """Files for one job attempt. Deletions of global files take effect when the job commits."""
 
     def __init__(self, job_store: JobStore, job_name: str, scratch_parent: str, launch_dir: str,
-                 deferred: DeferredFunctions) -> None:
+                 deferred: DeferredFunctions, cache: NodeCache | None = None) -> None:
         self.jobStore = job_store
         self.deferred = deferred
+        self._cache = cache
         self._job_name = job_name
         self._scratch_parent = scratch_parent
         self._attempt_dir: str | None = None
@@ -105,7 +107,8 @@ class FileStore:
         mutable: bool = False,
         symlink: bool = False,
     ) -> str:
-        """A local path holding the file: read-only (possibly a link) unless ``mutable``."""
+        """A local path holding the file: read-only and shared through the node cache, unless
+        ``mutable`` (a private writable copy) or ``cache=False`` / caching is off (a private copy)."""
         if userPath is not None:
             path = os.path.abspath(userPath)
             if os.path.exists(path):
@@ -114,7 +117,16 @@ class FileStore:
             directory = os.path.join(self._dir, "reads", uuid.uuid4().hex)
             os.makedirs(directory)
             path = os.path.join(directory, os.path.basename(fileStoreID))
-        self.jobStore.read_file(fileStoreID, path, allow_link=not mutable)
+        if mutable or not cache or self._cache is None:
+            self.jobStore.read_file(fileStoreID, path, allow_link=False)
+        else:
+            # Root ignores permission bits, so the cached copy must be its own inode (made
+            # immutable); anyone else may share the job store's read-only inode directly.
+            share_store_inode = os.geteuid() != 0
+            self._cache.place(
+                str(fileStoreID), path, self.jobStore.file_is_executable(fileStoreID),
+                lambda tmp: self.jobStore.read_file(fileStoreID, tmp, allow_link=share_store_inode),
+            )
         self._local_copies.setdefault(str(fileStoreID), []).append(path)
         return path
 

@@ -1,0 +1,450 @@
+"""Job stores on S3 and GCS (real local servers), and URL import/export.
+
+The core workflow tests run once per store kind (file:, s3://, gs://) with the same
+workflow scripts; the rest check what only object stores have: create-only commits, the
+leader lease, checksums, the node cache, fault retries, bucket handling and cleanup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EXAMPLES, run_script
+from objectstores import FaultyProxy, ObjectServers, peak_rss_mib, start_object_servers
+from toilray.backends.storage.faults import ChecksumMismatchError, StorageUnavailableError
+from toilray.backends.storage.lease import Lease
+from toilray.backends.storage.locators import open_url, service
+from toilray.backends.storage.objects import SHA256_KEY, ObjectStorage
+
+from toilray.common import Toil
+from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException
+from toilray.job import Job
+from toilray.jobStores.jobStore import JobStore, open_storage
+
+WORKFLOWS = Path(__file__).parent / "workflows"
+KINDS = ["file", "s3", "gs"]
+
+
+@pytest.fixture(scope="session")
+def object_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServers]:
+    with start_object_servers(tmp_path_factory.mktemp("object-servers")) as servers:
+        yield servers
+
+
+@pytest.fixture
+def object_env(object_servers: ObjectServers, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point this process's clients at the local servers; the variables, for workflows."""
+    env = object_servers.environment()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def set_env_args(env: dict[str, str]) -> list[str]:
+    """``--setEnv`` options that give Ray workers the same variables."""
+    return [arg for name, value in env.items() for arg in ("--setEnv", f"{name}={value}")]
+
+
+def unique(name: str) -> str:
+    return f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class StoreCase:
+    kind: str
+    locator: str
+    env: dict[str, str]  # for workflow processes: the session's Ray plus the servers
+    args: list[str] = field(default_factory=list)  # --setEnv options for the workers
+
+    def job_store(self) -> JobStore:
+        return JobStore(self.locator)
+
+    def exists(self) -> bool:
+        return self.job_store().storage.root_exists()
+
+
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, script_env: dict[str, str]) -> StoreCase:
+    kind = request.param
+    if kind == "file":
+        return StoreCase(kind, f"file:{tmp_path / 'store'}", script_env)
+    object_env = request.getfixturevalue("object_env")
+    locator = f"{kind}://toilray-tests/{unique(request.node.name)}/store"
+    return StoreCase(kind, locator, {**script_env, **object_env}, set_env_args(object_env))
+
+
+def make_bucket(kind: str, bucket: str) -> None:
+    if not service(kind).bucket_exists(bucket):
+        service(kind).create_bucket(bucket)
+
+
+def executions(count_dir: Path) -> Counter[str]:
+    return Counter(name.rsplit("-", 1)[0] for name in os.listdir(count_dir))
+
+
+# -- the core workflow tests on every kind of store --------------------------------------------
+
+
+def test_failed_job_keeps_store_and_restart_runs_fixed_code_only(tmp_path: Path, store: StoreCase) -> None:
+    script = tmp_path / "flaky.py"
+    script.write_text((WORKFLOWS / "flaky.py").read_text())
+    counts = tmp_path / "counts"
+    counts.mkdir()
+
+    first = run_script(script, store.locator, "--countDir", str(counts), *store.args, env=store.env)
+    assert first.returncode != 0
+    assert "RuntimeError: boom from flaky" in first.stderr
+    assert re.search(r"failed: 1 job\(s\) failed \('flaky'", first.stderr)
+    assert store.exists()
+    ran = executions(counts)
+    assert ran["flaky"] == 2 and all(ran[f"work{i}"] == 1 for i in range(10))
+
+    script.write_text(script.read_text().replace('raise RuntimeError("boom from flaky")  # BUG', "pass"))
+    second = run_script(script, store.locator, "--countDir", str(counts), "--restart", *store.args, env=store.env)
+    assert second.returncode == 0, second.stderr
+    assert "RESULT 145" in second.stdout
+    ran = executions(counts)
+    assert ran["root"] == 1 and all(ran[f"work{i}"] == 1 for i in range(10)) and ran["flaky"] == 3
+    assert not store.exists()
+
+
+def test_leader_sigkill_then_restart_reruns_no_committed_job(tmp_path: Path, store: StoreCase) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    args = [store.locator, "--countDir", str(counts), "--n", "100", "--seconds", "0.1", *store.args]
+    leader = subprocess.Popen([sys.executable, str(WORKFLOWS / "fan_out.py"), *args], env=store.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while len(os.listdir(counts)) < 30:
+        assert leader.poll() is None, leader.communicate()
+    leader.send_signal(signal.SIGKILL)
+    leader.wait()
+    committed_before_restart = set(store.job_store().committed_ids())
+    assert committed_before_restart
+
+    # The dead leader's lease is still fresh; it names a process of this host that is gone,
+    # so the new leader takes it over at once.
+    again = run_script(WORKFLOWS / "fan_out.py", *args, "--restart", env=store.env)
+    assert again.returncode == 0, again.stderr
+    assert f"RESULT {sum(range(100))}" in again.stdout
+    runs_by_job: Counter[str] = Counter(name.split("-")[1] for name in os.listdir(counts))
+    assert len(runs_by_job) == 100
+    assert [j for j in committed_before_restart if runs_by_job.get(j, 0) > 1] == []
+
+
+def test_files_example(store: StoreCase) -> None:
+    result = run_script(EXAMPLES / "files.py", store.locator, *store.args, env=store.env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    writer = values["global"]["writer"]
+    assert writer["readDefault"] == "What a tangled web we weave"
+    assert writer["streamed"] == "Out brief candle" and writer["streamedText"] == "Ünïcödé candle, ∞ ✓"
+    assert writer["executableCopy"] and not writer["plainCopyExecutable"]
+    successor = values["global"]["successor"]
+    assert successor["deletedReadable"] is False and successor["executableCopy"]
+    assert values["afterCleanup"] == {"cleanupReadable": False, "textReadable": False, "executableCopy": True}
+
+
+def test_staging_example_imports_from_s3_and_exports_to_gs(store: StoreCase, object_env: dict[str, str]) -> None:
+    make_bucket("s3", "toilray-staging")
+    make_bucket("gs", "toilray-staging")
+    service("s3").put_bytes("toilray-staging/in.txt", "Grüß dich, ".encode(), {}, None)
+    target = f"gs://toilray-staging/{unique(store.kind)}/out.txt"
+    env = {**store.env, **object_env}
+    result = run_script(EXAMPLES / "staging.py", store.locator, "s3://toilray-staging/in.txt", target,
+                        *set_env_args(object_env), env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    destination, key = open_url(target, verify_checksums=True)
+    assert destination.read_bytes(key).decode() == "Grüß dich, World!"
+
+
+# -- a large file --------------------------------------------------------------------------------
+
+
+def test_one_gib_file_round_trip_in_bounded_memory(store: StoreCase, object_servers: ObjectServers) -> None:
+    result = run_script(WORKFLOWS / "bigfile.py", store.locator, "--size", str(1 << 30), *store.args,
+                        env=store.env, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert report["intact"] and report["size"] == 1 << 30
+    peaks = {name: report[f"{name}_rss_kib"] / 1024 for name in ("writer", "reader", "leader")}
+    server_pid = {"s3": object_servers.s3_pid, "gs": object_servers.gcs_pid}.get(store.kind)
+    server = f", server peak so far {peak_rss_mib(server_pid):.0f} MiB" if server_pid else ""
+    print(f"1 GiB via {store.kind}: peak RSS writer {peaks['writer']:.0f} MiB, reader {peaks['reader']:.0f} MiB, "
+          f"leader {peaks['leader']:.0f} MiB{server}")
+    assert all(peak < 400 for peak in peaks.values()), peaks
+    assert not store.exists()
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+def test_300_jobs_through_a_proxy_that_resets_connections(script_env: dict[str, str],
+                                                          object_servers: ObjectServers) -> None:
+    s3_port = int(object_servers.s3_endpoint.rsplit(":", 1)[1])
+    with FaultyProxy(s3_port, reset_every=20) as proxy:
+        env = object_servers.environment(s3_endpoint=proxy.endpoint)
+        locator = f"s3://toilray-faults/{unique('pairs')}"
+        result = run_script(WORKFLOWS / "file_pairs.py", locator, "--n", "150", *set_env_args(env),
+                            env={**script_env, **env}, timeout=900)
+    print(f"proxy: {proxy.connections} connections, {proxy.resets} reset")
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert f"RESULT {sum(i * (i % 50 + 1) for i in range(150))}" in result.stdout
+    assert proxy.resets >= 1  # the faults really happened
+
+
+def test_a_file_read_by_many_jobs_on_a_node_is_downloaded_once(script_env: dict[str, str],
+                                                                object_servers: ObjectServers) -> None:
+    size = 8 << 20
+    s3_port = int(object_servers.s3_endpoint.rsplit(":", 1)[1])
+    with FaultyProxy(s3_port, reset_every=None) as proxy:
+        env = object_servers.environment(s3_endpoint=proxy.endpoint)
+        locator = f"s3://toilray-cache/{unique('shared-read')}"
+        result = run_script(WORKFLOWS / "shared_read.py", locator, "--size", str(size), "--readers", "8",
+                            *set_env_args(env), env={**script_env, **env})
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "RESULT 8" in result.stdout
+    # The writer's upload does not count here: these are bytes sent by the server.
+    assert proxy.bytes_to_clients < 2 * size, proxy.bytes_to_clients
+
+
+def test_transient_faults_are_retried_and_permanent_ones_are_not(object_env: dict[str, str]) -> None:
+    storage = open_storage(f"s3://toilray-retry/{unique('retry')}")
+    storage.create_root()
+    calls = {"n": 0}
+    real = storage.service.read_all
+
+    def flaky_read(path: str) -> bytes:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise ConnectionResetError("connection reset by peer")
+        return real(path)
+
+    storage.write_bytes("k", b"value")
+    storage.service.read_all = flaky_read  # type: ignore[method-assign]
+    assert storage.read_bytes("k") == b"value" and calls["n"] == 3
+    storage.service.read_all = real  # type: ignore[method-assign]
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes("missing")
+    storage.destroy()
+
+
+# -- create-only commits, the lease, checksums -----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["s3", "gs"])
+def test_create_only_write_has_one_winner(kind: str, object_env: dict[str, str]) -> None:
+    storage = open_storage(f"{kind}://toilray-once/{unique('once')}")
+    storage.create_root()
+    results: dict[int, bool] = {}
+    start = threading.Barrier(8)
+
+    def contend(index: int) -> None:
+        other = open_storage(storage.locator)
+        start.wait()
+        results[index] = other.write_bytes_once("commits/job", f"attempt {index}".encode())
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [i for i, won in results.items() if won]
+    assert len(winners) == 1
+    assert storage.read_bytes("commits/job") == f"attempt {winners[0]}".encode()
+    assert storage.write_bytes_once("commits/job", f"attempt {winners[0]}".encode())  # a retried win
+    storage.destroy()
+
+
+def _write_lease(storage: ObjectStorage, **fields: Any) -> None:
+    lease = {"owner": "pid 1 on elsewhere", "host": "elsewhere", "boot_id": "b", "pid": 1,
+             "process_started": 1.0, "token": "t", "expires": 0.0, **fields}
+    storage.write_bytes("leader.lock", json.dumps(lease).encode())
+
+
+@pytest.mark.parametrize("kind", ["s3", "gs"])
+def test_leader_lease_refuses_a_second_leader_and_expires(kind: str, object_env: dict[str, str]) -> None:
+    storage = open_storage(f"{kind}://toilray-lease/{unique('lease')}")
+    assert isinstance(storage, ObjectStorage)
+    storage.create_root()
+    storage.lease_seconds = 1.5
+    lock = storage.acquire_leader_lock("leader.lock", "first leader")
+    with pytest.raises(JobStoreLockedException, match="first leader"):
+        storage.acquire_leader_lock("leader.lock", "second leader")
+    # The holder renews its lease: the expiry moves forward while it lives.
+    first_expiry = json.loads(storage.read_bytes("leader.lock"))["expires"]
+    deadline = time.monotonic() + 30
+    while json.loads(storage.read_bytes("leader.lock"))["expires"] == first_expiry:
+        assert time.monotonic() < deadline, "the lease was never renewed"
+        threading.Event().wait(0.05)  # poll interval
+    lock.release()
+    assert not storage.exists("leader.lock")
+
+    # A fresh lease of a leader on another host is respected; once expired it is taken over.
+    _write_lease(storage, owner="leader on another host", expires=time.time() + 3600)
+    with pytest.raises(JobStoreLockedException, match="leader on another host"):
+        storage.acquire_leader_lock("leader.lock", "me")
+    _write_lease(storage, owner="dead leader", expires=time.time() - 1)
+    storage.acquire_leader_lock("leader.lock", "me").release()
+
+    # A fresh lease naming a process of this host that has exited is free at once.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    _write_lease(storage, owner="killed leader", host=os.uname().nodename, pid=int(gone.stdout),
+                 boot_id=Path("/proc/sys/kernel/random/boot_id").read_text().strip(), expires=time.time() + 3600)
+    taken = storage.acquire_leader_lock("leader.lock", "me")
+    assert Lease.decode(storage.read_bytes("leader.lock")).owner == "me"  # type: ignore[union-attr]
+    taken.release()
+    storage.destroy()
+
+
+@pytest.mark.parametrize("kind", ["s3", "gs"])
+def test_corrupt_download_is_detected_unless_verification_is_off(kind: str, object_env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    locator = f"{kind}://toilray-checksum/{unique('checksum')}"
+    storage = open_storage(locator)
+    assert isinstance(storage, ObjectStorage)
+    storage.create_root()
+    original = tmp_path / "original"
+    original.write_bytes(b"good data " * 1000)
+    storage.put_file("files/a/data", str(original), executable=False)
+    # Replace the bytes behind the store's back, keeping the recorded checksum.
+    stat = storage.service.stat(storage._path("files/a/data"))
+    storage.service.put_bytes(storage._path("files/a/data"), b"evil data " * 1000, dict(stat.metadata), None)
+    assert stat.metadata[SHA256_KEY] == hashlib.sha256(original.read_bytes()).hexdigest()
+
+    with pytest.raises(StorageUnavailableError) as failed:
+        storage.get_file("files/a/data", str(tmp_path / "copy"), allow_link=True)
+    assert isinstance(failed.value.__cause__, ChecksumMismatchError)
+    with pytest.raises(ChecksumMismatchError), storage.open_read("files/a/data") as handle:
+        handle.read()
+    unverified = JobStore(locator, verify_checksums=False)
+    unverified.read_file("files/a/data", str(tmp_path / "unchecked"), allow_link=False)
+    assert (tmp_path / "unchecked").read_bytes() == b"evil data " * 1000
+    storage.destroy()
+
+
+# -- buckets, errors, cleanup ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["s3", "gs"])
+def test_destroy_leaves_no_object_behind(kind: str, object_env: dict[str, str], ray_address: str) -> None:
+    # In a bucket the store created: the bucket goes too.
+    own_bucket = unique("own")[:30]
+    options = Job.Runner.getDefaultOptions(f"{kind}://{own_bucket}/wf")
+    options.clean = "never"
+    options.setEnv = [f"{name}={value}" for name, value in object_env.items()]
+    with Toil(options) as toil:
+        assert toil.start(Job.wrapJobFn(_write_some_files)) == 3
+    objects = service(kind).find(own_bucket)
+    assert any("/files/" in o for o in objects) and any("/commits/" in o for o in objects)
+    JobStore(options.jobStore).destroy()
+    assert not service(kind).bucket_exists(own_bucket)
+
+    # In a bucket the user owns: everything under the prefix goes, the rest stays.
+    bucket = unique("shared")[:30]
+    make_bucket(kind, bucket)
+    service(kind).put_bytes(f"{bucket}/keep-me", b"not the store's", {}, None)
+    store = JobStore(f"{kind}://{bucket}/wf")
+    store.initialize()
+    store.write_start({"workflowID": "w", "rootJobID": "r", "resultJobID": "r"}, [])
+    store.write_file(__file__)
+    store.destroy()
+    assert service(kind).find(bucket) == [f"{bucket}/keep-me"]
+
+
+def _write_some_files(job: Job) -> int:
+    for index in range(3):
+        with job.fileStore.writeGlobalFileStream() as (stream, _):
+            stream.write(f"file {index}".encode())
+    return 3
+
+
+def test_restart_of_a_store_in_a_missing_bucket_fails_naming_it(object_env: dict[str, str]) -> None:
+    for locator in ("s3://toilray-no-such-bucket/x", "gs://toilray-no-such-bucket/x", "aws:us-east-1:toilray-nope"):
+        options = Job.Runner.getDefaultOptions(locator)
+        options.restart = True
+        with pytest.raises(NoSuchJobStoreException) as missing, Toil(options):
+            pass
+        assert locator in str(missing.value) and "\n" not in str(missing.value)
+
+
+def test_toil_locators_name_a_bucket_in_a_region_or_project(object_env: dict[str, str]) -> None:
+    aws = open_storage("aws:us-west-2:toilray-aws-style")
+    google = open_storage("google:my-project:toilray-google-style")
+    assert isinstance(aws, ObjectStorage) and isinstance(google, ObjectStorage)
+    assert (aws.bucket, aws.root, google.bucket, google.root) == ("toilray-aws-style", "", "toilray-google-style", "")
+    for storage in (aws, google):
+        assert storage.create_root()
+        storage.destroy()
+        assert not storage.service.bucket_exists(storage.bucket)
+
+
+# -- import and export -----------------------------------------------------------------------------
+
+
+def test_export_to_s3_gs_and_a_path_and_import_from_http(store: StoreCase, object_env: dict[str, str],
+                                                         tmp_path: Path, http_root: tuple[str, Path],
+                                                         ray_address: str) -> None:
+    base_url, served = http_root
+    payload = os.urandom(3 << 20) + b"end"
+    (served / "input.bin").write_bytes(payload)
+    options = Job.Runner.getDefaultOptions(store.locator)
+    options.setEnv = [f"{name}={value}" for name, value in object_env.items()]
+    prefix = unique(store.kind)
+    with Toil(options) as toil:
+        imported = toil.importFile(f"{base_url}/input.bin")
+        assert imported.size == len(payload)
+        for target in (f"s3://toilray-exports/{prefix}/out.bin", f"gs://toilray-exports/{prefix}/out.bin",
+                       str(tmp_path / "out.bin")):
+            if target.startswith(("s3:", "gs:")):
+                make_bucket(target[:2], "toilray-exports")
+            toil.exportFile(imported, target)
+        # Inside a job, through the file store: import from s3://, export to gs://.
+        copied = toil.start(Job.wrapJobFn(_copy_between_buckets, f"s3://toilray-exports/{prefix}/out.bin",
+                                          f"gs://toilray-exports/{prefix}/copied.bin"))
+        assert copied == len(payload)
+        for url in (f"{base_url}/missing.bin", f"s3://toilray-exports/{prefix}/missing.bin",
+                    f"gs://toilray-exports/{prefix}/missing.bin", "s3://toilray-no-such-bucket/x.bin"):
+            with pytest.raises(FileNotFoundError, match=re.escape(url)):
+                toil.importFile(url)
+    for url in (f"s3://toilray-exports/{prefix}/out.bin", f"gs://toilray-exports/{prefix}/out.bin",
+                f"gs://toilray-exports/{prefix}/copied.bin"):
+        exported, key = open_url(url, verify_checksums=True)
+        assert hashlib.sha256(exported.read_bytes(key)).digest() == hashlib.sha256(payload).digest(), url
+    assert (tmp_path / "out.bin").read_bytes() == payload
+
+
+def _copy_between_buckets(job: Job, source: str, target: str) -> int:
+    file_id = job.fileStore.importFile(source)
+    job.fileStore.exportFile(file_id, target)
+    return int(file_id.size)
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    import http.server
+    from functools import partial
+
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+    thread.join()

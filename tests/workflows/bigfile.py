@@ -1,0 +1,67 @@
+"""Test workflow: one job writes a large file with writeGlobalFile, another reads it back.
+
+The data is pseudo-random (seeded) and generated block by block, so no process ever holds
+the whole file. Each job reports the SHA-256 it saw and its process's peak resident memory;
+the leader prints them as JSON after ``RESULT``, with its own peak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import resource
+from typing import Any
+
+from toilray.common import Toil
+from toilray.job import Job
+
+BLOCK = 8 << 20
+
+
+def peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def write_big(job: Job, size: int) -> dict[str, Any]:
+    path = job.fileStore.getLocalTempFile()
+    digest = hashlib.sha256()
+    generator = random.Random(20261125)
+    with open(path, "wb") as out:
+        for _ in range(size // BLOCK):
+            block = generator.randbytes(BLOCK)
+            digest.update(block)
+            out.write(block)
+    file_id = job.fileStore.writeGlobalFile(path)
+    os.unlink(path)  # the job store has its copy; free the disk for the reader's
+    return {"file_id": file_id, "sha256": digest.hexdigest(), "writer_rss_kib": peak_rss_kib()}
+
+
+def read_big(job: Job, written: dict[str, Any]) -> dict[str, Any]:
+    path = job.fileStore.readGlobalFile(written["file_id"])
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(BLOCK):
+            digest.update(block)
+    return {
+        "intact": digest.hexdigest() == written["sha256"],
+        "size": os.path.getsize(path),
+        "writer_rss_kib": written["writer_rss_kib"],
+        "reader_rss_kib": peak_rss_kib(),
+    }
+
+
+def root(job: Job, size: int) -> object:
+    write = job.addChildJobFn(write_big, size, disk=2 * size)
+    return write.addFollowOnJobFn(read_big, write.rv(), disk=2 * size).rv()
+
+
+if __name__ == "__main__":
+    parser = Job.Runner.getDefaultArgumentParser()
+    parser.add_argument("--size", type=int, default=1 << 30)
+    options = parser.parse_args()
+    with Toil(options) as toil:
+        result = toil.start(Job.wrapJobFn(root, options.size))
+    result["leader_rss_kib"] = peak_rss_kib()
+    print(f"RESULT {json.dumps(result)}")
