@@ -158,6 +158,9 @@ class FaultyProxy:
 
     def __exit__(self, *exc: object) -> None:
         self._stopping.set()
+        # Closing alone would not wake the thread blocked in accept(); shutting down does.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._acceptor.join()
 

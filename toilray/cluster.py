@@ -13,11 +13,19 @@ from toilray.requirements import Requirements
 logger = logging.getLogger(__name__)
 
 
+# Custom resources a cluster configuration gives its nodes to say what kind they are
+# (see cluster-configs/): spot/preemptible nodes, and on-demand ones.
+PREEMPTIBLE_RESOURCE = "preemptible"
+ON_DEMAND_RESOURCE = "on_demand"
+_A_LITTLE = 0.001
+
+
 @dataclass(frozen=True, slots=True)
 class NodeCapacity:
     cpus: float
     memory: float
     gpus: float
+    preemptible: bool | None = None  # None: the node is not marked either way
 
 
 class RayConnection:
@@ -41,7 +49,9 @@ class RayConnection:
             if not node.get("Alive", True):
                 continue
             res = node.get("Resources", {})
-            capacities.append(NodeCapacity(res.get("CPU", 0.0), res.get("memory", 0.0), res.get("GPU", 0.0)))
+            marked = PREEMPTIBLE_RESOURCE in res or ON_DEMAND_RESOURCE in res
+            capacities.append(NodeCapacity(res.get("CPU", 0.0), res.get("memory", 0.0), res.get("GPU", 0.0),
+                                           (PREEMPTIBLE_RESOURCE in res) if marked else None))
         return capacities
 
     def node_ip(self) -> str:
@@ -57,8 +67,29 @@ class RayConnection:
             self.started_here = False
 
 
+def placement_resources(req: Requirements, nodes: list[NodeCapacity]) -> dict[str, float]:
+    """Custom resources that keep a job off nodes it must not use.
+
+    As in Toil, a preemptible job may run anywhere, and a job that is not preemptible must
+    never land on a preemptible (spot) node. On a cluster whose nodes carry no marks, any
+    node will do.
+    """
+    if req.preemptible or not any(n.preemptible is not None for n in nodes):
+        return {}
+    return {ON_DEMAND_RESOURCE: _A_LITTLE}
+
+
+def _allowed(req: Requirements, node: NodeCapacity, marked: bool) -> bool:
+    return req.preemptible or not marked or node.preemptible is False
+
+
 def why_unschedulable(req: Requirements, nodes: list[NodeCapacity]) -> str | None:
     """None if some node can run a job with ``req``; otherwise what is missing, in words."""
+    marked = any(n.preemptible is not None for n in nodes)
+    allowed = [n for n in nodes if _allowed(req, n, marked)]
+    if marked and nodes and not allowed:
+        return "it is not preemptible and every node of the Ray cluster is marked preemptible"
+    nodes = allowed
     if any(req.cores <= n.cpus and req.memory <= n.memory and req.gpus <= n.gpus for n in nodes):
         return None
     if not nodes:

@@ -284,8 +284,8 @@ class Toil:
     def _run(self, specs: list[Any], result_id: str, module: str | None, paths: list[str],
              restarting: bool) -> Any:
         from toilray.cluster import RayConnection
-        from toilray.realtimeLogger import RealtimeLogServer
         from toilray.leader import Leader, LeaderLimits
+        from toilray.realtimeLogger import RealtimeLogServer
         from toilray.worker import WorkerContext
 
         config = self.config
@@ -326,6 +326,8 @@ class Toil:
                 max_service_jobs=int(config.maxServiceJobs),
                 service_poll_interval=float(config.servicePollingInterval),
                 deadlock_wait=float(config.deadlockWait),
+                double_memory=bool(config.doubleMem),
+                unlimited_preemptible_retries=bool(config.enableUnlimitedPreemptibleRetries),
             )
             leader = Leader(store, connection, context, limits)
             succeeded = False

@@ -19,21 +19,21 @@ import queue
 import socket
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import LocalRayletDiedError, NodeDiedError, OutOfMemoryError, RayError
 
 from toilray import serialize
-from toilray.cluster import RayConnection, why_unschedulable
+from toilray.cluster import RayConnection, placement_resources, why_unschedulable
 from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowKilledException
 from toilray.jobspec import JobSpec
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_state import FailureAction, LeaderState
 from toilray.requirements import Requirements
 from toilray.services import ServiceManager
-from toilray.worker import _LOG_MARK, Outcome, TaskItem, WorkerContext, run_jobs
+from toilray.worker import _LOG_MARK, Outcome, TaskItem, WorkerContext, outcome_from_record, run_jobs
 
 logger = logging.getLogger("toilray.leader")
 
@@ -62,6 +62,8 @@ class LeaderLimits:
     max_service_jobs: int
     service_poll_interval: float
     deadlock_wait: float
+    double_memory: bool
+    unlimited_preemptible_retries: bool
 
 
 @dataclass(slots=True)
@@ -305,12 +307,7 @@ class Leader:
                 self._committed_earlier.discard(job_id)
                 for file_id in record.deleted_files:
                     self.store.delete_file(file_id)
-                self._succeeded(
-                    Outcome(job_id, ok=True, already_committed=True, new_specs=record.new_specs,
-                            children=record.children, followons=record.followons,
-                            result_deps=record.result_deps, cleanup_files=record.cleanup_files),
-                    None,
-                )
+                self._succeeded(outcome_from_record(record), None)
                 replayed = True
             self._waiting.extend(self.state.take_ready())
             if not replayed:
@@ -382,7 +379,8 @@ class Leader:
         if req is None:
             options.update(num_cpus=0.01)
         else:
-            options.update(num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None)
+            options.update(num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None,
+                           resources=placement_resources(req, self._nodes) or None)
         refs = _run_jobs_task.options(**options).remote(self._context_ref, items, list(deps), *deps.values())
         task_id = self._next_task
         self._next_task += 1
@@ -418,8 +416,12 @@ class Leader:
 
     def _task_lost(self, task: _Task, exc: RayError) -> None:
         """The worker process died (killed, out of memory, node lost) during the task."""
+        out_of_memory = isinstance(exc, OutOfMemoryError)
+        node_lost = isinstance(exc, NodeDiedError | LocalRayletDiedError)
         if task.timed_out:
             reason = f"it ran longer than --maxJobDuration ({self.limits.max_job_duration:g} s) and was killed"
+        elif out_of_memory:
+            reason = "it was killed for using more memory than its node had (out of memory)"
         else:
             detail = str(exc).strip()
             reason = "The worker running the job died: " + (detail.splitlines()[0] if detail else type(exc).__name__)
@@ -429,14 +431,18 @@ class Leader:
                 continue
             record = self.store.read_commit(job_id)
             if record is not None:
-                self._succeeded(
-                    Outcome(job_id, ok=True, already_committed=True, new_specs=record.new_specs,
-                            children=record.children, followons=record.followons,
-                            result_deps=record.result_deps, cleanup_files=record.cleanup_files),
-                    None,
-                )
-            else:
-                self._failed(self.state.spec(job_id), reason, "")
+                self._succeeded(outcome_from_record(record), None)
+                continue
+            spec = self.state.spec(job_id)
+            if node_lost and self.limits.unlimited_preemptible_retries:
+                logger.warning("Job %s lost its node; running it again without using a retry", spec.label())
+                self.state.requeue(job_id)
+                continue
+            if out_of_memory and self.limits.double_memory and spec.requirements is not None:
+                spec.requirements = replace(spec.requirements, memory=2 * spec.requirements.memory)
+                logger.warning("Job %s ran out of memory; its retry asks for %d bytes (--doubleMem)",
+                               spec.label(), spec.requirements.memory)
+            self._failed(spec, reason, "")
 
     def _succeeded(self, outcome: Outcome, result_ref: ray.ObjectRef | None) -> None:
         job_id = outcome.job_id

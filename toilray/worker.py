@@ -163,7 +163,7 @@ def _maybe_arm_bad_worker(ctx: WorkerContext) -> threading.Timer | None:
     return timer
 
 
-def _outcome_from_record(record: CommitRecord) -> Outcome:
+def outcome_from_record(record: CommitRecord) -> Outcome:
     return Outcome(
         job_id=record.job_id,
         ok=True,
@@ -213,7 +213,7 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
     if existing is not None:
         for file_id in existing.deleted_files:
             store.delete_file(file_id)
-        return _outcome_from_record(existing), existing.result
+        return outcome_from_record(existing), existing.result
     process_dir = _process_dir(ctx)
     defer_dir = deferred_dir(ctx.work_dir, ctx.workflow_id)
     run_orphaned(defer_dir)
@@ -287,7 +287,7 @@ def _execute(
         # Another attempt of this job committed first (the leader saw it as lost): keep theirs.
         winner = store.read_commit(item.job_id)
         assert winner is not None
-        return _outcome_from_record(winner), winner.result
+        return outcome_from_record(winner), winner.result
     for file_id in record.deleted_files:
         store.delete_file(file_id)
     outcome = Outcome(

@@ -1,0 +1,76 @@
+"""The header of RESULTS.md: machine, versions, date and the exact command."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+
+import psutil
+
+from harness.config import REPO
+from harness.toolchain import Engine
+
+
+def _output(argv: list[str], cwd: str | None = None) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def cpu_model() -> str:
+    for line in _output(["lscpu"]).splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _version(engine: Engine | None, code: str) -> str:
+    if engine is None or engine.unavailable is not None:
+        return "not available"
+    return _output([engine.python, "-c", code]) or "unknown"
+
+
+def toilray_revision() -> str:
+    commit = _output(["git", "rev-parse", "--short", "HEAD"], cwd=str(REPO))
+    if not commit:
+        return "unknown revision"
+    dirty = _output(["git", "status", "--porcelain", "--", "toilray", "backends"], cwd=str(REPO))
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
+
+
+def header(
+    engines: dict[str, Engine],
+    command: str,
+    started: datetime.datetime,
+    elapsed_s: float,
+    mode: str,
+    repetitions: int,
+) -> list[str]:
+    toilray = engines.get("toilray") or engines.get("ray")
+    toil = engines.get("toil")
+    memory_gib = psutil.virtual_memory().total / 2**30
+    load = os.getloadavg()
+    return [
+        f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')} (harness ran {elapsed_s / 60:.1f} min)",
+        f"- Command: `{command}`",
+        f"- Mode: {mode}; {repetitions} repetition(s) per measurement, engines alternating; medians shown",
+        f"- Machine: {cpu_model()}, {os.cpu_count()} cores, {memory_gib:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}; load average at start {load[0]:.2f}",
+        f"- Python: toilray/Ray {_version(toilray, 'import platform; print(platform.python_version())')}, "
+        f"Toil {_version(toil, 'import platform; print(platform.python_version())')}",
+        f"- toilray {_version(toilray, 'import toilray; print(toilray.__version__)')} "
+        f"({toilray_revision()}), "
+        f"Ray {_version(toilray, 'import ray; print(ray.__version__)')}, "
+        f"Toil {_version(toil, 'from toil.version import version; print(version)')}",
+        "- Toil: `--batchSystem single_machine`, file job store; toilray: embedded Ray (no `--rayAddress`), "
+        "file job store; both `--clean always`, `--logLevel WARNING`. Plain Ray: `@ray.remote` tasks, "
+        "no job store.",
+        "- *End to end*: the whole process, as the harness sees it (interpreter, imports, Ray or Toil "
+        "start-up, shutdown). *In workflow*: measured by the script from before `with Toil(...)` to "
+        "after `start()` returns (for plain Ray: from before `ray.init` to after `ray.get`). *vs toilray*: "
+        "the engine's time divided by toilray's (above 1x: toilray is faster).",
+    ]

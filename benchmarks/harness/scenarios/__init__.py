@@ -1,0 +1,1 @@
+"""One module per scenario of the benchmark issue; each has ``run(ctx) -> Section``."""

@@ -1,0 +1,131 @@
+"""The three engines: which interpreter runs each, with what environment and options, and
+setting up the Toil virtualenv when it is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.config import REPO, TOIL_REQUIREMENT, TOIL_VENV, WORKFLOWS
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """How to run a workflow script under one engine; ``unavailable`` says why it cannot."""
+
+    name: str
+    python: str
+    env: dict[str, str] = field(default_factory=dict)
+    options: tuple[str, ...] = ()
+    unavailable: str | None = None
+
+    def workflow_command(
+        self, script: str, job_store: Path, work_dir: Path, clean: str, args: list[str]
+    ) -> list[str]:
+        """A Toil workflow script's command line: the job store, the engine's options, ``args``."""
+        return [
+            self.python,
+            str(WORKFLOWS / script),
+            f"file:{job_store}",
+            *self.options,
+            "--workDir",
+            str(work_dir),
+            "--clean",
+            clean,
+            "--logLevel",
+            "WARNING",
+            *args,
+        ]
+
+    def script_command(self, script: str, args: list[str]) -> list[str]:
+        return [self.python, str(WORKFLOWS / script), *args]
+
+    def tool(self, name: str) -> Path:
+        """A console script installed beside this engine's interpreter (``toil``, ``toilray``)."""
+        return Path(self.python).parent / name
+
+
+def _probe(python: str, code: str) -> tuple[bool, str]:
+    try:
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    lines = (proc.stdout if proc.returncode == 0 else proc.stderr).strip().splitlines()
+    return proc.returncode == 0, lines[-1] if lines else ""
+
+
+def _base_env(ray_tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "VIRTUAL_ENV", "PYTHONPATH")}
+    env["PYTHONUNBUFFERED"] = "1"
+    # Ray's session directories (one per embedded start) go where the harness removes them.
+    env["RAY_TMPDIR"] = str(ray_tmp)
+    return env
+
+
+def toilray_python() -> tuple[str | None, str]:
+    """The interpreter that runs toilray: this one if it has toilray, else the repo's .venv."""
+    candidates = [sys.executable, str(REPO / ".venv" / "bin" / "python")]
+    problem = ""
+    for python in candidates:
+        if not os.path.exists(python):
+            continue
+        ok, detail = _probe(python, "import toilray, ray, psutil")
+        if ok:
+            return python, ""
+        problem = f"{python}: {detail}"
+    return None, problem or "no interpreter with toilray found"
+
+
+def ensure_toil_venv(log: Callable[[str], None]) -> tuple[str | None, str]:
+    """Create benchmarks/.venv-toil with Toil from PyPI unless it already has it."""
+    python = TOIL_VENV / "bin" / "python"
+    wanted = TOIL_REQUIREMENT.split("==", 1)[1]
+    check = f"import toil.version as v; assert v.version.startswith({wanted!r}), v.version"
+    if python.exists() and _probe(str(python), check)[0]:
+        return str(python), ""
+    log(f"setting up {TOIL_VENV} with {TOIL_REQUIREMENT} (one time)")
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(TOIL_VENV)],
+        [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+        [str(python), "-m", "pip", "install", "--quiet", TOIL_REQUIREMENT],
+    ]
+    for step in steps:
+        proc = subprocess.run(step, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            return None, f"'{' '.join(step)}' failed: {tail}"
+    ok, detail = _probe(str(python), check)
+    return (str(python), "") if ok else (None, f"Toil does not import after installing it: {detail}")
+
+
+def make_engines(wanted: list[str], ray_tmp: Path, log: Callable[[str], None]) -> dict[str, Engine]:
+    """The engines asked for, each either runnable or carrying the reason it is not."""
+    base = _base_env(ray_tmp)
+    engines: dict[str, Engine] = {}
+    toilray, why = toilray_python()
+    for name in ("toilray", "ray"):
+        if name in wanted:
+            env = dict(base, BENCH_ENGINE=name)
+            engines[name] = Engine(
+                name, toilray or "", env, unavailable=None if toilray else f"toilray cannot be run: {why}"
+            )
+    if "toil" in wanted:
+        python, why = ensure_toil_venv(log)
+        env = dict(
+            base,
+            BENCH_ENGINE="toil",
+            VIRTUAL_ENV=str(TOIL_VENV),
+            PATH=f"{TOIL_VENV / 'bin'}{os.pathsep}{base.get('PATH', '')}",
+        )
+        engines["toil"] = Engine(
+            "toil",
+            python or "",
+            env,
+            options=("--batchSystem", "single_machine"),
+            unavailable=None if python else f"the Toil virtualenv could not be set up: {why}",
+        )
+    return engines
