@@ -99,7 +99,8 @@ def test_status_of_completed_failed_and_stopped_workflows(tmp_path: Path, script
     leader.wait()
     info = json.loads(toilray("status", str(stopped), "--json", env=script_env).stdout)
     assert info["state"] == "stopped"
-    assert info["finished"] >= 1 and info["unfinished"] > 0
+    assert info["finished"] >= 1 and info["unfinished"] > 0 and info["running"] == 0
+    assert info["ready"] + info["waiting"] + len(info["failed"]) == info["unfinished"]
 
 
 def test_kill_stops_a_running_workflow_and_restart_finishes_it(tmp_path: Path, script_env: dict[str, str]) -> None:

@@ -306,3 +306,23 @@ def test_real_time_logging_reaches_the_leader_while_the_job_runs(tmp_path: Path,
     out, _ = leader.communicate(timeout=120)
     assert leader.returncode == 0
     assert "RESULT heard" in out
+
+
+def _link(job: Job, index: int, last: int, count_dir: str) -> int:
+    runs = len([n for n in os.listdir(count_dir) if n.startswith(f"{index}-")])
+    Path(count_dir, f"{index}-{runs}").touch()
+    if index == last // 2 and runs == 0:
+        raise RuntimeError("the middle of the chain fails once")
+    if index < last:
+        job.addFollowOnJobFn(_link, index + 1, last, count_dir, cores=0.1, memory="50M")
+    return index
+
+
+def test_chain_of_follow_ons_runs_each_job_once_and_retries_a_failure(tmp_path: Path, ray_address: str) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    with Toil(Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")) as toil:
+        assert toil.start(Job.wrapJobFn(_link, 1, 300, str(counts), cores=0.1, memory="50M")) == 1
+    ran = Counter(name.split("-")[0] for name in os.listdir(counts))
+    assert len(ran) == 300
+    assert ran.pop("150") == 2 and set(ran.values()) == {1}

@@ -310,6 +310,7 @@ class Toil:
                 log_level=config.logLevel,
                 capture_output=not config.disableWorkerOutputCapture,
                 caching=config.caching is not False,
+                chaining=not config.disableChaining and config.maxJobDuration is None,
                 realtime_log_address=log_server.address if log_server else None,
                 verify_checksums=not config.disableJobStoreChecksumVerification,
             )

@@ -93,6 +93,7 @@ class Leader:
         self._committed_earlier: set[str] = set()
         self._waiting: deque[str] = deque()
         self._inflight: dict[int, _Task] = {}
+        self._issued: set[str] = set()  # jobs of the tasks in flight
         self._completions: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._services = ServiceManager(self._context_ref, limits.service_poll_interval, limits.max_service_jobs,
                                         self._completions.put)
@@ -261,7 +262,10 @@ class Leader:
     # -- issuing -----------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        self._waiting.extend(self.state.take_ready())
+        ready = self.state.take_ready()
+        if ready:
+            # A job can be queued twice (a chained job that failed is made ready again).
+            self._waiting = deque(dict.fromkeys([*self._waiting, *ready]))
         self._replay_committed()
         if not self._waiting:
             return
@@ -269,7 +273,7 @@ class Leader:
         held: deque[str] = deque()
         while self._waiting and len(self._inflight) < self._max_inflight:
             job_id = self._waiting.popleft()
-            if not self.state.is_known(job_id):
+            if not self.state.is_known(job_id) or self.state.has_run(job_id) or job_id in self._issued:
                 continue
             spec = self.state.spec(job_id)
             if spec.requirements is None:
@@ -381,12 +385,13 @@ class Leader:
         else:
             options.update(num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None,
                            resources=placement_resources(req, self._nodes) or None)
-        refs = _run_jobs_task.options(**options).remote(self._context_ref, items, list(deps), *deps.values())
+        refs = _run_jobs_task.options(**options).remote(self._context_ref, req, items, list(deps), *deps.values())
         task_id = self._next_task
         self._next_task += 1
         duration = self.limits.max_job_duration
         deadline = time.monotonic() + duration * len(job_ids) if duration else None
         self._inflight[task_id] = _Task(job_ids, list(refs), req, deadline)
+        self._issued.update(job_ids)
         self._account(req, +1)
         refs[0].future().add_done_callback(lambda _future, key=task_id: self._completions.put(("task", key)))
 
@@ -394,13 +399,15 @@ class Leader:
 
     def _handle(self, task_id: int) -> None:
         task = self._inflight.pop(task_id)
+        self._issued.difference_update(task.job_ids)
         self._account(task.requirements, -1)
         try:
             outcomes: list[Outcome] = ray.get(task.refs[0])
         except RayError as exc:
             self._task_lost(task, exc)
             return
-        for outcome, ref in zip(outcomes, task.refs[1:], strict=True):
+        refs: list[ray.ObjectRef | None] = [*task.refs[1:], *([None] * (len(outcomes) - len(task.refs) + 1))]
+        for outcome, ref in zip(outcomes, refs, strict=True):
             if not self.state.is_known(outcome.job_id):
                 # Dropped by a checkpoint rerun while it ran: whatever it committed is garbage.
                 self.store.uncommit(outcome.job_id)

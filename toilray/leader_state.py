@@ -96,11 +96,16 @@ class LeaderState:
     def is_known(self, job_id: str) -> bool:
         return job_id in self._nodes
 
+    def has_run(self, job_id: str) -> bool:
+        """Whether the job's run committed (a job chained by a worker runs before it is issued)."""
+        node = self._nodes.get(job_id)
+        return node is not None and node.ran
+
     def unfinished_count(self) -> int:
         return len(self._nodes)
 
     def take_ready(self) -> list[str]:
-        ready = list(self._ready)
+        ready = [j for j in self._ready if j in self._nodes and not self._nodes[j].ran]
         self._ready.clear()
         return ready
 

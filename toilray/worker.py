@@ -55,6 +55,7 @@ class WorkerContext:
     log_level: str
     capture_output: bool
     caching: bool = True
+    chaining: bool = True
     realtime_log_address: tuple[str, int] | None = None
     verify_checksums: bool = True
 
@@ -85,6 +86,7 @@ class Outcome:
     log: str = ""
     wall_time: float = 0.0
     cpu_time: float = 0.0
+    chained: bool = False
 
 
 _stores: dict[str, JobStore] = {}
@@ -304,8 +306,43 @@ def _execute(
     return outcome, result
 
 
-def run_jobs(ctx: WorkerContext, items: list[TaskItem], dep_ids: list[str], *dep_values: bytes) -> tuple[Any, ...]:
-    """The Ray task body. Returns the outcomes, then each job's pickled return value."""
+# Most jobs one task runs in a chain, so that the leader still hears back regularly.
+_MAX_CHAIN = 1000
+
+
+def _chained_successor(ctx: WorkerContext, outcome: Outcome, limit: Requirements | None,
+                       values: dict[str, bytes]) -> TaskItem | None:
+    """The lone successor a job just created, if it can run right here, right now.
+
+    It must be the only new job, fit in this task's resources, need no services, not be a
+    checkpoint, and need only return values this process already has.
+    """
+    if not ctx.chaining or limit is None or not outcome.ok or outcome.already_committed:
+        return None
+    if len(outcome.new_specs) != 1 or outcome.services:
+        return None
+    spec = outcome.new_specs[0]
+    req = spec.requirements
+    if (spec.services or spec.checkpoint or req is None or (spec.id,) not in (outcome.children, outcome.followons)
+            or len(outcome.children) + len(outcome.followons) != 1):
+        return None
+    if req.cores > limit.cores or req.memory > limit.memory or req.gpus > limit.gpus or req.disk > limit.disk:
+        return None
+    if req.preemptible and not limit.preemptible:
+        return None
+    if not spec.promise_deps <= values.keys():
+        return None
+    return TaskItem(spec.id, spec.name, spec.body, 1)
+
+
+def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskItem], dep_ids: list[str],
+             *dep_values: bytes) -> tuple[Any, ...]:
+    """The Ray task body. Returns the outcomes, then each given job's pickled return value.
+
+    After the given jobs it may run a chain of successors (each the lone new job of the one
+    before, see ``_chained_successor``); their outcomes follow in the list, their values are
+    read from the job store by whoever needs them.
+    """
     prepare_process(ctx)
     values = dict(zip(dep_ids, dep_values, strict=True))
     outcomes: list[Outcome] = []
@@ -314,4 +351,17 @@ def run_jobs(ctx: WorkerContext, items: list[TaskItem], dep_ids: list[str], *dep
         outcome, result = _run_one(ctx, item, values)
         outcomes.append(outcome)
         results.append(result)
+    if len(items) == 1 and results[0] is not None:
+        values[items[0].job_id] = results[0]
+        outcome = outcomes[0]
+        for _ in range(_MAX_CHAIN):
+            successor = _chained_successor(ctx, outcome, limit, values)
+            if successor is None:
+                break
+            outcome, result = _run_one(ctx, successor, values)
+            outcome.chained = True
+            outcomes.append(outcome)
+            if result is None:
+                break
+            values[successor.job_id] = result
     return (outcomes, *results)

@@ -38,8 +38,9 @@ def workflow_status(store: JobStore) -> dict[str, Any]:
         "jobStore": store.locator,
         "state": state,
         "finished": recorded.get("finished", 0),
+        # Jobs that were running when the leader died will run again: count them as ready.
         "running": recorded.get("running", 0) if running else 0,
-        "ready": recorded.get("ready", 0),
+        "ready": recorded.get("ready", 0) + (0 if running else recorded.get("running", 0)),
         "waiting": recorded.get("waiting", 0),
         "failed": recorded.get("failed", []),
         "unfinished": recorded.get("unfinished", 0),
