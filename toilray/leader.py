@@ -227,6 +227,7 @@ class Leader:
             return
         self._status_written = now
         running = sum(len(t.job_ids) for t in self._inflight.values())
+        not_run = self.state.not_run_count()
         self.store.write_status({
             "state": state,
             "leader": f"pid {os.getpid()} on {socket.gethostname()}",
@@ -234,10 +235,9 @@ class Leader:
             "finished": self.state.finished_count,
             "running": running,
             "ready": len(self._waiting),
-            "waiting": max(0, self.state.unfinished_count() - running - len(self._waiting)
-                           - len(self.state.failed)),
+            "waiting": max(0, not_run - running - len(self._waiting) - len(self.state.failed)),
             "failed": [self.state.spec(j).label() for j in self.state.failed],
-            "unfinished": self.state.unfinished_count(),
+            "unfinished": not_run,
         })
 
     def _until_next_deadline(self) -> float | None:

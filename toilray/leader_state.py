@@ -102,7 +102,12 @@ class LeaderState:
         return node is not None and node.ran
 
     def unfinished_count(self) -> int:
+        """Jobs whose subtree has not finished (including ones that ran and wait for successors)."""
         return len(self._nodes)
+
+    def not_run_count(self) -> int:
+        """Jobs that have not run yet (an O(unfinished) count: call it for reports only)."""
+        return sum(1 for node in self._nodes.values() if not node.ran)
 
     def take_ready(self) -> list[str]:
         ready = [j for j in self._ready if j in self._nodes and not self._nodes[j].ran]
