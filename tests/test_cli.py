@@ -134,3 +134,49 @@ def test_clean_deletes_the_store_and_is_idempotent(tmp_path: Path, script_env: d
         done = toilray("clean", f"file:{store}", env=script_env)
         assert done.returncode == 0, done.stderr
         assert not store.exists()
+
+
+def test_debug_job_reproduces_the_failure_in_the_foreground(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    store = tmp_path / "store"
+    run_script(WORKFLOWS / "flaky.py", f"file:{store}", "--countDir", str(counts), env=script_env)
+    before = len(os.listdir(store / "commits"))
+    again = toilray("debug-job", f"file:{store}", env=script_env)
+    assert again.returncode == 1
+    assert "flaky is about to fail" in again.stdout  # the job's prints reach this terminal
+    assert "Traceback" in again.stderr and "RuntimeError: boom from flaky" in again.stderr
+    assert 'raise RuntimeError("boom from flaky")' in again.stderr  # the user's own source line
+    assert len(os.listdir(store / "commits")) == before  # nothing was written back
+    named = toilray("debug-job", f"file:{store}", "root", env=script_env)
+    assert named.returncode == 0, named.stderr
+    assert "Running job 'root'" in named.stderr and "finished" in named.stderr
+    ambiguous = toilray("debug-job", f"file:{store}", "work", env=script_env)
+    assert ambiguous.returncode == 2 and "ambiguous (10 jobs" in ambiguous.stderr
+
+
+def _write_files(job: object) -> None:
+    store = job.fileStore  # type: ignore[attr-defined]
+    for name, text in (("report.txt", "text"), ("data.bin", "binary")):
+        path = os.path.join(store.getLocalTempDir(), name)
+        Path(path).write_text(text)
+        store.writeGlobalFile(path)
+
+
+def test_debug_file_lists_and_fetches_by_name(tmp_path: Path, script_env: dict[str, str]) -> None:
+    from toilray.common import Toil
+    from toilray.job import Job
+
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    options.clean = "never"
+    with Toil(options) as toil:
+        toil.start(Job.wrapJobFn(_write_files, cores=0.1))
+    listed = toilray("debug-file", f"file:{tmp_path / 'store'}", "--listFilesInJobStore", env=script_env,
+                     cwd=tmp_path)
+    assert listed.returncode == 0 and "report.txt" in listed.stdout and "data.bin" in listed.stdout
+    assert "report.txt" in (tmp_path / "jobstore_files.txt").read_text()
+    fetched = toilray("debug-file", f"file:{tmp_path / 'store'}", "--fetch", "*.txt", "--localFilePath",
+                      str(tmp_path / "out"), env=script_env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert os.listdir(tmp_path / "out") == ["report.txt"]
+    assert (tmp_path / "out" / "report.txt").read_text() == "text"

@@ -266,7 +266,8 @@ class Toil:
         specs = make_specs(rootJob, self.config.defaults)
         # start() returns what rootJob.rv() promises: for an EncapsulatedJob, its inner job's value.
         result_id = rootJob.rv()._job_id
-        meta = {"workflowID": uuid.uuid4().hex, "rootJobID": rootJob.jobStoreID, "resultJobID": result_id}
+        meta = {"workflowID": uuid.uuid4().hex, "rootJobID": rootJob.jobStoreID, "resultJobID": result_id,
+                "mainModule": module, "codePaths": paths, "launchDir": self._launch_dir}
         store.write_start(meta, specs)
         self._started = True
         return self._run(specs, result_id, module, paths, restarting=False)

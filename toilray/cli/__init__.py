@@ -41,12 +41,14 @@ def main() -> None:
 
 
 def _register() -> None:
-    from toilray.cli import manage, run
+    from toilray.cli import debug, manage, run
 
     main.add_command(run.run)
     main.add_command(manage.status)
     main.add_command(manage.clean)
     main.add_command(manage.kill)
+    main.add_command(debug.debug_job)
+    main.add_command(debug.debug_file)
 
 
 _register()

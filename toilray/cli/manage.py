@@ -17,7 +17,7 @@ from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException
 from toilray.jobStores.jobStore import JobStore
 
 
-def _open_existing(locator: str) -> JobStore:
+def open_existing(locator: str) -> JobStore:
     store = JobStore(locator)
     if not store.storage.root_exists():
         raise NoSuchJobStoreException(locator)
@@ -71,7 +71,7 @@ _ADVICE = {
 @user_errors
 def status(job_store: str, as_json: bool, show_failed: bool, fail_if_not_complete: bool) -> None:
     """Report whether the workflow in JOB_STORE runs, completed or failed, and its job counts."""
-    store = _open_existing(job_store)
+    store = open_existing(job_store)
     info = workflow_status(store)
     if show_failed:
         info["failedJobs"] = {job_id: store.storage.read_bytes(f"failures/{job_id}").decode(errors="replace")
@@ -115,7 +115,7 @@ def clean(job_store: str) -> None:
 @user_errors
 def kill(job_store: str) -> None:
     """Ask the leader of the workflow in JOB_STORE to stop it and its running jobs."""
-    store = _open_existing(job_store)
+    store = open_existing(job_store)
     if not store.leader_is_running():
         click.echo(f"No running workflow in {job_store}; nothing to kill")
         return
