@@ -23,7 +23,8 @@ EXAMPLES = REPO / "examples"
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

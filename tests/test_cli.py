@@ -180,3 +180,26 @@ def test_debug_file_lists_and_fetches_by_name(tmp_path: Path, script_env: dict[s
     assert fetched.returncode == 0, fetched.stderr
     assert os.listdir(tmp_path / "out") == ["report.txt"]
     assert (tmp_path / "out" / "report.txt").read_text() == "text"
+
+
+def test_local_ray_instance_is_reused_by_workflows_and_stops_cleanly(tmp_path: Path,
+                                                                      script_env: dict[str, str]) -> None:
+    env = {k: v for k, v in script_env.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env["TOILRAY_HOME"] = str(tmp_path / "home")
+    started = toilray("local-ray", "start", "--num-cpus", "1", env=env)
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("(pid ")[1].split(")")[0])
+    try:
+        counts = tmp_path / "counts"
+        counts.mkdir()
+        done = run_script(WORKFLOWS / "fan_out.py", f"file:{tmp_path / 'store'}", "--countDir", str(counts),
+                          "--n", "5", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "RESULT 10" in done.stdout
+        assert "Using the local Ray instance" in done.stderr
+        assert "running at" in toilray("local-ray", "status", env=env).stdout
+    finally:
+        stopped = toilray("local-ray", "stop", env=env)
+    assert stopped.returncode == 0 and "Stopped" in stopped.stdout
+    assert not Path(f"/proc/{pid}").exists()
+    assert toilray("local-ray", "status", env=env).stdout.strip() == "not running"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import ray
 
+from toilray import local_ray
 from toilray.requirements import Requirements
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,15 @@ class RayConnection:
             return
         address = address or os.environ.get("RAY_ADDRESS") or None
         kwargs = {"log_to_driver": False, "configure_logging": False}
+        if address is None:
+            local = local_ray.running()
+            if local is not None:
+                logger.info("Using the local Ray instance at %s (toilray local-ray)", local.address)
+                address = local.address
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
             self.started_here = True
 
     def nodes(self) -> list[NodeCapacity]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from toilray import local_ray
 from toilray.cli import user_errors
 from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException
 from toilray.jobStores.jobStore import JobStore
@@ -121,3 +122,31 @@ def kill(job_store: str) -> None:
         return
     store.request_kill()
     click.echo(f"Asked the leader of {job_store} to stop (it checks every --kill_polling_interval seconds)")
+
+
+@click.group("local-ray")
+def local_ray_group() -> None:
+    """A Ray instance kept running on this machine, so that workflows start in a fraction of a second."""
+
+
+@local_ray_group.command("start")
+@click.option("--num-cpus", type=int, default=None, help="CPUs to offer (default: all of this machine's).")
+@user_errors
+def local_ray_start(num_cpus: int | None) -> None:
+    """Start the local instance (workflows without --rayAddress then use it)."""
+    instance = local_ray.start(num_cpus)
+    click.echo(f"Local Ray running at {instance.address} (pid {instance.pid}); stop it with 'toilray local-ray stop'")
+
+
+@local_ray_group.command("stop")
+@user_errors
+def local_ray_stop() -> None:
+    """Stop the local instance and every process it started."""
+    click.echo("Stopped the local Ray instance" if local_ray.stop() else "No local Ray instance was running")
+
+
+@local_ray_group.command("status")
+def local_ray_status() -> None:
+    """Say whether the local instance runs, and where."""
+    instance = local_ray.running()
+    click.echo(f"running at {instance.address} (pid {instance.pid})" if instance else "not running")
