@@ -203,3 +203,35 @@ def test_local_ray_instance_is_reused_by_workflows_and_stops_cleanly(tmp_path: P
     assert stopped.returncode == 0 and "Stopped" in stopped.stdout
     assert not Path(f"/proc/{pid}").exists()
     assert toilray("local-ray", "status", env=env).stdout.strip() == "not running"
+
+
+def test_stats_report_in_toils_layout_json_and_html(tmp_path: Path, script_env: dict[str, str]) -> None:
+    store = tmp_path / "store"
+    dirs = [tmp_path / name for name in ("a", "b", "c")]
+    for directory in dirs:
+        directory.mkdir()
+    done = run_script(Path(__file__).parent.parent / "examples" / "discoverfiles.py", f"file:{store}", "--stats",
+                      "--paths", *map(str, dirs), env=script_env)
+    assert done.returncode == 0, done.stderr
+    table = toilray("stats", f"file:{store}", "--html", str(tmp_path / "run.html"), env=script_env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0] == "Batch System: ray" and lines[1].startswith("Default Cores: ")
+    assert lines[4] == "Worker" and "Job" in lines
+    for category in ("sysFiles", "userFiles", "discoverFiles"):
+        block = lines.index(f" {category}")
+        assert lines[block + 1].split() == ["Count", "|", "Time*", "|", "Clock", "|", "Wait", "|", "Memory"]
+        assert lines[block + 3].split()[0] == "1"  # one job in each category
+    records = json.loads(toilray("stats", f"file:{store}", "--json", env=script_env).stdout)
+    assert sorted(r["category"] for r in records if r["category"] in ("sysFiles", "userFiles")) == [
+        "sysFiles", "userFiles"]
+    page = (tmp_path / "run.html").read_text()
+    assert page.count('<rect class="job"') == len(records) and "<svg" in page
+
+
+def test_stats_without_records_is_a_clear_error(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    run_script(WORKFLOWS / "flaky.py", f"file:{tmp_path / 'store'}", "--countDir", str(counts), env=script_env)
+    done = toilray("stats", f"file:{tmp_path / 'store'}", env=script_env)
+    assert done.returncode == 2 and "run the workflow with --stats" in done.stderr

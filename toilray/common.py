@@ -267,7 +267,9 @@ class Toil:
         # start() returns what rootJob.rv() promises: for an EncapsulatedJob, its inner job's value.
         result_id = rootJob.rv()._job_id
         meta = {"workflowID": uuid.uuid4().hex, "rootJobID": rootJob.jobStoreID, "resultJobID": result_id,
-                "mainModule": module, "codePaths": paths, "launchDir": self._launch_dir}
+                "mainModule": module, "codePaths": paths, "launchDir": self._launch_dir,
+                "defaultCores": self.config.defaults.cores, "defaultMemory": self.config.defaults.memory,
+                "maxCores": self.config.maxCores}
         store.write_start(meta, specs)
         self._started = True
         return self._run(specs, result_id, module, paths, restarting=False)
@@ -330,6 +332,7 @@ class Toil:
                 deadlock_wait=float(config.deadlockWait),
                 double_memory=bool(config.doubleMem),
                 unlimited_preemptible_retries=bool(config.enableUnlimitedPreemptibleRetries),
+                record_stats=config.stats,
             )
             leader = Leader(store, connection, context, limits)
             succeeded = False

@@ -33,6 +33,7 @@ from toilray.jobStores.jobStore import JobStore
 from toilray.leader_state import FailureAction, LeaderState
 from toilray.requirements import Requirements
 from toilray.services import ServiceManager
+from toilray.stats import write_records
 from toilray.worker import _LOG_MARK, Outcome, TaskItem, WorkerContext, outcome_from_record, run_jobs
 
 logger = logging.getLogger("toilray.leader")
@@ -64,6 +65,7 @@ class LeaderLimits:
     deadlock_wait: float
     double_memory: bool
     unlimited_preemptible_retries: bool
+    record_stats: bool
 
 
 @dataclass(slots=True)
@@ -102,7 +104,9 @@ class Leader:
         self._used = {"cores": 0.0, "memory": 0, "disk": 0}
         self._kind_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
         self.jobs_run = 0
+        self.stats_records: list[dict[str, Any]] = []
         self._status_written = 0.0
+        self._session = os.urandom(4).hex()
 
     # -- the main loop -----------------------------------------------------------------------
 
@@ -119,6 +123,8 @@ class Leader:
         except WorkflowKilledException:
             self._write_status("killed")
             raise
+        finally:
+            write_records(self.store, self.stats_records)
         if self.state.failed:
             self._write_status("failed")
             labels = [self.state.spec(j).label() for j in self.state.failed]
@@ -408,6 +414,8 @@ class Leader:
             return
         refs: list[ray.ObjectRef | None] = [*task.refs[1:], *([None] * (len(outcomes) - len(task.refs) + 1))]
         for outcome, ref in zip(outcomes, refs, strict=True):
+            if self.limits.record_stats and not outcome.already_committed and self.state.is_known(outcome.job_id):
+                self._record_stats(task_id, outcome)
             if not self.state.is_known(outcome.job_id):
                 # Dropped by a checkpoint rerun while it ran: whatever it committed is garbage.
                 self.store.uncommit(outcome.job_id)
@@ -420,6 +428,17 @@ class Leader:
                 self.state.requeue(outcome.job_id)
             else:
                 self._succeeded(outcome, ref)
+
+    def _record_stats(self, task_id: int, outcome: Outcome) -> None:
+        spec = self.state.spec(outcome.job_id)
+        tries = self.limits.retry_count + 1
+        self.stats_records.append({
+            "job_id": outcome.job_id, "name": spec.name, "category": spec.display_name or spec.name,
+            "attempt": tries - self.state.remaining_tries(outcome.job_id) + 1, "ok": outcome.ok,
+            "start": outcome.started, "wall": outcome.wall_time, "cpu": outcome.cpu_time,
+            "memory_kib": outcome.memory_kib, "node": outcome.node, "pid": outcome.pid,
+            "task": f"{self._session}-{task_id}",
+        })
 
     def _task_lost(self, task: _Task, exc: RayError) -> None:
         """The worker process died (killed, out of memory, node lost) during the task."""

@@ -13,8 +13,10 @@ import contextlib
 import logging
 import os
 import random
+import resource
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -84,11 +86,16 @@ class Outcome:
     services: tuple[ServiceSpec, ...] = ()
     error: str = ""
     log: str = ""
+    started: float = 0.0
     wall_time: float = 0.0
     cpu_time: float = 0.0
+    memory_kib: int = 0
+    node: str = ""
+    pid: int = 0
     chained: bool = False
 
 
+_HOSTNAME = socket.gethostname()
 _stores: dict[str, JobStore] = {}
 _prepared_for: str | None = None
 
@@ -245,8 +252,12 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
             if file_store.attempt_dir is not None:
                 shutil.rmtree(file_store.attempt_dir, ignore_errors=True)
             _empty_directory(os.path.join(process_dir, "cwd"))
+    outcome.started = started
     outcome.wall_time = time.time() - started
     outcome.cpu_time = time.process_time() - cpu_started
+    outcome.memory_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outcome.node = _HOSTNAME
+    outcome.pid = os.getpid()
     return outcome, result
 
 

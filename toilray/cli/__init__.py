@@ -50,6 +50,7 @@ def _register() -> None:
     main.add_command(debug.debug_job)
     main.add_command(debug.debug_file)
     main.add_command(manage.local_ray_group)
+    main.add_command(manage.stats)
 
 
 _register()

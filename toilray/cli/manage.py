@@ -14,8 +14,9 @@ import click
 
 from toilray import local_ray
 from toilray.cli import user_errors
-from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException
+from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException, ToilrayError
 from toilray.jobStores.jobStore import JobStore
+from toilray.stats import defaults_from_meta, read_records, render_html, render_table
 
 
 def open_existing(locator: str) -> JobStore:
@@ -150,3 +151,28 @@ def local_ray_status() -> None:
     """Say whether the local instance runs, and where."""
     instance = local_ray.running()
     click.echo(f"running at {instance.address} (pid {instance.pid})" if instance else "not running")
+
+
+@click.command()
+@click.argument("job_store")
+@click.option("--json", "as_json", is_flag=True, help="Print every per-job record as JSON.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a self-contained HTML page with a timeline of the run.")
+@user_errors
+def stats(job_store: str, as_json: bool, html_path: str | None) -> None:
+    """Where the time went in the workflow of JOB_STORE (it must have run with --stats)."""
+    store = open_existing(job_store)
+    records = read_records(store)
+    if not records:
+        raise NoStatsError(f"The job store '{job_store}' holds no statistics: run the workflow with --stats")
+    if html_path:
+        with open(html_path, "w") as page:
+            page.write(render_html(records, f"toilray run of {job_store}"))
+    if as_json:
+        click.echo(json.dumps(records, indent=1))
+    else:
+        click.echo(render_table(records, defaults_from_meta(store.meta())))
+
+
+class NoStatsError(ToilrayError):
+    """The store has no statistics records."""
