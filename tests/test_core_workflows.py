@@ -326,3 +326,21 @@ def test_chain_of_follow_ons_runs_each_job_once_and_retries_a_failure(tmp_path: 
     ran = Counter(name.split("-")[0] for name in os.listdir(counts))
     assert len(ran) == 300
     assert ran.pop("150") == 2 and set(ran.values()) == {1}
+
+
+def test_write_logs_keeps_each_failed_attempts_output(tmp_path: Path, script_env: dict[str, str]) -> None:
+    import gzip
+
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    for flag, directory in (("--writeLogs", tmp_path / "logs"), ("--writeLogsGzip", tmp_path / "gz")):
+        run_script(WORKFLOWS / "flaky.py", f"file:{tmp_path / flag.strip('-')}", "--countDir", str(counts),
+                   flag, str(directory), env=script_env)
+        names = sorted(os.listdir(directory))
+        assert [n.split("_")[0] for n in names] == ["flaky", "flaky"]
+        assert names[0].endswith("attempt1.log" + (".gz" if "Gzip" in flag else ""))
+        for name in names:
+            data = gzip.open(directory / name).read() if name.endswith(".gz") else (directory / name).read_bytes()
+            assert b"flaky is about to fail" in data
+    kept = os.listdir(tmp_path / "writeLogs" / "logs")
+    assert len(kept) == 2  # both attempts' output stays in the job store

@@ -294,6 +294,8 @@ class Toil:
         config = self.config
         assert config is not None
         store = self._store
+        logs = config.writeLogsGzip if config.writeLogsGzip is not None else config.writeLogs
+        logs_dir = os.path.abspath(logs) if logs is not None else None
         connection = RayConnection(config.rayAddress)
         log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
         try:
@@ -314,6 +316,7 @@ class Toil:
                 capture_output=not config.disableWorkerOutputCapture,
                 caching=config.caching is not False,
                 chaining=not config.disableChaining and config.maxJobDuration is None,
+                return_all_logs=logs_dir is not None and bool(config.writeLogsFromAllJobs),
                 realtime_log_address=log_server.address if log_server else None,
                 verify_checksums=not config.disableJobStoreChecksumVerification,
             )
@@ -333,6 +336,9 @@ class Toil:
                 double_memory=bool(config.doubleMem),
                 unlimited_preemptible_retries=bool(config.enableUnlimitedPreemptibleRetries),
                 record_stats=config.stats,
+                write_logs_dir=logs_dir,
+                write_logs_gzip=config.writeLogsGzip is not None,
+                write_logs_from_all_jobs=bool(config.writeLogsFromAllJobs),
             )
             leader = Leader(store, connection, context, limits)
             succeeded = False

@@ -13,6 +13,7 @@ committed on its own.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import queue
@@ -66,6 +67,9 @@ class LeaderLimits:
     double_memory: bool
     unlimited_preemptible_retries: bool
     record_stats: bool
+    write_logs_dir: str | None
+    write_logs_gzip: bool
+    write_logs_from_all_jobs: bool
 
 
 @dataclass(slots=True)
@@ -416,6 +420,8 @@ class Leader:
         for outcome, ref in zip(outcomes, refs, strict=True):
             if self.limits.record_stats and not outcome.already_committed and self.state.is_known(outcome.job_id):
                 self._record_stats(task_id, outcome)
+            if self.limits.write_logs_dir and outcome.log and self.state.is_known(outcome.job_id):
+                self._write_log_file(outcome)
             if not self.state.is_known(outcome.job_id):
                 # Dropped by a checkpoint rerun while it ran: whatever it committed is garbage.
                 self.store.uncommit(outcome.job_id)
@@ -428,6 +434,24 @@ class Leader:
                 self.state.requeue(outcome.job_id)
             else:
                 self._succeeded(outcome, ref)
+
+    def _write_log_file(self, outcome: Outcome) -> None:
+        """--writeLogs: one file per attempt of a failed job (or of every job, --writeLogsFromAllJobs)."""
+        if outcome.ok and not self.limits.write_logs_from_all_jobs:
+            return
+        spec = self.state.spec(outcome.job_id)
+        attempt = self.limits.retry_count + 1 - self.state.remaining_tries(outcome.job_id) + 1
+        directory = self.limits.write_logs_dir
+        assert directory is not None
+        os.makedirs(directory, exist_ok=True)
+        name = os.path.join(directory, f"{spec.name}_{spec.id[:8]}_attempt{attempt}.log")
+        data = outcome.log.encode()
+        if self.limits.write_logs_gzip:
+            with gzip.open(name + ".gz", "wb") as handle:
+                handle.write(data)
+        else:
+            with open(name, "wb") as handle:
+                handle.write(data)
 
     def _record_stats(self, task_id: int, outcome: Outcome) -> None:
         spec = self.state.spec(outcome.job_id)

@@ -58,6 +58,7 @@ class WorkerContext:
     capture_output: bool
     caching: bool = True
     chaining: bool = True
+    return_all_logs: bool = False
     realtime_log_address: tuple[str, int] | None = None
     verify_checksums: bool = True
 
@@ -242,8 +243,12 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
             finally:
                 deferred.run()
         succeeded = outcome.ok
-        if not outcome.ok:
-            outcome.log = _log_tail(log_path, ctx.max_log_size)
+        if os.path.getsize(log_path):
+            # Every attempt's output is kept in the job store (most jobs print nothing).
+            tail = _log_tail(log_path, ctx.max_log_size)
+            store.write_log(item.job_id, item.attempt, tail)
+            if not outcome.ok or ctx.return_all_logs:
+                outcome.log = tail
     finally:
         if bad_timer is not None:
             bad_timer.cancel()

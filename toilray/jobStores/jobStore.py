@@ -10,6 +10,7 @@ Layout (the same keys on every storage back end)::
                          its file deletions. Written once, atomically; it *is* the job's done
                          marker. Restart replays these records to rebuild the graph.
     failures/<jobID>     the latest failure report of a job (text), for users and `status`.
+    logs/<jobID>.<n>     what attempt n of a job printed (its end, up to --maxLogFileSize), if anything.
     files/<uuid>/<name>  global files; the key is the FileID. Read-only once written.
     shared/<name>        files imported with sharedFileName.
     leader.lock          held by the running leader; a second leader is refused.
@@ -208,6 +209,15 @@ class JobStore:
 
     def clear_failure(self, job_id: str) -> None:
         self.storage.delete(f"{FAILURES}/{job_id}")
+
+    def write_log(self, job_id: str, attempt: int, text: str) -> None:
+        self.storage.write_bytes(f"logs/{job_id}.{attempt}", text.encode())
+
+    def read_logs(self, job_id: str) -> list[tuple[int, str]]:
+        """Every kept log of a job's attempts, oldest first."""
+        attempts = sorted(int(name.rsplit(".", 1)[1]) for name in self.storage.list("logs")
+                          if name.startswith(f"{job_id}."))
+        return [(n, self.storage.read_bytes(f"logs/{job_id}.{n}").decode(errors="replace")) for n in attempts]
 
     def failed_ids(self) -> Iterator[str]:
         return self.storage.list(FAILURES)
