@@ -235,3 +235,32 @@ def test_stats_without_records_is_a_clear_error(tmp_path: Path, script_env: dict
     run_script(WORKFLOWS / "flaky.py", f"file:{tmp_path / 'store'}", "--countDir", str(counts), env=script_env)
     done = toilray("stats", f"file:{tmp_path / 'store'}", env=script_env)
     assert done.returncode == 2 and "run the workflow with --stats" in done.stderr
+
+
+def test_progress_line_on_a_terminal_only(tmp_path: Path, script_env: dict[str, str]) -> None:
+    import pty
+
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    args = [sys.executable, str(WORKFLOWS / "fan_out.py"), "--countDir", str(counts), "--n", "30"]
+    output = bytearray()
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 1024)
+        output.extend(data)
+        return data
+
+    env_backup = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(script_env)
+    try:
+        status = pty.spawn([*args[:2], f"file:{tmp_path / 'tty'}", *args[2:]], read)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"toilray: 32 done, 0 running" in output
+
+    piped = run_script(WORKFLOWS / "fan_out.py", f"file:{tmp_path / 'piped'}", "--countDir", str(counts),
+                       "--n", "30", env=script_env)
+    assert piped.returncode == 0 and "done," not in piped.stderr

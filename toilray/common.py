@@ -339,6 +339,7 @@ class Toil:
                 write_logs_dir=logs_dir,
                 write_logs_gzip=config.writeLogsGzip is not None,
                 write_logs_from_all_jobs=bool(config.writeLogsFromAllJobs),
+                show_progress=not config.disableProgress,
             )
             leader = Leader(store, connection, context, limits)
             succeeded = False

@@ -32,6 +32,7 @@ from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowK
 from toilray.jobspec import JobSpec
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_state import FailureAction, LeaderState
+from toilray.progress import Progress
 from toilray.requirements import Requirements
 from toilray.services import ServiceManager
 from toilray.stats import write_records
@@ -70,6 +71,7 @@ class LeaderLimits:
     write_logs_dir: str | None
     write_logs_gzip: bool
     write_logs_from_all_jobs: bool
+    show_progress: bool
 
 
 @dataclass(slots=True)
@@ -111,6 +113,7 @@ class Leader:
         self.stats_records: list[dict[str, Any]] = []
         self._status_written = 0.0
         self._session = os.urandom(4).hex()
+        self._progress = Progress(limits.show_progress)
 
     # -- the main loop -----------------------------------------------------------------------
 
@@ -144,6 +147,9 @@ class Leader:
             self._loop_until_done()
         finally:
             self._services.stop_everything()
+            self._progress.update(self.state.finished_count, 0, len(self._waiting), len(self.state.failed),
+                                  force=True)
+            self._progress.close()
 
     def _loop_until_done(self) -> None:
         next_kill_check = time.monotonic() + self.limits.kill_polling_interval
@@ -153,6 +159,8 @@ class Leader:
                 return
             self._check_deadlock()
             self._write_status("running", at_most_every=_STATUS_INTERVAL)
+            self._progress.update(self.state.finished_count, len(self._issued), len(self._waiting),
+                                  len(self.state.failed))
             now = time.monotonic()
             if now >= next_kill_check:
                 next_kill_check = now + self.limits.kill_polling_interval
