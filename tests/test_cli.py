@@ -264,3 +264,40 @@ def test_progress_line_on_a_terminal_only(tmp_path: Path, script_env: dict[str, 
     piped = run_script(WORKFLOWS / "fan_out.py", f"file:{tmp_path / 'piped'}", "--countDir", str(counts),
                        "--n", "30", env=script_env)
     assert piped.returncode == 0 and "done," not in piped.stderr
+
+
+_NAMESPACE_SCRIPT = """
+set -e
+ip link set lo up
+export PATH={bin}:$PATH RAY_AUTH_MODE=token
+ray start --head --node-ip-address=127.0.0.1 --port=6390 --dashboard-host=127.0.0.1 --dashboard-port=8265 \\
+    --num-cpus=2 --disable-usage-stats > {log} 2>&1
+set +e
+for script in {scripts}; do
+    toilray submit --address http://127.0.0.1:8265 --wait "$script" file:store --logWarning
+    echo "SUBMIT-EXIT $?"
+done
+ray stop > /dev/null 2>&1
+"""
+
+
+def test_submit_to_a_ray_head_in_its_own_namespaces(tmp_path: Path) -> None:
+    failing = tmp_path / "failing_flow.py"
+    failing.write_text(
+        "from toilray.common import Toil\nfrom toilray.job import Job\n\n\n"
+        "def boom():\n    raise ValueError('submitted job fails')\n\n\n"
+        "if __name__ == '__main__':\n    options = Job.Runner.getDefaultArgumentParser().parse_args()\n"
+        "    options.retryCount = 0\n    with Toil(options) as toil:\n        toil.start(Job.wrapFn(boom))\n"
+    )
+    good = WORKFLOWS / "sibling" / "sibling_flow.py"
+    script = _NAMESPACE_SCRIPT.format(bin=Path(sys.executable).parent, log=tmp_path / "head.log",
+                                      scripts=f"{good} {failing}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    # A private PID and network namespace: this Ray head, and 'ray stop', touch nothing else.
+    done = subprocess.run(["unshare", "--fork", "--pid", "--mount-proc", "--net", "bash", "-c", script],
+                          env=env, capture_output=True, text=True, timeout=400)
+    assert "RESULT 42" in done.stdout, done.stdout + done.stderr
+    exits = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("SUBMIT-EXIT")]
+    assert exits == ["0", "1"], done.stdout + done.stderr
+    assert "ended: SUCCEEDED" in done.stderr and "ended: FAILED" in done.stderr
+    assert "submitted job fails" in done.stdout

@@ -41,9 +41,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from toilray.cli import debug, manage, run
+    from toilray.cli import debug, manage, run, submit
 
     main.add_command(run.run)
+    main.add_command(submit.submit)
     main.add_command(manage.status)
     main.add_command(manage.clean)
     main.add_command(manage.kill)
