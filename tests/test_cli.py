@@ -227,6 +227,28 @@ def test_stats_report_in_toils_layout_json_and_html(tmp_path: Path, script_env: 
         "sysFiles", "userFiles"]
     page = (tmp_path / "run.html").read_text()
     assert page.count('<rect class="job"') == len(records) and "<svg" in page
+    _check_page_renders(tmp_path / "run.html", tmp_path)
+
+
+def _check_page_renders(page: Path, tmp_path: Path) -> None:
+    """Open the page in headless Chromium: no console errors, and the timeline is drawn."""
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    browser = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--enable-logging=stderr", "--v=0",
+         "--window-size=1000,700", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert shot.exists(), browser.stderr
+    console = [line for line in browser.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    pixels = Image.open(shot).convert("RGB").tobytes()
+    # The bars are the only strongly coloured pixels on the page (besides the small legend squares).
+    coloured = sum(1 for i in range(0, len(pixels), 3) if max(pixels[i:i + 3]) - min(pixels[i:i + 3]) > 60)
+    assert coloured > 2000, f"the timeline looks blank ({coloured} coloured pixels)"
 
 
 def test_stats_without_records_is_a_clear_error(tmp_path: Path, script_env: dict[str, str]) -> None:
