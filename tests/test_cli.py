@@ -323,3 +323,15 @@ def test_submit_to_a_ray_head_in_its_own_namespaces(tmp_path: Path) -> None:
     assert exits == ["0", "1"], done.stdout + done.stderr
     assert "ended: SUCCEEDED" in done.stderr and "ended: FAILED" in done.stderr
     assert "submitted job fails" in done.stdout
+
+
+def test_conflicting_options_are_one_line_errors(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    for conflict in (["--writeLogs", "a", "--writeLogsGzip", "b"], ["--maxCores", "1", "--defaultCores", "2"]):
+        done = toilray("run", str(WORKFLOWS / "fan_out.py"), f"file:{tmp_path / 'store'}", "--countDir",
+                       str(counts), *conflict, env=script_env)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and ("conflict" in lines[0] or "less than --defaultCores" in lines[0])
+        assert not (tmp_path / "store").exists()

@@ -106,6 +106,13 @@ class Config:
         if options.scale <= 0:
             raise BadOptionError("--scale must be positive")
         self.env = _set_env(list(options.setEnv or []))
+        if options.writeLogs is not None and options.writeLogsGzip is not None:
+            raise BadOptionError("--writeLogs and --writeLogsGzip conflict: give one of them")
+        if self.maxCores is not None and self.maxCores < self.defaults.cores:
+            raise BadOptionError(
+                f"--maxCores {self.maxCores:g} is less than --defaultCores {self.defaults.cores:g}: "
+                "no job with default requirements could ever run"
+            )
 
     def __getattr__(self, name: str) -> Any:
         # Every option not resolved above reads straight from the parsed namespace.
