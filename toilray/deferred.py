@@ -17,20 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from toilray import serialize
+from toilray.lib.processes import pid_alive
 
 logger = logging.getLogger("toilray.worker")
 
 _SUFFIX = ".deferred"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _run_all(functions: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]) -> None:
@@ -77,7 +68,7 @@ def run_orphaned(directory: str, everything: bool = False) -> int:
         if not name.endswith(_SUFFIX):
             continue
         pid = int(name.split("-", 1)[0])
-        if not everything and _pid_alive(pid):
+        if not everything and pid_alive(pid):
             continue
         path = os.path.join(directory, name)
         claimed = f"{path}.claimed-{os.getpid()}"

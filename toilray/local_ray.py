@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from toilray.exceptions import ToilrayError
+from toilray.lib.processes import pid_alive
 
 _START_TIMEOUT = 120.0
 
@@ -43,16 +44,6 @@ def _state_path() -> str:
     return os.path.join(_home(), "local-ray.json")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running() -> LocalRay | None:
     """The local instance if one is running (a stale record is removed)."""
     try:
@@ -61,7 +52,7 @@ def running() -> LocalRay | None:
         local = LocalRay(state["address"], int(state["pid"]))
     except (FileNotFoundError, ValueError, KeyError):
         return None
-    if _alive(local.pid):
+    if pid_alive(local.pid):
         return local
     os.unlink(_state_path())
     return None
@@ -125,9 +116,9 @@ def stop() -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(local.pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
-    while _alive(local.pid) and time.monotonic() < deadline:
+    while pid_alive(local.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(local.pid):
+    if pid_alive(local.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(local.pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):
