@@ -7,6 +7,7 @@ leader lease, checksums, the node cache, fault retries, bucket handling and clea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,21 +19,27 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from conftest import EXAMPLES, run_script
 from objectstores import FaultyProxy, ObjectServers, peak_rss_mib, start_object_servers
-from toilray.backends.storage.faults import ChecksumMismatchError, StorageUnavailableError
+from toilray.backends.storage.faults import (
+    ChecksumMismatchError,
+    Retrier,
+    StorageAccessDeniedError,
+    StorageUnavailableError,
+)
 from toilray.backends.storage.lease import Lease
 from toilray.backends.storage.locators import open_url, service
 from toilray.backends.storage.objects import SHA256_KEY, ObjectStorage
 
 from toilray.common import Toil
-from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException
+from toilray.exceptions import FailedJobsException, JobStoreLockedException, NoSuchJobStoreException
 from toilray.job import Job
 from toilray.jobStores.jobStore import JobStore, open_storage
 
@@ -175,19 +182,33 @@ def test_staging_example_imports_from_s3_and_exports_to_gs(store: StoreCase, obj
 # -- a large file --------------------------------------------------------------------------------
 
 
-def test_one_gib_file_round_trip_in_bounded_memory(store: StoreCase, object_servers: ObjectServers) -> None:
-    result = run_script(WORKFLOWS / "bigfile.py", store.locator, "--size", str(1 << 30), *store.args,
-                        env=store.env, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    report = json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_gib_file_round_trip_in_bounded_memory(kind: str, tmp_path: Path, script_env: dict[str, str]) -> None:
+    # Servers of its own: the emulators keep large objects in memory, and this returns it.
+    with contextlib.ExitStack() as stack:
+        args: list[str] = []
+        env = script_env
+        locator = f"file:{tmp_path / 'store'}"
+        servers: ObjectServers | None = None
+        if kind != "file":
+            (tmp_path / "servers").mkdir()
+            servers = stack.enter_context(start_object_servers(tmp_path / "servers"))
+            env = {**script_env, **servers.environment()}
+            args = set_env_args(servers.environment())
+            locator = f"{kind}://toilray-big/{unique('big')}"
+        result = run_script(WORKFLOWS / "bigfile.py", locator, "--size", str(1 << 30), *args, env=env, timeout=900)
+        assert result.returncode == 0, result.stderr[-4000:]
+        report = json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
+        server = ""
+        if servers is not None:
+            pid = servers.s3_pid if kind == "s3" else servers.gcs_pid
+            server = f"; server peak {peak_rss_mib(pid):.0f} MiB"
     assert report["intact"] and report["size"] == 1 << 30
+    # Writer and reader may share a worker process: its peak covers both jobs then.
     peaks = {name: report[f"{name}_rss_kib"] / 1024 for name in ("writer", "reader", "leader")}
-    server_pid = {"s3": object_servers.s3_pid, "gs": object_servers.gcs_pid}.get(store.kind)
-    server = f", server peak so far {peak_rss_mib(server_pid):.0f} MiB" if server_pid else ""
-    print(f"1 GiB via {store.kind}: peak RSS writer {peaks['writer']:.0f} MiB, reader {peaks['reader']:.0f} MiB, "
+    print(f"1 GiB via {kind}: peak RSS writer {peaks['writer']:.0f} MiB, reader {peaks['reader']:.0f} MiB, "
           f"leader {peaks['leader']:.0f} MiB{server}")
-    assert all(peak < 400 for peak in peaks.values()), peaks
-    assert not store.exists()
+    assert all(peak < 384 for peak in peaks.values()), peaks
 
 
 # -- faults ----------------------------------------------------------------------------------------
@@ -224,22 +245,35 @@ def test_a_file_read_by_many_jobs_on_a_node_is_downloaded_once(script_env: dict[
 
 def test_transient_faults_are_retried_and_permanent_ones_are_not(object_env: dict[str, str]) -> None:
     storage = open_storage(f"s3://toilray-retry/{unique('retry')}")
+    assert isinstance(storage, ObjectStorage)
     storage.create_root()
-    calls = {"n": 0}
-    real = storage.service.read_all
-
-    def flaky_read(path: str) -> bytes:
-        calls["n"] += 1
-        if calls["n"] < 3:
-            raise ConnectionResetError("connection reset by peer")
-        return real(path)
-
     storage.write_bytes("k", b"value")
-    storage.service.read_all = flaky_read  # type: ignore[method-assign]
-    assert storage.read_bytes("k") == b"value" and calls["n"] == 3
-    storage.service.read_all = real  # type: ignore[method-assign]
+    real = storage.service.read_all
+    calls: list[str] = []
+
+    def failing(first_failures: int, error: Exception) -> Callable[[str], bytes]:
+        def read(path: str) -> bytes:
+            calls.append(path)
+            if len(calls) <= first_failures:
+                raise error
+            return real(path)
+        return read
+
+    with mock.patch.object(storage.service, "read_all", failing(2, ConnectionResetError(104, "reset by peer"))):
+        assert storage.read_bytes("k") == b"value" and len(calls) == 3
+    calls.clear()
+    with mock.patch.object(storage.service, "read_all", failing(99, PermissionError("AccessDenied"))):
+        with pytest.raises(StorageAccessDeniedError, match=re.escape(storage.url("k"))):
+            storage.read_bytes("k")
+        assert len(calls) == 1
+    calls.clear()
     with pytest.raises(FileNotFoundError):
         storage.read_bytes("missing")
+    storage._retry = Retrier(attempts=3, first_delay=0.01)
+    with mock.patch.object(storage.service, "read_all", failing(99, ConnectionResetError(104, "reset by peer"))):
+        with pytest.raises(StorageUnavailableError, match=re.escape(storage.url("k"))):
+            storage.read_bytes("k")
+        assert len(calls) == 3
     storage.destroy()
 
 
@@ -326,15 +360,43 @@ def test_corrupt_download_is_detected_unless_verification_is_off(kind: str, obje
     storage.service.put_bytes(storage._path("files/a/data"), b"evil data " * 1000, dict(stat.metadata), None)
     assert stat.metadata[SHA256_KEY] == hashlib.sha256(original.read_bytes()).hexdigest()
 
-    with pytest.raises(StorageUnavailableError) as failed:
+    with pytest.raises(ChecksumMismatchError, match="is corrupt"):
         storage.get_file("files/a/data", str(tmp_path / "copy"), allow_link=True)
-    assert isinstance(failed.value.__cause__, ChecksumMismatchError)
     with pytest.raises(ChecksumMismatchError), storage.open_read("files/a/data") as handle:
         handle.read()
     unverified = JobStore(locator, verify_checksums=False)
     unverified.read_file("files/a/data", str(tmp_path / "unchecked"), allow_link=False)
     assert (tmp_path / "unchecked").read_bytes() == b"evil data " * 1000
     storage.destroy()
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_checksum_option_reaches_the_workers(verify: bool, object_env: dict[str, str], tmp_path: Path,
+                                             ray_address: str) -> None:
+    source = tmp_path / "input"
+    source.write_bytes(b"good data")
+    options = Job.Runner.getDefaultOptions(f"s3://toilray-checksum/{unique('option')}")
+    options.setEnv = [f"{name}={value}" for name, value in object_env.items()]
+    options.disableJobStoreChecksumVerification = not verify
+    options.retryCount = 0
+    with Toil(options) as toil:
+        file_id = toil.importFile(str(source))
+        storage = toil._store.storage
+        assert isinstance(storage, ObjectStorage)
+        stat = storage.service.stat(storage._path(file_id))
+        storage.service.put_bytes(storage._path(file_id), b"evil data", dict(stat.metadata), None)
+        if verify:
+            with pytest.raises(FailedJobsException):
+                toil.start(Job.wrapJobFn(_read_text, file_id))
+            reports = [storage.read_bytes(f"failures/{job}").decode() for job in toil._store.failed_ids()]
+            assert any("ChecksumMismatchError" in report for report in reports), reports
+        else:
+            assert toil.start(Job.wrapJobFn(_read_text, file_id)) == "evil data"
+
+
+def _read_text(job: Job, file_id: str) -> str:
+    with open(job.fileStore.readGlobalFile(file_id)) as handle:
+        return handle.read()
 
 
 # -- buckets, errors, cleanup ----------------------------------------------------------------------
