@@ -70,3 +70,54 @@ def test_ten_readers_share_one_read_only_copy(tmp_path: Path, ray_address: str) 
     print(f"peak extra disk in the work dir while 10 jobs held the file: {peak / 1e6:.0f} MB")
     assert peak < 1.5 * SIZE  # one shared copy, not ten
     assert not (work_dir / "toilray-").exists() and os.listdir(work_dir) == []
+
+
+MB100 = 100 * 10**6
+
+
+def _cache_bytes(work_dir: str) -> int:
+    total = 0
+    for parent, _dirs, files in os.walk(work_dir):
+        if os.path.basename(parent) == "cache":
+            total += sum(os.lstat(os.path.join(parent, f)).st_size for f in files if not f.endswith(".tmp"))
+    return total
+
+
+def _shared(path: str) -> bool:
+    return os.path.islink(path) or os.stat(path).st_nlink > 1
+
+
+def _read_two(job: Job, first: str, second: str, work_dir: str) -> list[Any]:
+    a = job.fileStore.readGlobalFile(first)
+    b = job.fileStore.readGlobalFile(second)  # no room left: the first is still held by this job
+    return [_shared(a), _shared(b), _cache_bytes(work_dir)]
+
+
+def _read_second(job: Job, second: str, work_dir: str) -> list[Any]:
+    b = job.fileStore.readGlobalFile(second)  # the first is no longer held: it is evicted
+    return [_shared(b), _cache_bytes(work_dir)]
+
+
+def _two_files(job: Job, work_dir: str) -> list[Any]:
+    ids = []
+    for name in ("first", "second"):
+        path = os.path.join(job.fileStore.getLocalTempDir(), name)
+        with open(path, "wb") as handle:
+            handle.write(name.encode() * (MB100 // len(name)))
+        ids.append(job.fileStore.writeGlobalFile(path))
+    reader = job.addChildJobFn(_read_two, ids[0], ids[1], work_dir, cores=0.1, disk="150M")
+    later = reader.addFollowOnJobFn(_read_second, ids[1], work_dir, cores=0.1, disk="150M")
+    return [reader.rv(), later.rv()]
+
+
+def test_cache_stays_within_the_jobs_disk_requests(tmp_path: Path, ray_address: str) -> None:
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    options.workDir = str(work_dir)
+    with Toil(options) as toil:
+        (first_shared, second_shared, cache_then), (later_shared, cache_later) = toil.start(
+            Job.wrapJobFn(_two_files, str(work_dir), cores=0.1, disk="300M"))
+    assert first_shared and not second_shared  # the second read got a private copy
+    assert later_shared  # once the first was released, the second was cached
+    assert cache_then <= 150 * 10**6 and cache_later <= 150 * 10**6

@@ -242,6 +242,7 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
                 outcome, result = _execute(ctx, store, item, values, file_store, os.path.join(process_dir, "cwd"))
             finally:
                 deferred.run()
+                file_store.close()
         succeeded = outcome.ok
         if os.path.getsize(log_path):
             # Every attempt's output is kept in the job store (most jobs print nothing).
@@ -277,6 +278,7 @@ def _execute(
         if item.resolve_requirements_only:
             return Outcome(item.job_id, ok=True, requirements=job._resolved_requirements(ctx.defaults)), None
         job._fileStore = file_store
+        file_store.cache_limit = job._requirement("disk", ctx.defaults)
         cwd = os.getcwd()
         try:
             os.chdir(cwd_dir)

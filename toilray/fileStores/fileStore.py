@@ -29,6 +29,8 @@ class FileStore:
         self.jobStore = job_store
         self.deferred = deferred
         self._cache = cache
+        # The most cache space this job may claim: its disk requirement (set by the worker).
+        self.cache_limit = 0
         self._job_name = job_name
         self._scratch_parent = scratch_parent
         self._attempt_dir: str | None = None
@@ -117,16 +119,18 @@ class FileStore:
             directory = os.path.join(self._dir, "reads", uuid.uuid4().hex)
             os.makedirs(directory)
             path = os.path.join(directory, os.path.basename(fileStoreID))
-        if mutable or not cache or self._cache is None:
-            self.jobStore.read_file(fileStoreID, path, allow_link=False)
-        else:
+        placed = False
+        if not mutable and cache and self._cache is not None:
             # Root ignores permission bits, so the cached copy must be its own inode (made
             # immutable); anyone else may share the job store's read-only inode directly.
             share_store_inode = os.geteuid() != 0
-            self._cache.place(
+            placed = self._cache.place(
                 str(fileStoreID), path, self.jobStore.file_is_executable(fileStoreID),
+                self.getGlobalFileSize(fileStoreID), self.cache_limit,
                 lambda tmp: self.jobStore.read_file(fileStoreID, tmp, allow_link=share_store_inode),
             )
+        if not placed:
+            self.jobStore.read_file(fileStoreID, path, allow_link=False)
         self._local_copies.setdefault(str(fileStoreID), []).append(path)
         return path
 
@@ -160,6 +164,11 @@ class FileStore:
         with contextlib.suppress(OSError):
             self.deleteLocalFile(fileStoreID)
         self.deleted_files.append(str(fileStoreID))
+
+    def close(self) -> None:
+        """The job ended: release what it held in the node cache."""
+        if self._cache is not None:
+            self._cache.release()
 
     # -- import / export ---------------------------------------------------------------------
 
