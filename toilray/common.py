@@ -296,6 +296,7 @@ class Toil:
         from toilray.cluster import RayConnection
         from toilray.leader import Leader, LeaderLimits
         from toilray.realtimeLogger import RealtimeLogServer
+        from toilray.run_reports import ReportOptions, RunReports
         from toilray.worker import WorkerContext
 
         config = self.config
@@ -342,13 +343,15 @@ class Toil:
                 deadlock_wait=float(config.deadlockWait),
                 double_memory=bool(config.doubleMem),
                 unlimited_preemptible_retries=bool(config.enableUnlimitedPreemptibleRetries),
+            )
+            reports = RunReports(store, ReportOptions(
                 record_stats=config.stats,
                 write_logs_dir=logs_dir,
                 write_logs_gzip=config.writeLogsGzip is not None,
                 write_logs_from_all_jobs=bool(config.writeLogsFromAllJobs),
                 show_progress=not config.disableProgress,
-            )
-            leader = Leader(store, connection, context, limits)
+            ))
+            leader = Leader(store, connection, context, limits, reports)
             succeeded = False
             try:
                 result = leader.run(specs, result_id, restarting)

@@ -13,11 +13,8 @@ committed on its own.
 
 from __future__ import annotations
 
-import gzip
 import logging
-import os
 import queue
-import socket
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
@@ -32,18 +29,14 @@ from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowK
 from toilray.jobspec import JobSpec
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_state import FailureAction, LeaderState
-from toilray.progress import Progress
 from toilray.requirements import Requirements
+from toilray.run_reports import STATUS_INTERVAL, RunReports
 from toilray.services import ServiceManager
-from toilray.stats import write_records
 from toilray.worker import _LOG_MARK, Outcome, TaskItem, WorkerContext, outcome_from_record, run_jobs
 
 logger = logging.getLogger("toilray.leader")
 
 _run_jobs_task = ray.remote(max_retries=0)(run_jobs)
-
-# Seconds between rewrites of the job store's status record while the workflow runs.
-_STATUS_INTERVAL = 1.0
 
 # A kind of job counts as quick (worth batching) below this mean wall time, in seconds.
 _QUICK_JOB_SECONDS = 0.05
@@ -67,11 +60,6 @@ class LeaderLimits:
     deadlock_wait: float
     double_memory: bool
     unlimited_preemptible_retries: bool
-    record_stats: bool
-    write_logs_dir: str | None
-    write_logs_gzip: bool
-    write_logs_from_all_jobs: bool
-    show_progress: bool
 
 
 @dataclass(slots=True)
@@ -85,7 +73,7 @@ class _Task:
 
 class Leader:
     def __init__(self, store: JobStore, connection: RayConnection, context: WorkerContext,
-                 limits: LeaderLimits) -> None:
+                 limits: LeaderLimits, reports: RunReports) -> None:
         self.store = store
         self.limits = limits
         self.state = LeaderState(limits.retry_count)
@@ -110,10 +98,7 @@ class Leader:
         self._used = {"cores": 0.0, "memory": 0, "disk": 0}
         self._kind_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
         self.jobs_run = 0
-        self.stats_records: list[dict[str, Any]] = []
-        self._status_written = 0.0
-        self._session = os.urandom(4).hex()
-        self._progress = Progress(limits.show_progress)
+        self._reports = reports
 
     # -- the main loop -----------------------------------------------------------------------
 
@@ -131,7 +116,7 @@ class Leader:
             self._write_status("killed")
             raise
         finally:
-            write_records(self.store, self.stats_records)
+            self._reports.close()
         if self.state.failed:
             self._write_status("failed")
             labels = [self.state.spec(j).label() for j in self.state.failed]
@@ -147,9 +132,8 @@ class Leader:
             self._loop_until_done()
         finally:
             self._services.stop_everything()
-            self._progress.update(self.state.finished_count, 0, len(self._waiting), len(self.state.failed),
-                                  force=True)
-            self._progress.close()
+            self._reports.progress(self.state.finished_count, 0, len(self._waiting), len(self.state.failed),
+                                   force=True)
 
     def _loop_until_done(self) -> None:
         next_kill_check = time.monotonic() + self.limits.kill_polling_interval
@@ -158,16 +142,17 @@ class Leader:
             if not self._inflight and not self._services.active():
                 return
             self._check_deadlock()
-            self._write_status("running", at_most_every=_STATUS_INTERVAL)
-            self._progress.update(self.state.finished_count, len(self._issued), len(self._waiting),
-                                  len(self.state.failed))
+            if self._reports.status_due():
+                self._write_status("running")
+            self._reports.progress(self.state.finished_count, len(self._issued), len(self._waiting),
+                                   len(self.state.failed))
             now = time.monotonic()
             if now >= next_kill_check:
                 next_kill_check = now + self.limits.kill_polling_interval
                 if self.store.kill_requested():
                     self._kill_everything()
             self._services.poll()
-            waits = [_STATUS_INTERVAL, max(0.0, next_kill_check - now)]
+            waits = [STATUS_INTERVAL, max(0.0, next_kill_check - now)]
             for wait in (self._until_next_deadline(), self._services.next_wakeup()):
                 if wait is not None:
                     waits.append(wait)
@@ -238,18 +223,11 @@ class Leader:
             ray.cancel(task.refs[0], force=True)
         raise WorkflowKilledException(self.store.locator)
 
-    def _write_status(self, state: str, at_most_every: float = 0.0) -> None:
-        """Record counts for `toilray status`; cheap enough to call from the loop."""
-        now = time.monotonic()
-        if at_most_every and now - self._status_written < at_most_every:
-            return
-        self._status_written = now
+    def _write_status(self, state: str) -> None:
+        """Record counts for `toilray status` (an O(unfinished jobs) count: at most every second)."""
         running = sum(len(t.job_ids) for t in self._inflight.values())
         not_run = self.state.not_run_count()
-        self.store.write_status({
-            "state": state,
-            "leader": f"pid {os.getpid()} on {socket.gethostname()}",
-            "updated": time.time(),
+        self._reports.status(state, {
             "finished": self.state.finished_count,
             "running": running,
             "ready": len(self._waiting),
@@ -426,10 +404,9 @@ class Leader:
             return
         refs: list[ray.ObjectRef | None] = [*task.refs[1:], *([None] * (len(outcomes) - len(task.refs) + 1))]
         for outcome, ref in zip(outcomes, refs, strict=True):
-            if self.limits.record_stats and not outcome.already_committed and self.state.is_known(outcome.job_id):
-                self._record_stats(task_id, outcome)
-            if self.limits.write_logs_dir and outcome.log and self.state.is_known(outcome.job_id):
-                self._write_log_file(outcome)
+            if not outcome.already_committed and self.state.is_known(outcome.job_id):
+                spec = self.state.spec(outcome.job_id)
+                self._reports.attempt_finished(task_id, spec, self._attempt(outcome.job_id), outcome)
             if not self.state.is_known(outcome.job_id):
                 # Dropped by a checkpoint rerun while it ran: whatever it committed is garbage.
                 self.store.uncommit(outcome.job_id)
@@ -443,34 +420,9 @@ class Leader:
             else:
                 self._succeeded(outcome, ref)
 
-    def _write_log_file(self, outcome: Outcome) -> None:
-        """--writeLogs: one file per attempt of a failed job (or of every job, --writeLogsFromAllJobs)."""
-        if outcome.ok and not self.limits.write_logs_from_all_jobs:
-            return
-        spec = self.state.spec(outcome.job_id)
-        attempt = self.limits.retry_count + 1 - self.state.remaining_tries(outcome.job_id) + 1
-        directory = self.limits.write_logs_dir
-        assert directory is not None
-        os.makedirs(directory, exist_ok=True)
-        name = os.path.join(directory, f"{spec.name}_{spec.id[:8]}_attempt{attempt}.log")
-        data = outcome.log.encode()
-        if self.limits.write_logs_gzip:
-            with gzip.open(name + ".gz", "wb") as handle:
-                handle.write(data)
-        else:
-            with open(name, "wb") as handle:
-                handle.write(data)
-
-    def _record_stats(self, task_id: int, outcome: Outcome) -> None:
-        spec = self.state.spec(outcome.job_id)
-        tries = self.limits.retry_count + 1
-        self.stats_records.append({
-            "job_id": outcome.job_id, "name": spec.name, "category": spec.display_name or spec.name,
-            "attempt": tries - self.state.remaining_tries(outcome.job_id) + 1, "ok": outcome.ok,
-            "start": outcome.started, "wall": outcome.wall_time, "cpu": outcome.cpu_time,
-            "memory_kib": outcome.memory_kib, "node": outcome.node, "pid": outcome.pid,
-            "task": f"{self._session}-{task_id}",
-        })
+    def _attempt(self, job_id: str) -> int:
+        """Which attempt of the job the one in flight (or just finished) is, counting from 1."""
+        return self.limits.retry_count + 1 - self.state.remaining_tries(job_id) + 1
 
     def _task_lost(self, task: _Task, exc: RayError) -> None:
         """The worker process died (killed, out of memory, node lost) during the task."""
@@ -527,8 +479,7 @@ class Leader:
 
     def _failed(self, spec: JobSpec, error: str, log: str) -> None:
         tries = self.limits.retry_count + 1
-        attempt = tries - self.state.remaining_tries(spec.id) + 1
-        report = f"Job {spec.label()} failed (attempt {attempt} of {tries}): {error}"
+        report = f"Job {spec.label()} failed (attempt {self._attempt(spec.id)} of {tries}): {error}"
         self.store.record_failure(spec.id, f"{report}\n{log}")
         block = f"\n{_LOG_MARK}\n{log.rstrip()}\n{_LOG_MARK}" if log else ""
         logger.error("%s%s", report, block)

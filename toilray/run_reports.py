@@ -1,0 +1,77 @@
+"""What a running workflow tells the outside: the status record, per-job statistics,
+``--writeLogs`` files and the progress line. The leader decides; this module records."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from toilray.jobspec import JobSpec
+from toilray.jobStores.jobStore import JobStore
+from toilray.progress import Progress
+from toilray.stats import write_records
+from toilray.worker import Outcome
+
+# Seconds between rewrites of the job store's status record while the workflow runs.
+STATUS_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOptions:
+    record_stats: bool
+    write_logs_dir: str | None
+    write_logs_gzip: bool
+    write_logs_from_all_jobs: bool
+    show_progress: bool
+
+
+class RunReports:
+    def __init__(self, store: JobStore, options: ReportOptions) -> None:
+        self._store = store
+        self._options = options
+        self._records: list[dict[str, Any]] = []
+        self._status_written = 0.0
+        self._session = os.urandom(4).hex()
+        self._progress = Progress(options.show_progress)
+        self._leader = f"pid {os.getpid()} on {socket.gethostname()}"
+
+    def attempt_finished(self, task_id: int, spec: JobSpec, attempt: int, outcome: Outcome) -> None:
+        """A job attempt reported back (successfully or not)."""
+        if self._options.record_stats:
+            self._records.append({
+                "job_id": outcome.job_id, "name": spec.name, "category": spec.display_name or spec.name,
+                "attempt": attempt, "ok": outcome.ok, "start": outcome.started, "wall": outcome.wall_time,
+                "cpu": outcome.cpu_time, "memory_kib": outcome.memory_kib, "node": outcome.node,
+                "pid": outcome.pid, "task": f"{self._session}-{task_id}",
+            })
+        directory = self._options.write_logs_dir
+        if directory and outcome.log and (not outcome.ok or self._options.write_logs_from_all_jobs):
+            # --writeLogs: one file per attempt of a failed job (or of every job).
+            os.makedirs(directory, exist_ok=True)
+            name = os.path.join(directory, f"{spec.name}_{spec.id[:8]}_attempt{attempt}.log")
+            data = outcome.log.encode()
+            if self._options.write_logs_gzip:
+                with gzip.open(name + ".gz", "wb") as handle:
+                    handle.write(data)
+            else:
+                with open(name, "wb") as handle:
+                    handle.write(data)
+
+    def status_due(self) -> bool:
+        return time.monotonic() - self._status_written >= STATUS_INTERVAL
+
+    def status(self, state: str, counts: dict[str, Any]) -> None:
+        """Rewrite the record `toilray status` reads."""
+        self._status_written = time.monotonic()
+        self._store.write_status({"state": state, "leader": self._leader, "updated": time.time(), **counts})
+
+    def progress(self, done: int, running: int, queued: int, failed: int, force: bool = False) -> None:
+        self._progress.update(done, running, queued, failed, force)
+
+    def close(self) -> None:
+        self._progress.close()
+        write_records(self._store, self._records)
