@@ -8,6 +8,7 @@ import importlib
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -103,9 +104,15 @@ def run_scenario(ctx: Context, name: str) -> Section:
         return report.skipped(name, TITLES[name], f"the harness failed: {type(exc).__name__}: {exc}")
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the clean-up below (and the local Ray instance's stop) runs."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     options = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="trb-"))
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"scratch directory {workdir}")
     sizes = QUICK if options.quick else FULL
     try:
-        engines = make_engines(options.engines, ray_tmp, log)
+        engines = make_engines(options.engines, ray_tmp, workdir, log)
         for name, engine in engines.items():
             if engine.unavailable:
                 log(f"engine {name} unavailable: {engine.unavailable}")

@@ -13,7 +13,9 @@ TOIL_REQUIREMENT = "toil==9.6.0"
 RESULTS = BENCH_DIR / "RESULTS.md"
 
 SCENARIOS = ("fanout", "chain", "sort", "files", "restart", "status", "memory")
-ENGINES = ("toil", "toilray", "ray")
+ENGINES = ("toil", "toilray", "toilray-warm", "ray")
+# toilray with embedded Ray, and toilray connecting to a local Ray instance already running.
+TOILRAY_ENGINES = ("toilray", "toilray-warm")
 
 
 @dataclass(frozen=True, slots=True)

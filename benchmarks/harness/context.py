@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import Sizes
+from harness.local_ray import LocalRay
 from harness.process import RunOutcome, run_process
 from harness.toolchain import Engine
 
@@ -130,10 +131,59 @@ class Context:
     def repeat(
         self, names: list[str], run_one: Callable[[str, int], RunOutcome]
     ) -> dict[str, list[RunOutcome]]:
-        """``repetitions`` runs of each engine, alternating: the order rotates every repetition."""
+        """``repetitions`` runs of each engine, alternating: the order rotates every repetition.
+
+        When an engine needs a local Ray instance (toilray-warm), one is started before the
+        first run and stopped after the last, whatever happens in between."""
         results: dict[str, list[RunOutcome]] = {name: [] for name in names}
-        for rep in range(self.repetitions):
-            shift = rep % len(names) if names else 0
-            for name in names[shift:] + names[:shift]:
-                results[name].append(self.finish(run_one(name, rep)))
+        with self._local_ray(names) as instance:
+            for rep in range(self.repetitions):
+                shift = rep % len(names) if names else 0
+                for name in names[shift:] + names[:shift]:
+                    engine = self.engines.get(name)
+                    if instance is not None and engine is not None and engine.local_ray_home is not None:
+                        outcome = self._run_warm(instance, name, rep, run_one)
+                    else:
+                        outcome = run_one(name, rep)
+                    results[name].append(self.finish(outcome))
         return results
+
+    @contextlib.contextmanager
+    def _local_ray(self, names: list[str]) -> Iterator[LocalRay | None]:
+        """The local Ray instance of the engines in ``names`` that need one (None: none does)."""
+        homes = {
+            engine.local_ray_home
+            for name in names
+            if (engine := self.engines.get(name)) is not None and engine.local_ray_home is not None
+        }
+        if not homes:
+            yield None
+            return
+        if len(homes) > 1:
+            raise ValueError(f"engines {names} need different local Ray instances: {sorted(homes)}")
+        warm = next(e for n in names if (e := self.engines.get(n)) is not None and e.local_ray_home is not None)
+        instance = LocalRay(warm.python, homes.pop(), warm.env, self.log)
+        with instance.running():
+            yield instance
+
+    def _run_warm(
+        self, instance: LocalRay, name: str, rep: int, run_one: Callable[[str, int], RunOutcome]
+    ) -> RunOutcome:
+        """One run on the local instance: never without it (the run would start its own Ray),
+        so a dead instance is restarted first, and a run after which it is gone has failed."""
+        if not instance.alive() and not instance.start():
+            return RunOutcome(
+                label=f"{name} repetition {rep + 1}",
+                engine=name,
+                ok=False,
+                e2e_s=0.0,
+                error=f"not run: the local Ray instance could not be started: {instance.error}",
+            )
+        outcome = run_one(name, rep)
+        if not instance.alive():
+            why = "the local Ray instance was gone after this run (the run may have started Ray itself)"
+            if outcome.ok:
+                self.fail(outcome, why)
+            else:
+                outcome.error = f"{outcome.error}\n{why}"
+        return outcome

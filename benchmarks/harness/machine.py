@@ -50,7 +50,7 @@ def header(
     mode: str,
     repetitions: int,
 ) -> list[str]:
-    toilray = engines.get("toilray") or engines.get("ray")
+    toilray = engines.get("toilray") or engines.get("toilray-warm") or engines.get("ray")
     toil = engines.get("toil")
     memory_gib = psutil.virtual_memory().total / 2**30
     load = os.getloadavg()
@@ -66,9 +66,16 @@ def header(
         f"({toilray_revision()}), "
         f"Ray {_version(toilray, 'import ray; print(ray.__version__)')}, "
         f"Toil {_version(toil, 'from toil.version import version; print(version)')}",
-        "- Toil: `--batchSystem single_machine`, file job store; toilray: embedded Ray (no `--rayAddress`), "
-        "file job store; both `--clean always`, `--logLevel WARNING`. Plain Ray: `@ray.remote` tasks, "
-        "no job store.",
+        "- Toil: `--batchSystem single_machine`, file job store; toilray: embedded Ray (no `--rayAddress`; "
+        "each run starts and stops its own Ray), file job store; both `--clean always`, `--logLevel WARNING`. "
+        "Plain Ray: `@ray.remote` tasks, no job store.",
+        "- *toilray-warm*: the same toilray runs on the machine of a user who ran `toilray local-ray start` "
+        "once: a long-lived local Ray instance is already up, and each workflow (no `--rayAddress`, "
+        "`RAY_ADDRESS` unset) connects to it instead of starting Ray. The harness starts the instance "
+        "(`python -m toilray local-ray start`, with a private `TOILRAY_HOME` in its scratch directory) before "
+        "each measurement's runs and stops it (`local-ray stop`) after them, so it sits idle during the other "
+        "engines' runs of that measurement; the embedded toilray runs get an empty `TOILRAY_HOME` of their "
+        "own and never use it. toilray-warm's times leave out Ray's start-up, which the instance paid once.",
         "- *End to end*: the whole process, as the harness sees it (interpreter, imports, Ray or Toil "
         "start-up, shutdown). *In workflow*: measured by the script from before `with Toil(...)` to "
         "after `start()` returns (for plain Ray: from before `ray.init` to after `ray.get`). *vs toilray*: "

@@ -187,7 +187,15 @@ def run_process(
         timer = threading.Timer(timeout_s, expire)
         timer.start()
         # wait4, not Popen.wait: its rusage gives the peak RSS of this very process.
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            # The harness itself is stopping (Ctrl-C, SIGTERM): take the run down with it.
+            timer.cancel()
+            kill_tree(proc.pid)
+            proc.wait()
+            watcher.stop()
+            raise
         e2e = time.perf_counter() - started
         timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)

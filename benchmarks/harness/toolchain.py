@@ -1,5 +1,5 @@
-"""The three engines: which interpreter runs each, with what environment and options, and
-setting up the Toil virtualenv when it is missing."""
+"""The engines: which interpreter runs each, with what environment and options, and setting
+up the Toil virtualenv when it is missing."""
 
 from __future__ import annotations
 
@@ -15,13 +15,17 @@ from harness.config import REPO, TOIL_REQUIREMENT, TOIL_VENV, WORKFLOWS
 
 @dataclass(frozen=True, slots=True)
 class Engine:
-    """How to run a workflow script under one engine; ``unavailable`` says why it cannot."""
+    """How to run a workflow script under one engine; ``unavailable`` says why it cannot.
+
+    ``local_ray_home``: the ``TOILRAY_HOME`` of the local Ray instance (``toilray local-ray``)
+    that must be running while this engine runs (toilray-warm); None for the others."""
 
     name: str
     python: str
     env: dict[str, str] = field(default_factory=dict)
     options: tuple[str, ...] = ()
     unavailable: str | None = None
+    local_ray_home: Path | None = None
 
     def workflow_command(
         self, script: str, job_store: Path, work_dir: Path, clean: str, args: list[str]
@@ -102,17 +106,32 @@ def ensure_toil_venv(log: Callable[[str], None]) -> tuple[str | None, str]:
     return (str(python), "") if ok else (None, f"Toil does not import after installing it: {detail}")
 
 
-def make_engines(wanted: list[str], ray_tmp: Path, log: Callable[[str], None]) -> dict[str, Engine]:
-    """The engines asked for, each either runnable or carrying the reason it is not."""
+def make_engines(
+    wanted: list[str], ray_tmp: Path, workdir: Path, log: Callable[[str], None]
+) -> dict[str, Engine]:
+    """The engines asked for, each either runnable or carrying the reason it is not.
+
+    Each toilray engine gets a private ``TOILRAY_HOME`` under ``workdir``: toilray-warm's is
+    where the harness starts its local Ray instance; the embedded engine's stays empty, so a
+    ``toilray local-ray`` instance of the user's (in ``~/.toilray``) cannot make it warm."""
     base = _base_env(ray_tmp)
     engines: dict[str, Engine] = {}
     toilray, why = toilray_python()
-    for name in ("toilray", "ray"):
-        if name in wanted:
-            env = dict(base, BENCH_ENGINE=name)
-            engines[name] = Engine(
-                name, toilray or "", env, unavailable=None if toilray else f"toilray cannot be run: {why}"
-            )
+    unavailable = None if toilray else f"toilray cannot be run: {why}"
+    homes = {"toilray": workdir / "toilray-home-embedded", "toilray-warm": workdir / "toilray-home-warm"}
+    for name in ("toilray", "toilray-warm", "ray"):
+        if name not in wanted:
+            continue
+        env = dict(base, BENCH_ENGINE="ray" if name == "ray" else "toilray")
+        if name in homes:
+            env["TOILRAY_HOME"] = str(homes[name])
+        engines[name] = Engine(
+            name,
+            toilray or "",
+            env,
+            unavailable=unavailable,
+            local_ray_home=homes[name] if name == "toilray-warm" else None,
+        )
     if "toil" in wanted:
         python, why = ensure_toil_venv(log)
         env = dict(

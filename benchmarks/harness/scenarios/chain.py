@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from harness.config import TOILRAY_ENGINES
 from harness.context import Context
 from harness.process import RunOutcome
 from harness.report import Section, table
 from harness.scenarios import timings
 from harness.scenarios.fanout import vs_plain_ray
 
-ORDER = ["toil", "toilray", "ray"]
+ORDER = ["toil", "toilray", "toilray-warm", "ray"]
 
 
 def one(ctx: Context, engine: str, n: int) -> RunOutcome:
@@ -35,10 +36,15 @@ def run(ctx: Context) -> Section:
         largest = runs
     section.lines += [
         "Toil may run a follow-on in the worker of the job before it (job chaining), so its chain "
-        "costs one worker process rather than N; toilray runs each job as a Ray task.",
+        "costs one worker process rather than N; toilray likewise runs a lone successor in the Ray "
+        "task of the job before it. Plain Ray runs each step as a task of its own.",
         "",
         *table(timings.HEADERS, rows),
     ]
     if ctx.sizes.chain:
-        section.targets.append(vs_plain_ray(f"chain N={max(ctx.sizes.chain):,}", largest))
+        section.targets += [
+            vs_plain_ray(f"chain N={max(ctx.sizes.chain):,}", largest, engine)
+            for engine in TOILRAY_ENGINES
+            if engine in ctx.engines
+        ]
     return section

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import inputs, stats
+from harness.config import TOILRAY_ENGINES
 from harness.context import Context
 from harness.process import RunOutcome
 from harness.report import Section, Target, table
 from harness.targets import at_most
 
-ORDER = ["toil", "toilray"]
+ORDER = ["toil", "toilray", "toilray-warm"]
 
 
 def _size(n: int) -> str:
@@ -102,21 +103,17 @@ def _big(ctx: Context, section: Section) -> None:
             rows + _skips(ctx, 7),
         ),
     ]
-    read = _field(runs.get("toilray", []), "read_s")
-    name, goal = f"read a {_size(size)} global file (file job store)", "no more than a `cp` of it"
+    for engine in TOILRAY_ENGINES:
+        if engine in ctx.engines:
+            section.targets.append(_read_target(engine, size, _field(runs.get(engine, []), "read_s"), copy))
+
+
+def _read_target(engine: str, size: int, read: float | None, copy: float | None) -> Target:
+    name = f"read a {_size(size)} global file (file job store, {engine})"
+    goal = "no more than a `cp` of it"
     if copy is None:
-        section.targets.append(Target(name, goal, "-", None, "the `cp` baseline failed"))
-    else:
-        section.targets.append(
-            at_most(
-                name,
-                goal,
-                read,
-                copy,
-                f"{stats.fmt_s(read)} vs `cp` {stats.fmt_s(copy)}",
-                " s",
-            )
-        )
+        return Target(name, goal, "-", None, "the `cp` baseline failed")
+    return at_most(name, goal, read, copy, f"{stats.fmt_s(read)} vs `cp` {stats.fmt_s(copy)}", " s")
 
 
 def _shared(ctx: Context, section: Section) -> None:

@@ -50,7 +50,7 @@ def run(ctx: Context) -> Section:
                 "-" if per is None else f"{per:.1f} MB",
                 how,
                 stats.fmt_mb(tree),
-                "",
+                "process tree: the driver alone (Ray is the local instance's)" if name == "toilray-warm" else "",
             ]
         )
     section = Section("memory", TITLE)

@@ -4,15 +4,22 @@ the jobs that ran again."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import stats
+from harness.config import TOILRAY_ENGINES
 from harness.context import Context
 from harness.process import RunOutcome
 from harness.report import Section, Target, table
 
-ORDER = ["toil", "toilray"]
+ORDER = ["toil", "toilray", "toilray-warm"]
+# After the kill, the marks must stay unchanged this long before they are counted: a warm
+# run's Ray workers belong to the local Ray instance, not to the killed process tree, and
+# run on until Ray has noticed that their driver is gone.
+QUIET_S = 2.0
+QUIET_MAX_S = 60.0
 
 
 class LineCounter:
@@ -60,14 +67,24 @@ def read_marks(path: Path) -> list[tuple[str, int]]:
 def committed_ids(engine: str, store: Path) -> set[str] | None:
     """Jobs whose completion the store records: toilray's commit records. Toil keeps no such
     per-job record that the harness can read, so None there."""
-    if engine != "toilray":
+    if engine not in TOILRAY_ENGINES:
         return None
     commits = store / "commits"
     return set(os.listdir(commits)) if commits.is_dir() else set()
 
 
+def wait_until_quiet(counter: LineCounter) -> None:
+    """Return once no mark was added for ``QUIET_S`` (at most ``QUIET_MAX_S``)."""
+    deadline = time.monotonic() + QUIET_MAX_S
+    count, since = counter(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < QUIET_S:
+        time.sleep(0.1)
+        if counter() != count:
+            count, since = counter(), time.monotonic()
+
+
 def one(ctx: Context, engine: str) -> RestartRun:
-    n = ctx.sizes.restart_jobs if engine == "toilray" else ctx.sizes.restart_jobs_toil
+    n = ctx.sizes.restart_jobs if engine in TOILRAY_ENGINES else ctx.sizes.restart_jobs_toil
     label = f"restart N={n} {engine}"
     with ctx.scratch(label) as directory:
         store, marks = directory / "store", directory / "marks"
@@ -85,6 +102,7 @@ def one(ctx: Context, engine: str) -> RestartRun:
         )
         if first.killed:
             ctx.finish(first)
+            wait_until_quiet(counter)
         else:
             why = first.error or "it finished before half of its jobs were done; no restart to measure"
             return RestartRun(ctx.fail(first, f"the run to be killed: {why}"), n)
@@ -139,7 +157,7 @@ def run(ctx: Context) -> Section:
                 stats.fmt_s(stats.median_inner(outcomes)),
                 _median_int(runs, "ran_after"),
                 _median_int(runs, "reexecuted"),
-                _median_int(runs, "committed_rerun") if name == "toilray" else "n/a",
+                _median_int(runs, "committed_rerun") if name in TOILRAY_ENGINES else "n/a",
             ]
         )
     rows += [[name, "-", "skipped: " + why, *["-"] * 6] for name, why in ctx.unusable(ORDER).items()]
@@ -147,8 +165,10 @@ def run(ctx: Context) -> Section:
     section.lines += [
         f"A fan-out whose {ctx.sizes.restart_jobs:,} children (Toil: {ctx.sizes.restart_jobs_toil:,}; "
         f"each sleeps {ctx.sizes.restart_sleep_s:g} s) append a mark when their work is done. The harness "
-        "SIGKILLs the leader's whole process tree once half the marks are there, then times `--restart` to "
-        "completion. *Re-executed*: children that had finished before the kill and ran again. *Committed "
+        "SIGKILLs the leader's whole process tree once half the marks are there (toilray-warm: the tree is "
+        "the driver; the local Ray instance ends its tasks), waits until no mark has been added for "
+        f"{QUIET_S:g} s, then times `--restart` to completion. *Re-executed*: children that had finished "
+        "before the kill and ran again. *Committed "
         "re-run*: children re-run although their commit record was in the job store at the kill (must be 0).",
         "",
         *table(
@@ -166,19 +186,22 @@ def run(ctx: Context) -> Section:
             rows,
         ),
     ]
-    toilray = [r for r in results.get("toilray", []) if r.outcome.ok and r.committed_rerun is not None]
-    worst = max((r.committed_rerun or 0 for r in toilray), default=None)
-    name, goal = "restart re-runs no committed job (toilray)", "0 committed jobs re-run"
-    if worst is None:
-        section.targets.append(Target(name, goal, "-", None, "no successful restart to measure"))
-    else:
-        section.targets.append(
-            Target(
-                name,
-                goal,
-                f"{worst} (worst of {len(toilray)} runs)",
-                worst == 0,
-                "" if worst == 0 else f"missed: {worst} committed job(s) ran again",
-            )
-        )
+    section.targets += [
+        _no_committed_rerun(engine, results.get(engine, [])) for engine in TOILRAY_ENGINES if engine in ctx.engines
+    ]
     return section
+
+
+def _no_committed_rerun(engine: str, runs: list[RestartRun]) -> Target:
+    measured = [r for r in runs if r.outcome.ok and r.committed_rerun is not None]
+    worst = max((r.committed_rerun or 0 for r in measured), default=None)
+    name, goal = f"restart re-runs no committed job ({engine})", "0 committed jobs re-run"
+    if worst is None:
+        return Target(name, goal, "-", None, "no successful restart to measure")
+    return Target(
+        name,
+        goal,
+        f"{worst} (worst of {len(measured)} runs)",
+        worst == 0,
+        "" if worst == 0 else f"missed: {worst} committed job(s) ran again",
+    )

@@ -9,7 +9,7 @@ from harness.context import Context
 from harness.process import RunOutcome
 from harness.report import Section, table
 
-ORDER = ["toil", "toilray"]
+ORDER = ["toil", "toilray", "toilray-warm"]
 
 
 def one(ctx: Context, engine: str, source: str, expected: str) -> RunOutcome:
