@@ -7,10 +7,13 @@ through RAY_ADDRESS, as a user's script connects to a running cluster.
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -44,3 +47,17 @@ def run_script(script: Path | str, *args: str, env: dict[str, str], cwd: Path | 
         [sys.executable, str(script), *args],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on 127.0.0.1 serving the files put in the returned directory."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+    thread.join()

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import os
 import sys
-import threading
-from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -44,19 +40,6 @@ def test_second_leader_on_the_same_store_is_refused(tmp_path: Path, ray_address:
         (tmp_path / "store" / "workflow.json").write_text("{}")
         with pytest.raises(JobStoreLockedException, match="in use by another running leader"), Toil(again):
             pass
-
-
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", served
-    server.shutdown()
-    thread.join()
 
 
 def _read_and_upper(job: Job, file_id: str) -> str:

@@ -496,19 +496,3 @@ def _copy_between_buckets(job: Job, source: str, target: str) -> int:
     file_id = job.fileStore.importFile(source)
     job.fileStore.exportFile(file_id, target)
     return int(file_id.size)
-
-
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    import http.server
-    from functools import partial
-
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", served
-    server.shutdown()
-    thread.join()
