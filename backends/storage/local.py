@@ -10,7 +10,6 @@ the last moments of work (the same trade Toil's file job store makes).
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import shutil
@@ -21,6 +20,7 @@ from typing import IO
 
 from toilray.exceptions import JobStoreLockedException
 from toilray.jobStores.storage import LeaderLock, Storage
+from toilray.lib.files import link_or_copy
 
 _TMP = "tmp"
 
@@ -141,16 +141,9 @@ class LocalStorage(Storage):
 
     def get_file(self, key: str, local_path: str, allow_link: bool) -> None:
         source = self._path(key)
-        if allow_link:
-            try:
-                os.link(source, local_path)
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                    raise
-        shutil.copyfile(source, local_path)
-        mode = os.stat(source).st_mode
-        os.chmod(local_path, 0o755 if mode & stat.S_IXUSR else 0o644)
+        if link_or_copy(source, local_path, allow_link):
+            mode = os.stat(source).st_mode
+            os.chmod(local_path, 0o755 if mode & stat.S_IXUSR else 0o644)
 
     def open_read(self, key: str) -> IO[bytes]:
         return open(self._path(key), "rb")

@@ -20,12 +20,10 @@ refuses fail at once with a one-line message naming the object.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import io
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +41,7 @@ from toilray.backends.storage.node_cache import NodeCache
 from toilray.backends.storage.services import CREATE_ONLY, ObjectService, ObjectStat
 
 from toilray.jobStores.storage import LeaderLock, Storage
+from toilray.lib.files import link_or_copy
 
 T = TypeVar("T")
 
@@ -304,14 +303,8 @@ class ObjectStorage(Storage):
             self._download(key, stat, local_path)
         else:
             entry = self.cache.fetch(key, stat.version, executable, partial(self._download, key, stat))
-            if allow_link:
-                try:
-                    os.link(entry, local_path)
-                    return
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                        raise
-            shutil.copyfile(entry, local_path)
+            if not link_or_copy(entry, local_path, allow_link):
+                return
         os.chmod(local_path, 0o755 if executable else 0o644)
 
     def open_read(self, key: str) -> IO[bytes]:
