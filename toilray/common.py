@@ -11,7 +11,7 @@ import tempfile
 import uuid
 from argparse import ArgumentTypeError, Namespace
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toilray import serialize
 from toilray.exceptions import BadOptionError, JobException, NoSuchJobStoreException, ToilrayError
@@ -20,6 +20,9 @@ from toilray.jobStores.jobStore import JobStore, parse_locator
 from toilray.jobStores.storage import LeaderLock
 from toilray.lib import urls
 from toilray.options import REPLACED_OPTIONS, batch_system_type, get_default_options
+
+if TYPE_CHECKING:
+    from toilray.leader import JobSource
 from toilray.requirements import (
     Requirements,
     parse_accelerators,
@@ -291,8 +294,29 @@ class Toil:
         self._started = True
         return self._run(store.initial_specs(), meta["resultJobID"], module, paths, restarting=True)
 
-    def _run(self, specs: list[Any], result_id: str, module: str | None, paths: list[str],
-             restarting: bool) -> Any:
+    def drive(self, source: JobSource) -> None:
+        """Run the jobs ``source`` hands out as the run goes (how the CWL runner runs steps).
+
+        A new store records no initial jobs; with --restart, jobs that committed before are
+        not run again when the source hands out the same job IDs.
+        """
+        store = self._store
+        assert self.config is not None
+        if self._started:
+            raise JobException("A workflow was already started in this job store")
+        module, paths = _code_location()
+        serialize.set_main_module_name(module, is_leader=True)
+        if not self.config.restart:
+            meta = {"workflowID": uuid.uuid4().hex, "rootJobID": None, "resultJobID": None,
+                    "mainModule": module, "codePaths": paths, "launchDir": self._launch_dir,
+                    "defaultCores": self.config.defaults.cores, "defaultMemory": self.config.defaults.memory,
+                    "maxCores": self.config.maxCores}
+            store.write_start(meta, [])
+        self._started = True
+        self._run([], None, module, paths, restarting=bool(self.config.restart), source=source)
+
+    def _run(self, specs: list[Any], result_id: str | None, module: str | None, paths: list[str],
+             restarting: bool, source: JobSource | None = None) -> Any:
         from toilray.cluster import RayConnection
         from toilray.leader import Leader, LeaderLimits
         from toilray.realtimeLogger import RealtimeLogServer
@@ -354,7 +378,7 @@ class Toil:
             leader = Leader(store, connection, context, limits, reports)
             succeeded = False
             try:
-                result = leader.run(specs, result_id, restarting)
+                result = leader.run(specs, result_id, restarting, source)
                 succeeded = True
             finally:
                 self._clean_node_dirs(context.workflow_id, succeeded)

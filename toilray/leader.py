@@ -18,7 +18,7 @@ import queue
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 from ray.exceptions import LocalRayletDiedError, NodeDiedError, OutOfMemoryError, RayError
@@ -42,6 +42,21 @@ _run_jobs_task = ray.remote(max_retries=0)(run_jobs)
 _QUICK_JOB_SECONDS = 0.05
 _QUICK_JOB_SAMPLES = 3
 _MAX_BATCH = 64
+
+
+class JobSource(Protocol):
+    """Hands the leader jobs while the run goes on, and hears how each of them ended.
+
+    The CWL runner is one: cwltool's workflow engine decides which step runs next, and each
+    tool invocation it asks for becomes a job here. The leader asks for jobs again after every
+    event, and the run ends when nothing is in flight and the source has nothing new.
+    """
+
+    def take_jobs(self) -> list[JobSpec]: ...
+
+    def job_succeeded(self, job_id: str, value: Any) -> None: ...
+
+    def job_failed(self, job_id: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -99,11 +114,14 @@ class Leader:
         self._kind_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
         self.jobs_run = 0
         self._reports = reports
+        self._source: JobSource | None = None
 
     # -- the main loop -----------------------------------------------------------------------
 
-    def run(self, initial_specs: list[JobSpec], result_id: str, restarting: bool) -> Any:
+    def run(self, initial_specs: list[JobSpec], result_id: str | None, restarting: bool,
+            source: JobSource | None = None) -> Any:
         """Run every job; return the resolved value of job ``result_id``."""
+        self._source = source
         self.store.clear_kill()
         if restarting:
             self._committed_earlier = set(self.store.committed_ids())
@@ -125,7 +143,7 @@ class Leader:
             self._write_status("failed")
             raise FailedJobsException(self.store.locator, ["(jobs left unrunnable by the graph)"])
         self._write_status("completed")
-        return self.resolve_result(result_id)
+        return None if result_id is None else self.resolve_result(result_id)
 
     def _loop(self) -> None:
         try:
@@ -139,7 +157,7 @@ class Leader:
         next_kill_check = time.monotonic() + self.limits.kill_polling_interval
         while True:
             self._dispatch()
-            if not self._inflight and not self._services.active():
+            if not self._inflight and not self._services.active() and not self._take_source_jobs():
                 return
             self._check_deadlock()
             if self._reports.status_due():
@@ -257,7 +275,17 @@ class Leader:
 
     # -- issuing -----------------------------------------------------------------------------
 
+    def _take_source_jobs(self) -> bool:
+        """Add the jobs the source has ready now; say whether there were any."""
+        if self._source is None:
+            return False
+        specs = self._source.take_jobs()
+        if specs:
+            self.state.add_jobs(specs)
+        return bool(specs)
+
     def _dispatch(self) -> None:
+        self._take_source_jobs()
         ready = self.state.take_ready()
         if ready:
             # A job can be queued twice (a chained job that failed is made ready again).
@@ -476,6 +504,11 @@ class Leader:
             stats[0] += 1
             stats[1] += outcome.wall_time
         self._after_state_change()
+        if self._source is not None:
+            # The source owns every job it handed out (they have no successors), and its
+            # callback may hand out more; the value is dropped here once it is delivered.
+            self._source.job_succeeded(job_id, self.resolve_result(job_id))
+            self._results.pop(job_id, None)
 
     def _failed(self, spec: JobSpec, error: str, log: str) -> None:
         tries = self.limits.retry_count + 1
@@ -496,6 +529,8 @@ class Leader:
                            self.state.spec(failure.checkpoint).label())
         else:
             logger.error("Job %s has no attempts left and is marked as failed", spec.label())
+            if self._source is not None:
+                self._source.job_failed(spec.id)
 
     def _forget_checkpoint_subtree(self, checkpoint_id: str, dropped: list[str]) -> None:
         """Make the rerun durable: first uncommit the checkpoint (one atomic delete, after which
@@ -528,3 +563,5 @@ class Leader:
         logger.error(message)
         self.store.record_failure(spec.id, message)
         self.state.mark_permanently_failed(spec.id)
+        if self._source is not None:
+            self._source.job_failed(spec.id)
