@@ -41,7 +41,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from toilray.cli import debug, manage, run, submit
+    from toilray.cli import cwl, debug, manage, run, submit
 
     main.add_command(run.run)
     main.add_command(submit.submit)
@@ -52,6 +52,7 @@ def _register() -> None:
     main.add_command(debug.debug_file)
     main.add_command(manage.local_ray_group)
     main.add_command(manage.stats)
+    main.add_command(cwl.cwl)
 
 
 _register()

@@ -1,0 +1,1 @@
+"""The CWL runner: cwltool on the toilray engine (``toilray-cwl-runner``)."""

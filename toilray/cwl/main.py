@@ -1,0 +1,107 @@
+"""``toilray-cwl-runner``: cwltool's command line, with Toil's options, on the toilray engine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from typing import IO
+
+from toilray.options import add_toil_options
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from cwltool.argparser import arg_parser
+
+    parser = arg_parser()
+    parser.prog = "toilray-cwl-runner"
+    parser.description = ("Run a CWL workflow on toilray. Takes cwltool's options and Toil's; the job store "
+                          "defaults to a new directory that is removed when the run succeeds.")
+    add_toil_options(parser, jobstore_as_flag=True)
+    group = parser.add_argument_group("toilray CWL options")
+    group.add_argument("--bypass-file-store", action="store_true", default=False,
+                       help="Pass files between steps as local paths instead of through the job store "
+                            "(needed by InplaceUpdateRequirement; all workers must share a file system)")
+    group.add_argument("--disable-streaming", action="store_true", default=False,
+                       help="Accepted for Toil compatibility: toilray never streams inputs")
+    return parser
+
+
+def _output_stream() -> IO[str]:
+    """A stream to the real stdout for cwltool's output object; stdout itself now goes to stderr.
+
+    Ray prints warnings from its processes on the driver's stdout; they must not end up
+    inside the JSON a caller parses.
+    """
+    sys.stdout.flush()
+    output = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    import cwltool.main
+    from cwltool.context import RuntimeContext
+    from cwltool.utils import DEFAULT_TMP_PREFIX
+
+    from toilray.cwl.executor import ToilrayExecutor, warm_up
+    from toilray.cwl.tooljob import RUNTIME_KEYS
+
+    parser = make_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    if args.quiet and not any(arg.startswith("--logLevel") for arg in argv):
+        args.logLevel = "WARNING"
+    made_dir = None
+    if args.jobStore is None:
+        if args.restart:
+            parser.error("--restart needs the --jobStore of the run to resume")
+        made_dir = tempfile.mkdtemp(prefix="toilray-cwl-")
+        args.jobStore = "file:" + os.path.join(made_dir, "jobstore")
+    worker_runtime = {key: getattr(args, key) for key in RUNTIME_KEYS if hasattr(args, key)}
+    for key in ("tmpdir_prefix", "tmp_outdir_prefix"):
+        if worker_runtime.get(key) in (None, DEFAULT_TMP_PREFIX):
+            # Each job then works inside its own scratch directory, which toilray cleans up.
+            worker_runtime.pop(key, None)
+    if args.preserve_entire_environment:
+        worker_runtime["environment"] = dict(os.environ)
+    elif args.preserve_environment:
+        worker_runtime["environment"] = {name: os.environ[name] for name in args.preserve_environment
+                                         if name in os.environ}
+    if args.logFile:
+        # cwltool's own messages belong in the run's log file too.
+        from cwltool.loghandler import _logger as cwltool_logger
+
+        cwltool_logger.addHandler(logging.FileHandler(args.logFile))
+    executor = ToilrayExecutor(args, worker_runtime, args.bypass_file_store)
+    runtime_context = RuntimeContext(vars(args))
+    output = _output_stream()
+    connection = warm_up(args.rayAddress)
+    try:
+        return cwltool.main.main(args=args, executor=executor, runtimeContext=runtime_context, stdout=output)
+    finally:
+        output.close()
+        if connection is not None:
+            connection.shutdown()
+        if made_dir is not None and not os.listdir(made_dir):
+            # The job store was removed after success (or never made): nothing to keep.
+            os.rmdir(made_dir)
+
+
+def run() -> None:
+    """The ``toilray-cwl-runner`` command: ``main``, then a quick exit.
+
+    Everything the run wrote is durable by then; what is left is Ray's driver teardown, which
+    costs about a second per run (the local Ray a run started itself was already stopped).
+    """
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    run()
