@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from objectstores import ObjectServers, start_object_servers
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -61,3 +62,19 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     yield f"http://127.0.0.1:{server.server_address[1]}", served
     server.shutdown()
     thread.join()
+
+
+@pytest.fixture(scope="session")
+def object_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServers]:
+    """moto's S3 server and fake-gcs-server on 127.0.0.1, for the whole session."""
+    with start_object_servers(tmp_path_factory.mktemp("object-servers")) as servers:
+        yield servers
+
+
+@pytest.fixture
+def object_env(object_servers: ObjectServers, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point this process's clients at the local servers; the variables, for workflows."""
+    env = object_servers.environment()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,21 +45,6 @@ from toilray.jobStores.jobStore import JobStore, open_storage
 
 WORKFLOWS = Path(__file__).parent / "workflows"
 KINDS = ["file", "s3", "gs"]
-
-
-@pytest.fixture(scope="session")
-def object_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServers]:
-    with start_object_servers(tmp_path_factory.mktemp("object-servers")) as servers:
-        yield servers
-
-
-@pytest.fixture
-def object_env(object_servers: ObjectServers, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Point this process's clients at the local servers; the variables, for workflows."""
-    env = object_servers.environment()
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
 
 
 def set_env_args(env: dict[str, str]) -> list[str]:

@@ -1,0 +1,164 @@
+"""toilray-cwl-runner: scatter parallelism, restart, errors, and conformance tests on S3.
+
+Every run is a real ``toilray-cwl-runner`` process connected to the session's Ray (2 CPUs)
+through RAY_ADDRESS; its tools are real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cwltest.compare import CompareFail, compare
+from cwltest.utils import load_and_validate_tests, shortname
+
+WORKFLOWS = Path(__file__).parent / "workflows" / "cwl"
+
+
+def find_conformance() -> Path:
+    """The CWL v1.2 conformance suite: $TOILRAY_CWL_CONFORMANCE, or shared/conformance/cwl-v1.2
+    beside the repository or beside one of its parents."""
+    if os.environ.get("TOILRAY_CWL_CONFORMANCE"):
+        return Path(os.environ["TOILRAY_CWL_CONFORMANCE"])
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "conformance" / "cwl-v1.2"
+        if (candidate / "conformance_tests.yaml").exists():
+            return candidate
+    return Path("/work/shared/conformance/cwl-v1.2")
+
+
+CONFORMANCE = find_conformance()
+RUNNER = str(Path(sys.executable).parent / "toilray-cwl-runner")
+
+
+def run_cwl(*args: str, env: dict[str, str], cwd: Path | str | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RUNNER, "--no-container", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    return most
+
+
+def test_scatter_of_200_runs_in_parallel_up_to_the_cores(tmp_path: Path, script_env: dict[str, str]) -> None:
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"items": list(range(200)), "log_dir": str(log_dir)}))
+    done = run_cwl("--outdir", str(tmp_path / "out"), str(WORKFLOWS / "scatter.cwl"), str(job), env=script_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["results"] == list(range(200))
+    intervals = []
+    for entry in log_dir.iterdir():
+        _, start, end = entry.read_text().split()
+        intervals.append((float(start), float(end)))
+    assert len(intervals) == 200
+    # The session's Ray has 2 CPUs and each invocation asks for one core.
+    assert max_overlap(intervals) == 2
+
+
+def test_restart_after_a_failed_middle_step_skips_the_first(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts, flag = tmp_path / "counts", tmp_path / "fail-now"
+    counts.mkdir()
+    flag.write_text("")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"count_dir": str(counts), "fail_flag": str(flag)}))
+    store = f"file:{tmp_path / 'store'}"
+    args = ["--jobStore", store, "--retryCount", "0", "--outdir", str(tmp_path / "out"),
+            str(WORKFLOWS / "three_steps.cwl"), str(job)]
+
+    failed = run_cwl(*args, env=script_env)
+    assert failed.returncode == 1
+    assert "injected failure in second" in failed.stderr  # the tool's own stderr is shown
+    assert "--restart" in failed.stderr
+    assert sorted(os.listdir(counts)) == ["first", "second"]
+
+    flag.unlink()
+    resumed = run_cwl("--restart", *args, env=script_env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = {name: (counts / name).read_text().count("run") for name in os.listdir(counts)}
+    assert runs == {"first": 1, "second": 2, "third": 1}
+    output = json.loads(resumed.stdout)["final"]
+    assert Path(output["path"]).read_text() == "first\nsecond\nthird\n"
+    assert Path(output["path"]).parent == tmp_path / "out"
+
+
+def test_toilray_cwl_command_runs_a_tool(tmp_path: Path, script_env: dict[str, str]) -> None:
+    (tmp_path / "in.txt").write_text("one\ntwo\n")
+    (tmp_path / "job.yml").write_text("file1: {class: File, location: in.txt}\n")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "toilray"), "cwl", "--no-container", "--outdir", str(tmp_path / "out"),
+         str(CONFORMANCE / "tests" / "wc-tool.cwl"), "job.yml"],
+        env=script_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = json.loads(done.stdout)["output"]
+    assert output["basename"] == "output"
+    assert Path(output["path"]).read_text().split()[0] == "2"
+
+
+@pytest.mark.parametrize(("document", "job", "message"), [
+    ("bad.cwl", None, "bad.cwl"),
+    ("wc-tool.cwl", "missing.yml", "missing-input.txt"),
+    ("wc-tool.cwl", "wrong-type.yml", "file1"),
+    ("wc-tool.cwl", "empty.yml", "file1"),
+], ids=["invalid-document", "missing-input-file", "type-mismatch", "missing-input"])
+def test_bad_input_gets_cwltool_message(tmp_path: Path, script_env: dict[str, str], document: str, job: str | None,
+                                        message: str) -> None:
+    (tmp_path / "bad.cwl").write_text("cwlVersion: v1.2\nclass: CommandLineTool\ninputs: {x: {type: Fil}}\n"
+                                      "outputs: []\nbaseCommand: true\n")
+    (tmp_path / "missing.yml").write_text("file1: {class: File, location: missing-input.txt}\n")
+    (tmp_path / "wrong-type.yml").write_text("file1: 42\n")
+    (tmp_path / "empty.yml").write_text("{}\n")
+    tool = tmp_path / document if document == "bad.cwl" else CONFORMANCE / "tests" / document
+    done = run_cwl("--outdir", str(tmp_path / "out"), str(tool), *([job] if job else []), env=script_env,
+                   cwd=tmp_path)
+    assert done.returncode not in (0, None)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.strip() in ("", "{}")
+
+
+# -- conformance tests with the job store on S3 (moto's server) -------------------------------------
+
+S3_SUBSET = [
+    "wf_wc_parseInt", "wf_wc_scatter_multiple_nested", "wf_scatter_two_dotproduct", "nested_workflow",
+    "directory_output", "directory_secondaryfiles", "job_input_secondary_subdirs", "input_dir_recurs_copy_writable",
+    "exprtool_directory_literal", "stage_file_array", "listing_loadListing_deep", "wf_two_inputfiles_namecollision",
+    "workflow_step_in_loadContents", "secondary_files_workflow_propagation", "valuefrom_wf_step",
+    "scatter_embedded_subworkflow",
+]
+
+
+def conformance_tests() -> dict[str, dict[str, Any]]:
+    """The suite's tests by id, with its ``$import``ed files expanded as cwltest does."""
+    tests, _ = load_and_validate_tests(str(CONFORMANCE / "conformance_tests.yaml"))
+    return {shortname(test["id"]): test for test in tests}
+
+
+@pytest.mark.parametrize("test_id", S3_SUBSET)
+def test_conformance_subset_with_s3_job_store(test_id: str, tmp_path: Path, script_env: dict[str, str],
+                                              object_env: dict[str, str]) -> None:
+    test = conformance_tests()[test_id]
+    store = f"s3://toilray-cwl-tests/{test_id}-{uuid.uuid4().hex[:8]}"
+    set_env = [arg for name, value in object_env.items() for arg in ("--setEnv", f"{name}={value}")]
+    args = ["--jobStore", store, *set_env, "--outdir", str(tmp_path / "out"), test["tool"]]
+    if test.get("job"):
+        args.append(test["job"])
+    done = run_cwl(*args, env={**script_env, **object_env}, cwd=CONFORMANCE)
+    assert done.returncode == 0, done.stderr[-3000:]
+    try:
+        compare(test["output"], json.loads(done.stdout))
+    except CompareFail as exc:
+        pytest.fail(f"{test_id}: {exc}")
