@@ -15,8 +15,8 @@ import time
 import traceback
 from pathlib import Path
 
-from harness import machine, report
-from harness.config import ENGINES, FULL, QUICK, REPO, RESULTS, SCENARIOS
+from harness import cwl_section, machine, report
+from harness.config import CWL_RESULTS, ENGINES, FULL, QUICK, REPO, RESULTS, SCENARIOS
 from harness.context import Context
 from harness.report import Section
 from harness.toolchain import make_engines
@@ -104,7 +104,7 @@ def run_scenario(ctx: Context, name: str) -> Section:
         return report.skipped(name, TITLES[name], f"the harness failed: {type(exc).__name__}: {exc}")
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
+def exit_on_sigterm(signum: int, _frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C, so the clean-up below (and the local Ray instance's stop) runs."""
     raise SystemExit(128 + signum)
 
@@ -112,7 +112,7 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     options = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="trb-"))
@@ -137,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             log=log,
         )
         sections = [run_scenario(ctx, name) for name in SCENARIOS if name in options.only]
+        # Measured apart (benchmarks/cwl_conformance.py: about 20 minutes a suite), shown from its last run.
+        cwl = cwl_section.load(CWL_RESULTS)
+        if cwl is not None:
+            sections.append(cwl)
         header = machine.header(
             engines,
             command_line(argv),

@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import subprocess
+from typing import Any
 
 import psutil
 
@@ -26,6 +27,24 @@ def cpu_model() -> str:
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def describe() -> dict[str, Any]:
+    """This machine now, as the Machine line of RESULTS.md shows it (``describe_text``)."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
+def describe_text(machine: dict[str, Any]) -> str:
+    return (
+        f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']:.1f} GiB RAM, "
+        f"{machine['os']}; load average at start {machine['load_average']:.2f}"
+    )
 
 
 def _version(engine: Engine | None, code: str) -> str:
@@ -52,14 +71,11 @@ def header(
 ) -> list[str]:
     toilray = engines.get("toilray") or engines.get("toilray-warm") or engines.get("ray")
     toil = engines.get("toil")
-    memory_gib = psutil.virtual_memory().total / 2**30
-    load = os.getloadavg()
     return [
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')} (harness ran {elapsed_s / 60:.1f} min)",
         f"- Command: `{command}`",
         f"- Mode: {mode}; {repetitions} repetition(s) per measurement, engines alternating; medians shown",
-        f"- Machine: {cpu_model()}, {os.cpu_count()} cores, {memory_gib:.1f} GiB RAM, "
-        f"{platform.system()} {platform.release()}; load average at start {load[0]:.2f}",
+        f"- Machine: {describe_text(describe())}",
         f"- Python: toilray/Ray {_version(toilray, 'import platform; print(platform.python_version())')}, "
         f"Toil {_version(toil, 'import platform; print(platform.python_version())')}",
         f"- toilray {_version(toilray, 'import toilray; print(toilray.__version__)')} "
