@@ -147,20 +147,24 @@ class CWLToolJob(Job):
         work = fileStore.getLocalTempDir()
         job_order = copy.deepcopy(self.job_order)
         originals: dict[str, str] = {}
-        if not self.bypass_file_store:
+        if self.bypass_file_store:
+            _forget_listings(job_order)
+        else:
             _fetch_inputs(job_order, fileStore, os.path.join(work, "in"), originals)
         context = RuntimeContext(dict(self.runtime))
         context.basedir = work
-        if self.bypass_file_store:
-            # Outputs stay where the tool wrote them (InplaceUpdateRequirement needs real paths).
-            outdir = os.path.join(self.runtime["bypass_dir"], os.path.basename(work))
-        else:
-            outdir = os.path.join(work, "out")
-        context.outdir = outdir
+        context.outdir = os.path.join(work, "out")
         if not self.runtime.get("tmpdir_prefix"):
             context.tmpdir_prefix = os.path.join(work, "tmp", "")
         if not self.runtime.get("tmp_outdir_prefix"):
             context.tmp_outdir_prefix = os.path.join(work, "outtmp", "")
+        if self.bypass_file_store:
+            # Outputs stay where the tool wrote them, in a directory that outlives the job: moving
+            # them would move an input that the tool updated in place (InplaceUpdateRequirement)
+            # away from the steps that still read it.
+            context.tmp_outdir_prefix = os.path.join(self.runtime["bypass_dir"], os.path.basename(work), "")
+            context.move_outputs = "leave"
+            context.rm_tmpdir = False
         os.makedirs(os.path.dirname(context.tmpdir_prefix), exist_ok=True)
         os.makedirs(os.path.dirname(context.tmp_outdir_prefix), exist_ok=True)
         with _environment(self.runtime.get("environment", {})):
@@ -226,6 +230,14 @@ def _fetch_inputs(job_order: Any, fileStore: Any, into: str, originals: dict[str
 
     for obj in _top_files(job_order):
         visit(obj)
+
+
+def _forget_listings(job_order: Any) -> None:
+    """Let cwltool list local input directories afresh: a listing made when the directory was an
+    output is stale once a step updated the directory in place."""
+    for obj in _top_files(job_order):
+        if obj["class"] == "Directory" and files.local_path(str(obj.get("location", ""))) is not None:
+            obj.pop("listing", None)
 
 
 def _top_files(obj: Any) -> list[dict[str, Any]]:
