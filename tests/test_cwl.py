@@ -110,10 +110,11 @@ def test_toilray_cwl_command_runs_a_tool(tmp_path: Path, script_env: dict[str, s
 
 @pytest.mark.parametrize(("document", "job", "message"), [
     ("bad.cwl", None, "bad.cwl"),
+    ("nonexistent.cwl", None, "workflow file not found"),
     ("wc-tool.cwl", "missing.yml", "missing-input.txt"),
     ("wc-tool.cwl", "wrong-type.yml", "file1"),
     ("wc-tool.cwl", "empty.yml", "file1"),
-], ids=["invalid-document", "missing-input-file", "type-mismatch", "missing-input"])
+], ids=["invalid-document", "missing-workflow", "missing-input-file", "type-mismatch", "missing-input"])
 def test_bad_input_gets_cwltool_message(tmp_path: Path, script_env: dict[str, str], document: str, job: str | None,
                                         message: str) -> None:
     (tmp_path / "bad.cwl").write_text("cwlVersion: v1.2\nclass: CommandLineTool\ninputs: {x: {type: Fil}}\n"
@@ -121,7 +122,7 @@ def test_bad_input_gets_cwltool_message(tmp_path: Path, script_env: dict[str, st
     (tmp_path / "missing.yml").write_text("file1: {class: File, location: missing-input.txt}\n")
     (tmp_path / "wrong-type.yml").write_text("file1: 42\n")
     (tmp_path / "empty.yml").write_text("{}\n")
-    tool = tmp_path / document if document == "bad.cwl" else CONFORMANCE / "tests" / document
+    tool = CONFORMANCE / "tests" / document if document == "wc-tool.cwl" else tmp_path / document
     done = run_cwl("--outdir", str(tmp_path / "out"), str(tool), *([job] if job else []), env=script_env,
                    cwd=tmp_path)
     assert done.returncode not in (0, None)
