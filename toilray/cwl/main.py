@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    if args.workflow and "://" not in args.workflow and not os.path.exists(args.workflow):
+    document = (args.workflow or "").split("#", 1)[0]  # 'wf.cwl#main' names a process inside wf.cwl
+    if document and "://" not in document and not os.path.exists(document):
         # cwltool would answer with a traceback.
-        parser.exit(2, f"{parser.prog}: error: workflow file not found: {args.workflow}\n")
+        parser.exit(2, f"{parser.prog}: error: workflow file not found: {document}\n")
     if args.quiet and not any(arg.startswith("--logLevel") for arg in argv):
         args.logLevel = "WARNING"
     made_dir = None
