@@ -29,6 +29,18 @@ class NodeCapacity:
     preemptible: bool | None = None  # None: the node is not marked either way
 
 
+def running_address(address: str | None) -> str | None:
+    """The Ray cluster to connect to: ``address``, else RAY_ADDRESS, else a running
+    ``toilray local-ray``; None when a run has to start its own Ray."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        local = local_ray.running()
+        if local is not None:
+            logger.info("Using the local Ray instance at %s (toilray local-ray)", local.address)
+            address = local.address
+    return address
+
+
 class RayConnection:
     """Ray for one workflow run. Shuts down only an instance it started itself."""
 
@@ -36,13 +48,8 @@ class RayConnection:
         self.started_here = False
         if ray.is_initialized():
             return
-        address = address or os.environ.get("RAY_ADDRESS") or None
+        address = running_address(address)
         kwargs = {"log_to_driver": False, "configure_logging": False}
-        if address is None:
-            local = local_ray.running()
-            if local is not None:
-                logger.info("Using the local Ray instance at %s (toilray local-ray)", local.address)
-                address = local.address
         if address:
             ray.init(address=address, **kwargs)
         else:

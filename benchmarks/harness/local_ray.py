@@ -75,20 +75,17 @@ class LocalRay:
         except (OSError, ValueError, KeyError, TypeError, psutil.Error):
             return False
 
+    def _run(self, action: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self._command(action), env=self.env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
     def start(self) -> bool:
         """``toilray local-ray start``; False (with ``error`` set, and nothing left running) if
         it fails."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.error = None
         try:
-            proc = subprocess.run(
-                self._command("start"),
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=START_TIMEOUT_S,
-                stdin=subprocess.DEVNULL,
-            )
+            proc = self._run("start", START_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as exc:
             error = f"`toilray local-ray start` did not finish: {exc}"
         else:
@@ -112,14 +109,7 @@ class LocalRay:
         (it starts in a session of its own, which its Ray daemons and workers inherit)."""
         pids = self._instance_pids()
         try:
-            proc = subprocess.run(
-                self._command("stop"),
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=STOP_TIMEOUT_S,
-                stdin=subprocess.DEVNULL,
-            )
+            proc = self._run("stop", STOP_TIMEOUT_S)
             if proc.returncode != 0:
                 self.log(f"`toilray local-ray stop` exited {proc.returncode}: {_tail(proc.stderr, 3)}")
         except (OSError, subprocess.TimeoutExpired) as exc:

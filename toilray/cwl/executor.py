@@ -32,9 +32,8 @@ from cwltool.executors import JobExecutor
 from cwltool.process import Process
 from cwltool.workflow import Workflow
 
-from toilray import local_ray
-from toilray.cluster import RayConnection
-from toilray.common import Toil
+from toilray.cluster import RayConnection, running_address
+from toilray.common import Toil, current_defaults
 from toilray.cwl import files
 from toilray.cwl.tooljob import CWLToolJob, ToolDocument, describe_tool, save_schema
 from toilray.exceptions import FailedJobsException, ToilrayError
@@ -133,7 +132,7 @@ class CWLJobSource:
         self._seen[key] += 1
         job._jobStoreID = hashlib.sha256(f"{key}\0{self._seen[key]}".encode()).hexdigest()[:32]
         self._pending[job._jobStoreID] = invocation
-        return make_specs(job, _defaults())
+        return make_specs(job, current_defaults())
 
     def _resources(self, tool: Process, invocation: Invocation) -> tuple[float, int, int]:
         builder = tool._init_job(invocation.job_order, invocation.runtime_context)
@@ -185,17 +184,12 @@ def warm_up(address: str | None) -> RayConnection | None:
     nothing: the run starts its own Ray only once the document and inputs are known to be
     good, so a mistake is reported at once.
     """
-    if not (address or os.environ.get("RAY_ADDRESS") or local_ray.running()):
+    address = running_address(address)
+    if address is None:
         return None
     connection = RayConnection(address)
     ray.remote(num_cpus=0.01, max_retries=0)(_warm_worker).remote()
     return connection
-
-
-def _defaults() -> Any:
-    from toilray.common import current_defaults
-
-    return current_defaults()
 
 
 class ToilrayExecutor(JobExecutor):

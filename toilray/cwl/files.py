@@ -159,7 +159,7 @@ def import_files(store: JobStore, job_order: Any, base_dir: str) -> None:
             if path is None or not os.path.isdir(path):
                 raise FileNotFoundError(f"Input directory not found: {location}")
             obj["basename"] = _basename(obj)
-            entries = _store_tree(store, path)
+            entries = store_tree(path, store.write_file)
             obj["location"] = write_manifest(store, obj["basename"], entries)
             obj.pop("path", None)
             stored_listing(obj, obj["location"], entries)
@@ -200,15 +200,15 @@ def stored_listing(obj: dict[str, Any], location: str, entries: Manifest, prefix
             stored_listing(entry, location, entries, rel + "/")
 
 
-def _store_tree(store: JobStore, root: str) -> Manifest:
+def store_tree(root: str, store_file: Callable[[str], str]) -> Manifest:
+    """The manifest of the tree at ``root``; ``store_file(path)`` stores one file, giving its ID."""
     entries: Manifest = {}
-    for directory, dirs, files in os.walk(root, followlinks=True):
+    for directory, dirs, names in os.walk(root, followlinks=True):
         rel_dir = os.path.relpath(directory, root)
-        if not dirs and not files and rel_dir != ".":
+        if not dirs and not names and rel_dir != ".":
             entries[rel_dir] = None
-        for name in files:
-            path = os.path.join(directory, name)
-            entries[os.path.normpath(os.path.join(rel_dir, name))] = store.write_file(path, basename=name)
+        for name in names:
+            entries[os.path.normpath(os.path.join(rel_dir, name))] = store_file(os.path.join(directory, name))
     return entries
 
 
@@ -233,11 +233,8 @@ def export_files(store: JobStore, output: Any, staging: str) -> None:
                 file_id, dest, allow_link=False))
             obj["location"] = "file://" + urllib.parse.quote(path)
             obj.pop("listing", None)
-        for secondary in obj.get("secondaryFiles", ()):
-            export(secondary)
-        for entry in obj.get("listing", ()):
-            export(entry)
 
+    # visit_class goes on into each object's secondaryFiles (and a File's listing is gone).
     visit_class(output, ("File", "Directory"), export)
 
 

@@ -266,15 +266,7 @@ def _store_outputs(output: Any, fileStore: Any, originals: dict[str, str]) -> No
             obj.pop("path", None)
             obj.pop("dirname", None)
         elif path is not None and obj.get("class") == "Directory":
-            entries: files.Manifest = {}
-            for directory, dirs, names in os.walk(path, followlinks=True):
-                rel_dir = os.path.relpath(directory, path)
-                if not dirs and not names and rel_dir != ".":
-                    entries[rel_dir] = None
-                for name in names:
-                    stored = store_file(os.path.join(directory, name))
-                    entries[os.path.normpath(os.path.join(rel_dir, name))] = files.file_id_of(stored) \
-                        if stored.startswith(files.FILE_SCHEME) else None
+            entries = files.store_tree(path, lambda file_path: files.file_id_of(store_file(file_path)))
             location = files.write_manifest(store, obj.get("basename") or os.path.basename(path), entries)
             obj["location"] = location
             obj.pop("path", None)
