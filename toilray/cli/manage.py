@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from toilray import local_ray
-from toilray.cli import user_errors
+from toilray.cli.errors import user_errors
 from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException, ToilrayError
 from toilray.jobStores.jobStore import JobStore
 from toilray.stats import defaults_from_meta, read_records, render_html, render_table

@@ -16,7 +16,7 @@ import time
 
 import click
 
-from toilray.cli import user_errors
+from toilray.cli.errors import user_errors
 from toilray.exceptions import ToilrayError
 
 _MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*["']__main__["']\s*:""", re.MULTILINE)

@@ -13,7 +13,7 @@ import shlex
 
 import click
 
-from toilray.cli import user_errors
+from toilray.cli.errors import user_errors
 from toilray.exceptions import ToilrayError
 
 _FINAL_OK = "SUCCEEDED"
