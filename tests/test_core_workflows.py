@@ -345,3 +345,46 @@ def test_write_logs_keeps_each_failed_attempts_output(tmp_path: Path, script_env
             assert b"flaky is about to fail" in data
     kept = os.listdir(tmp_path / "writeLogs" / "logs")
     assert len(kept) == 2  # both attempts' output stays in the job store
+
+
+class _ReportsRequirements(Job):
+    def run(self, fileStore: object) -> tuple[int, float, int]:
+        return self.memory, self.cores, self.disk
+
+
+def _reports_requirements(job: Job) -> tuple[int, float, int]:
+    return job.memory, job.cores, job.disk
+
+
+def _parent_of_chained(job: Job) -> dict[str, object]:
+    # The lone successor made here runs in the same Ray task, right after this job.
+    chained = job.addFollowOnJobFn(_reports_requirements)
+    return {"own": (job.memory, job.cores, job.disk), "chained": chained.rv()}
+
+
+def _requirements_root(job: Job) -> dict[str, object]:
+    return {
+        "class": job.addChild(_ReportsRequirements()).rv(),
+        "function": job.addChildJobFn(_reports_requirements).rv(),
+        "parent": job.addChildJobFn(_parent_of_chained).rv(),
+    }
+
+
+def test_jobs_see_the_runs_default_requirements_on_the_worker(tmp_path: Path, ray_address: str) -> None:
+    from toilray.stats import read_records
+
+    parser = Job.Runner.getDefaultArgumentParser()
+    options = parser.parse_args([f"file:{tmp_path / 'store'}", "--defaultMemory", "3G", "--defaultCores", "0.5",
+                                 "--defaultDisk", "5G", "--stats"])
+    expected = (3 * 10**9, 0.5, 5 * 10**9)
+    with Toil(options) as toil:
+        values = toil.start(Job.wrapJobFn(_requirements_root))
+        store = toil.jobStore
+        records = read_records(store)
+    assert values["class"] == expected
+    assert values["function"] == expected
+    assert values["parent"] == {"own": expected, "chained": expected}
+    tasks = {r["name"]: r["task"] for r in records if r["name"] in ("_parent_of_chained", "_reports_requirements")}
+    parent_task = tasks["_parent_of_chained"]
+    chained = [r for r in records if r["name"] == "_reports_requirements" and r["task"] == parent_task]
+    assert len(chained) == 1  # the follow-on really ran chained, in its parent's task

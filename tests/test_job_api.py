@@ -6,13 +6,11 @@ import os
 import pickle
 import random
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import toilray.common
 from toilray import serialize
 from toilray.exceptions import JobException, JobGraphDeadlockException
 from toilray.fileStores import FileID
@@ -25,20 +23,13 @@ from toilray.job import (
     PromisedRequirement,
     make_specs,
 )
-from toilray.jobspec import JobSpec
 from toilray.leader_state import LeaderState
 from toilray.lib.conversions import human2bytes
+from toilray.protocol import JobSpec
 from toilray.requirements import Requirements, parse_accelerators, parse_cores, parse_preemptible
 
 GI = 2**30
 DEFAULTS = Requirements(cores=1.0, memory=2 * GI, disk=2 * GI, accelerators=(), preemptible=False)
-
-
-@pytest.fixture(autouse=True)
-def toil_default_requirements(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Outside a workflow, requirements default to Toil's; don't inherit another test's workflow."""
-    monkeypatch.setattr(toilray.common, "_defaults", None)
-    yield
 
 
 # Module-level functions, as Toil requires of wrapped functions.

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from toilray.jobspec import JobSpec
 from toilray.leader_state import FailureAction, GraphError, LeaderState
+from toilray.protocol import JobSpec
 from toilray.requirements import Requirements
 
 RETRY, FAILED = FailureAction.RETRY, FailureAction.FAILED
@@ -580,3 +580,15 @@ def test_checkpoint_out_of_tries_lets_the_failure_stand() -> None:
     ready(state)
     assert state.job_failed("G").action is FAILED
     assert state.failed == ["G"]
+
+
+def test_attempts_count_from_one_up_to_retry_count_plus_one() -> None:
+    state = new_state([spec("a")], retry_count=2)
+    assert ready(state) == {"a"}
+    seen = []
+    for _ in range(3):
+        seen.append(state.attempt("a"))
+        action = state.job_failed("a").action
+    assert seen == [1, 2, 3]
+    assert state.tries == 3
+    assert action is FailureAction.FAILED

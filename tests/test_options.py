@@ -58,7 +58,7 @@ def test_default_options_are_toils() -> None:
 
 
 def test_default_config() -> None:
-    config = Config(Job.Runner.getDefaultOptions("file:x"))
+    config = Config.from_options(Job.Runner.getDefaultOptions("file:x"))
     assert config.clean == "onSuccess"
     assert config.cleanWorkDir == "always"
     assert config.retryCount == 1
@@ -85,7 +85,7 @@ def test_default_options_need_a_job_store() -> None:
                                                  ("OnSuccess", "onSuccess")])
 def test_clean_is_case_insensitive(given: str, expected: str) -> None:
     assert parse("--clean", given, "file:x").clean == expected
-    assert Config(parse("--clean", given, "file:x")).clean == expected
+    assert Config.from_options(parse("--clean", given, "file:x")).clean == expected
 
 
 def test_clean_rejects_unknown_values(capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,20 +95,20 @@ def test_clean_rejects_unknown_values(capsys: pytest.CaptureFixture[str]) -> Non
 def test_clean_set_in_code_is_normalised() -> None:
     options = Job.Runner.getDefaultOptions("file:x")
     options.clean = "ALWAYS"
-    assert Config(options).clean == "always"
+    assert Config.from_options(options).clean == "always"
     options.clean = "bogus"
     with pytest.raises(BadOptionError):
-        Config(options)
+        Config.from_options(options)
 
 
 def test_stats_keeps_the_job_store_even_with_clean_always() -> None:
-    assert Config(parse("--stats", "file:x")).clean == "never"
-    assert Config(parse("--stats", "--clean", "always", "file:x")).clean == "never"
+    assert Config.from_options(parse("--stats", "file:x")).clean == "never"
+    assert Config.from_options(parse("--stats", "--clean", "always", "file:x")).clean == "never"
     options = Job.Runner.getDefaultOptions("file:x")
     options.stats = True
     options.clean = "always"
-    assert Config(options).clean == "never"
-    assert Config(parse("--clean", "always", "file:x")).clean == "always"
+    assert Config.from_options(options).clean == "never"
+    assert Config.from_options(parse("--clean", "always", "file:x")).clean == "always"
 
 
 # -- logging --------------------------------------------------------------------------------------
@@ -133,16 +133,16 @@ def test_stats_keeps_the_job_store_even_with_clean_always() -> None:
 def test_log_levels(args: list[str], level: str) -> None:
     options = parse(*args, "file:x")
     assert options.logLevel.upper() == level
-    assert Config(options).logLevel == level
+    assert Config.from_options(options).logLevel == level
 
 
 def test_log_level_set_in_code() -> None:
     options = Job.Runner.getDefaultOptions("file:x")
     options.logLevel = "debug"
-    assert Config(options).logLevel == "DEBUG"
+    assert Config.from_options(options).logLevel == "DEBUG"
     options.logLevel = "chatty"
     with pytest.raises(BadOptionError):
-        Config(options)
+        Config.from_options(options)
 
 
 def test_unknown_log_level_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
@@ -197,7 +197,7 @@ def test_replaced_options_set_in_code_are_rejected(name: str, value: object) -> 
     options = Job.Runner.getDefaultOptions("file:x")
     setattr(options, name, value)
     with pytest.raises(BadOptionError, match=name):
-        Config(options)
+        Config.from_options(options)
 
 
 @pytest.mark.parametrize("name", ["slurm", "mesos"])
@@ -205,14 +205,14 @@ def test_replaced_batch_system_set_in_code_is_rejected(name: str) -> None:
     options = Job.Runner.getDefaultOptions("file:x")
     options.batchSystem = name
     with pytest.raises(BadOptionError):
-        Config(options)
+        Config.from_options(options)
 
 
 # -- resources ------------------------------------------------------------------------------------
 
 
 def test_resource_defaults_from_the_command_line() -> None:
-    config = Config(parse("--defaultMemory", "1Gi", "--defaultDisk", "3G", "--defaultCores", "0.5",
+    config = Config.from_options(parse("--defaultMemory", "1Gi", "--defaultDisk", "3G", "--defaultCores", "0.5",
                           "--defaultAccelerators", "nvidia:1", "--defaultPreemptible", "--maxMemory", "8G",
                           "file:x"))
     assert config.defaults == Requirements(cores=0.5, memory=2**30, disk=3 * 10**9,
@@ -230,18 +230,18 @@ def test_sizes_set_in_code_are_parsed_like_toil() -> None:
     options.defaultMemory = "4G"
     options.defaultDisk = "1Gi"
     options.maxMemory = "10G"
-    config = Config(options)
+    config = Config.from_options(options)
     assert config.defaults.memory == 4 * 10**9
     assert config.defaults.disk == 2**30
     assert config.maxMemory == 10 * 10**9
 
 
 def test_retry_count_and_negative_values() -> None:
-    assert Config(parse("--retryCount", "3", "file:x")).retryCount == 3
+    assert Config.from_options(parse("--retryCount", "3", "file:x")).retryCount == 3
     with pytest.raises(BadOptionError):
-        Config(parse("--retryCount", "-1", "file:x"))
+        Config.from_options(parse("--retryCount", "-1", "file:x"))
     with pytest.raises(BadOptionError):
-        Config(parse("--scale", "0", "file:x"))
+        Config.from_options(parse("--scale", "0", "file:x"))
 
 
 def test_bad_worker_must_be_a_fraction(capsys: pytest.CaptureFixture[str]) -> None:
@@ -257,12 +257,12 @@ def test_set_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MISSING_VAR_FOR_TEST", raising=False)
     options = parse("--setEnv", "A=1", "-e", "B", "-e", "C=x=y", "-e", "MISSING_VAR_FOR_TEST", "file:x")
     assert options.setEnv == ["A=1", "B", "C=x=y", "MISSING_VAR_FOR_TEST"]
-    assert Config(options).env == {"A": "1", "B": "from-environ", "C": "x=y"}
+    assert Config.from_options(options).env == {"A": "1", "B": "from-environ", "C": "x=y"}
 
 
 def test_set_env_needs_a_name() -> None:
     with pytest.raises(BadOptionError):
-        Config(parse("--setEnv", "=1", "file:x"))
+        Config.from_options(parse("--setEnv", "=1", "file:x"))
 
 
 # -- parsers -------------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_add_toil_options_to_a_fresh_parser() -> None:
     Job.Runner.addToilOptions(parser)
     options = parser.parse_args(["file:x", "--retryCount", "4", "--myOwn", "yours"])
     assert (options.jobStore, options.retryCount, options.myOwn) == ("file:x", 4, "yours")
-    assert Config(options).retryCount == 4
+    assert Config.from_options(options).retryCount == 4
 
 
 def test_job_store_as_flag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -296,24 +296,24 @@ def test_positional_job_store_is_required(capsys: pytest.CaptureFixture[str]) ->
 def test_config_needs_a_job_store() -> None:
     options = Job.Runner.getDefaultOptions(jobstore_as_flag=True)
     with pytest.raises(BadOptionError):
-        Config(options)
+        Config.from_options(options)
 
 
 def test_relative_file_store_becomes_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(str(tmp_path))
-    config = Config(parse("my-store"))
+    config = Config.from_options(parse("my-store"))
     assert config.jobStore == "my-store"
     assert config.jobStoreLocator == f"file:{tmp_path}/my-store"
 
 
 def test_work_dir_must_exist(tmp_path: Path) -> None:
     with pytest.raises(BadOptionError):
-        Config(parse("--workDir", f"{tmp_path}/does-not-exist", "file:x"))
-    assert Config(parse("--workDir", str(tmp_path), "file:x")).workDir == str(tmp_path)
+        Config.from_options(parse("--workDir", f"{tmp_path}/does-not-exist", "file:x"))
+    assert Config.from_options(parse("--workDir", str(tmp_path), "file:x")).workDir == str(tmp_path)
 
 
 def test_script_style_parse_of_sys_argv(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["script.py", "file:s", "--clean=ALWAYS", "--logDebug"])
     options = Job.Runner.getDefaultArgumentParser().parse_args()
-    config = Config(options)
+    config = Config.from_options(options)
     assert (config.clean, config.logLevel, config.jobStore) == ("always", "DEBUG", "file:s")

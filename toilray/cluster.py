@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 
@@ -49,7 +50,7 @@ class RayConnection:
         if ray.is_initialized():
             return
         address = running_address(address)
-        kwargs = {"log_to_driver": False, "configure_logging": False}
+        kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
         if address:
             ray.init(address=address, **kwargs)
         else:

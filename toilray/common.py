@@ -1,4 +1,5 @@
-"""``Toil``, the context manager that runs a workflow, and ``Config``, its resolved options."""
+"""``Toil``, the context manager that runs a workflow (``Config``, its resolved options, lives
+in ``toilray.config``)."""
 
 from __future__ import annotations
 
@@ -7,128 +8,29 @@ import logging.handlers
 import os
 import shutil
 import sys
-import tempfile
 import uuid
-from argparse import ArgumentTypeError, Namespace
+from argparse import Namespace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from toilray import serialize
-from toilray.exceptions import BadOptionError, JobException, NoSuchJobStoreException, ToilrayError
+from toilray.config import Config
+from toilray.deferred import run_orphaned
+from toilray.exceptions import JobException, NoSuchJobStoreException, ToilrayError
+from toilray.fileStores.cache import remove_cache
 from toilray.job import Job, make_specs
-from toilray.jobStores.jobStore import JobStore, parse_locator
+from toilray.jobStores.jobStore import JobStore
 from toilray.jobStores.storage import LeaderLock
 from toilray.lib import urls
-from toilray.options import REPLACED_OPTIONS, batch_system_type, get_default_options
+from toilray.options import clean_applies
+from toilray.protocol import JobSpec, NodeDirs
 
 if TYPE_CHECKING:
     from toilray.leader import JobSource
-from toilray.requirements import (
-    Requirements,
-    parse_accelerators,
-    parse_cores,
-    parse_memory,
-    parse_preemptible,
-)
+
+__all__ = ["Config", "Toil"]
 
 logger = logging.getLogger("toilray")
-
-_defaults: Requirements | None = None
-
-
-def current_defaults() -> Requirements:
-    """Default requirements of the running workflow, or Toil's defaults outside of one."""
-    global _defaults
-    if _defaults is None:
-        _defaults = Config(get_default_options("unused")).defaults
-    return _defaults
-
-
-def _set_env(entries: list[str]) -> dict[str, str]:
-    env = {}
-    for entry in entries:
-        name, sep, value = entry.partition("=")
-        if not name:
-            raise BadOptionError(f"--setEnv needs NAME or NAME=VALUE, not {entry!r}")
-        if sep:
-            env[name] = value
-        elif name in os.environ:
-            env[name] = os.environ[name]
-    return env
-
-
-class Config:
-    """Options resolved into the values toilray runs with (defaults filled in, checked)."""
-
-    def __init__(self, options: Namespace) -> None:
-        for name in REPLACED_OPTIONS:
-            if getattr(options, name, None) not in (None, False):
-                raise BadOptionError(f"--{name} is not used by toilray: {REPLACED_OPTIONS[name]}")
-        try:
-            batch_system_type(str(options.batchSystem))
-        except ArgumentTypeError as exc:
-            raise BadOptionError(f"--batchSystem {options.batchSystem}: {exc}") from None
-        self.options = options
-        self.jobStore: str = options.jobStore
-        if not self.jobStore:
-            raise BadOptionError("No job store given (pass a locator such as file:my-store or a path)")
-        kind, rest = parse_locator(self.jobStore)
-        # Workers run in other directories: a relative path must not change meaning there.
-        self.jobStoreLocator = f"file:{os.path.abspath(os.path.expanduser(rest))}" if kind == "file" else self.jobStore
-        self.restart: bool = bool(options.restart)
-        self.stats: bool = bool(options.stats)
-        clean = str(options.clean) if options.clean else ("never" if self.stats else "onSuccess")
-        self.clean = _normalise_clean(clean, "--clean")
-        if self.stats:
-            self.clean = "never"
-        self.cleanWorkDir = _normalise_clean(str(options.cleanWorkDir), "--cleanWorkDir")
-        self.workDir: str = os.path.abspath(options.workDir or tempfile.gettempdir())
-        if not os.path.isdir(self.workDir):
-            raise BadOptionError(f"--workDir {self.workDir} is not an existing directory")
-        level = str(options.logLevel).upper()
-        self.logLevel = {"OFF": "CRITICAL", "WARN": "WARNING"}.get(level, level)
-        if self.logLevel not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
-            raise BadOptionError(f"Unknown log level {options.logLevel!r}")
-        self.retryCount: int = int(options.retryCount)
-        if self.retryCount < 0:
-            raise BadOptionError("--retryCount cannot be negative")
-        # Scripts may set options in code after parsing, as strings ("4G") or numbers.
-        try:
-            self.defaults = Requirements(
-                cores=parse_cores(options.defaultCores),
-                memory=parse_memory(options.defaultMemory, "--defaultMemory"),
-                disk=parse_memory(options.defaultDisk, "--defaultDisk"),
-                accelerators=parse_accelerators(options.defaultAccelerators),
-                preemptible=parse_preemptible(options.defaultPreemptible),
-            )
-            self.maxCores = None if options.maxCores is None else parse_cores(options.maxCores)
-            self.maxMemory = None if options.maxMemory is None else parse_memory(options.maxMemory, "--maxMemory")
-            self.maxDisk = None if options.maxDisk is None else parse_memory(options.maxDisk, "--maxDisk")
-        except ValueError as exc:
-            raise BadOptionError(str(exc)) from None
-        if options.scale <= 0:
-            raise BadOptionError("--scale must be positive")
-        self.env = _set_env(list(options.setEnv or []))
-        if options.writeLogs is not None and options.writeLogsGzip is not None:
-            raise BadOptionError("--writeLogs and --writeLogsGzip conflict: give one of them")
-        if self.maxCores is not None and self.maxCores < self.defaults.cores:
-            raise BadOptionError(
-                f"--maxCores {self.maxCores:g} is less than --defaultCores {self.defaults.cores:g}: "
-                "no job with default requirements could ever run"
-            )
-
-    def __getattr__(self, name: str) -> Any:
-        # Every option not resolved above reads straight from the parsed namespace.
-        if name == "options":
-            raise AttributeError(name)
-        return getattr(self.options, name)
-
-
-def _normalise_clean(value: str, flag: str) -> str:
-    for choice in ("always", "onError", "never", "onSuccess"):
-        if value.lower() == choice.lower():
-            return choice
-    raise BadOptionError(f"{flag} must be always, onError, never or onSuccess, not {value!r}")
 
 
 def _code_location() -> tuple[str | None, list[str]]:
@@ -198,16 +100,12 @@ class Toil:
         self._handlers: list[logging.Handler] = []
         self._started = False
         self._launch_dir = os.getcwd()
-        self._outer_defaults: Requirements | None = None
 
     # -- context manager ---------------------------------------------------------------------
 
     def __enter__(self) -> Toil:
-        global _defaults
-        config = Config(self.options)
+        config = Config.from_options(self.options)
         self.config = config
-        self._outer_defaults = _defaults
-        _defaults = config.defaults
         self._handlers = _configure_logging(config)
         if not isinstance(sys.excepthook, _UncaughtToilrayErrors):
             sys.excepthook = _UncaughtToilrayErrors()
@@ -235,64 +133,66 @@ class Toil:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
-        global _defaults
         try:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
-            clean = self.config.clean if self.config else "never"
-            failed = kind is not None
-            if self._jobStore is not None and (
-                clean == "always" or (clean == "onSuccess" and not failed) or (clean == "onError" and failed)
-            ):
-                self._jobStore.destroy()
-            elif failed and self._jobStore is not None and isinstance(value, ToilrayError):
-                logger.info("The job store %s was kept; fix the problem and use --restart", self.config.jobStore)
+            succeeded = kind is None
+            if self._jobStore is not None and self.config is not None:
+                if clean_applies(self.config.clean, succeeded):
+                    self._jobStore.destroy()
+                elif not succeeded and isinstance(value, ToilrayError):
+                    logger.info("The job store %s was kept; fix the problem and use --restart",
+                                self.config.jobStore)
         finally:
             self._remove_log_handlers()
-            _defaults = self._outer_defaults
 
     # -- running -----------------------------------------------------------------------------
 
     @property
-    def _store(self) -> JobStore:
+    def jobStore(self) -> JobStore:
+        """The open job store (toilray's: front ends keep their own records in it)."""
         if self._jobStore is None or self.config is None:
             raise JobException("Use Toil as a context manager: 'with Toil(options) as toil:'")
         return self._jobStore
 
-    def start(self, rootJob: Job) -> Any:
-        """Run a new workflow from ``rootJob``; return its (fully resolved) return value."""
-        store = self._store
+    def _open_run(self) -> tuple[JobStore, Config, str | None, list[str]]:
+        """Checks common to every way of running; where the workflow's code is."""
+        store = self.jobStore
         assert self.config is not None
-        if self.config.restart:
-            raise JobException("This Toil was opened with --restart: call restart(), not start()")
         if self._started:
             raise JobException("A workflow was already started in this job store")
+        module, paths = _code_location()
+        serialize.set_main_module_name(module, is_leader=True)
+        self._started = True
+        return store, self.config, module, paths
+
+    def _workflow_meta(self, config: Config, root_id: str | None, result_id: str | None, module: str | None,
+                       paths: list[str]) -> dict[str, Any]:
+        """What workflow.json records: enough for a restart, debug-job and stats to go on."""
+        return {"workflowID": uuid.uuid4().hex, "rootJobID": root_id, "resultJobID": result_id,
+                "mainModule": module, "codePaths": paths, "launchDir": self._launch_dir,
+                "defaults": config.defaults.to_json(), "defaultCores": config.defaults.cores,
+                "defaultMemory": config.defaults.memory, "maxCores": config.maxCores}
+
+    def start(self, rootJob: Job) -> Any:
+        """Run a new workflow from ``rootJob``; return its (fully resolved) return value."""
+        if self.config is not None and self.config.restart:
+            raise JobException("This Toil was opened with --restart: call restart(), not start()")
         if not isinstance(rootJob, Job):
             raise JobException(f"start() needs a Job, not {type(rootJob).__name__}")
         rootJob.checkJobGraphForDeadlocks()
-        module, paths = _code_location()
-        serialize.set_main_module_name(module, is_leader=True)
-        specs = make_specs(rootJob, self.config.defaults)
+        store, config, module, paths = self._open_run()
+        specs = make_specs(rootJob, config.defaults)
         # start() returns what rootJob.rv() promises: for an EncapsulatedJob, its inner job's value.
         result_id = rootJob.rv()._job_id
-        meta = {"workflowID": uuid.uuid4().hex, "rootJobID": rootJob.jobStoreID, "resultJobID": result_id,
-                "mainModule": module, "codePaths": paths, "launchDir": self._launch_dir,
-                "defaultCores": self.config.defaults.cores, "defaultMemory": self.config.defaults.memory,
-                "maxCores": self.config.maxCores}
-        store.write_start(meta, specs)
-        self._started = True
+        store.write_start(self._workflow_meta(config, rootJob.jobStoreID, result_id, module, paths), specs)
         return self._run(specs, result_id, module, paths, restarting=False)
 
     def restart(self) -> Any:
         """Resume the workflow in the job store; finished jobs are not run again."""
-        store = self._store
-        assert self.config is not None
-        module, paths = _code_location()
-        serialize.set_main_module_name(module, is_leader=True)
-        meta = store.meta()
-        self._started = True
-        return self._run(store.initial_specs(), meta["resultJobID"], module, paths, restarting=True)
+        store, _, module, paths = self._open_run()
+        return self._run(store.initial_specs(), store.meta()["resultJobID"], module, paths, restarting=True)
 
     def drive(self, source: JobSource) -> None:
         """Run the jobs ``source`` hands out as the run goes (how the CWL runner runs steps).
@@ -300,88 +200,35 @@ class Toil:
         A new store records no initial jobs; with --restart, jobs that committed before are
         not run again when the source hands out the same job IDs.
         """
-        store = self._store
-        assert self.config is not None
-        if self._started:
-            raise JobException("A workflow was already started in this job store")
-        module, paths = _code_location()
-        serialize.set_main_module_name(module, is_leader=True)
-        if not self.config.restart:
-            meta = {"workflowID": uuid.uuid4().hex, "rootJobID": None, "resultJobID": None,
-                    "mainModule": module, "codePaths": paths, "launchDir": self._launch_dir,
-                    "defaultCores": self.config.defaults.cores, "defaultMemory": self.config.defaults.memory,
-                    "maxCores": self.config.maxCores}
-            store.write_start(meta, [])
-        self._started = True
-        self._run([], None, module, paths, restarting=bool(self.config.restart), source=source)
+        store, config, module, paths = self._open_run()
+        if not config.restart:
+            store.write_start(self._workflow_meta(config, None, None, module, paths), [])
+        self._run([], None, module, paths, restarting=config.restart, source=source)
 
-    def _run(self, specs: list[Any], result_id: str | None, module: str | None, paths: list[str],
+    def _run(self, specs: list[JobSpec], result_id: str | None, module: str | None, paths: list[str],
              restarting: bool, source: JobSource | None = None) -> Any:
+        # Ray and the leader load only when a workflow runs: a script's option mistakes stay quick.
         from toilray.cluster import RayConnection
-        from toilray.leader import Leader, LeaderLimits
+        from toilray.leader import Leader
         from toilray.realtimeLogger import RealtimeLogServer
-        from toilray.run_reports import ReportOptions, RunReports
-        from toilray.worker import WorkerContext
+        from toilray.run_reports import RunReports
 
         config = self.config
         assert config is not None
-        store = self._store
-        logs = config.writeLogsGzip if config.writeLogsGzip is not None else config.writeLogs
-        logs_dir = os.path.abspath(logs) if logs is not None else None
+        store = self.jobStore
         connection = RayConnection(config.rayAddress)
         log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
         try:
-            context = WorkerContext(
-                locator=config.jobStoreLocator,
-                workflow_id=store.meta()["workflowID"],
-                work_dir=config.workDir,
-                launch_dir=self._launch_dir,
-                code_paths=paths,
-                main_module=module,
-                defaults=config.defaults,
-                env=config.env,
-                max_log_size=int(config.maxLogFileSize),
-                clean_work_dir=config.cleanWorkDir,
-                bad_worker=float(config.badWorker),
-                bad_worker_interval=float(config.badWorkerFailInterval),
-                log_level=config.logLevel,
-                capture_output=not config.disableWorkerOutputCapture,
-                caching=config.caching is not False,
-                chaining=not config.disableChaining and config.maxJobDuration is None,
-                return_all_logs=logs_dir is not None and bool(config.writeLogsFromAllJobs),
-                realtime_log_address=log_server.address if log_server else None,
-                verify_checksums=not config.disableJobStoreChecksumVerification,
-            )
-            limits = LeaderLimits(
-                retry_count=config.retryCount,
-                max_cores=config.maxCores,
-                max_memory=config.maxMemory,
-                max_disk=config.maxDisk,
-                scale=float(config.scale),
-                default_memory=config.defaults.memory,
-                batching=not config.disableChaining,
-                max_job_duration=config.maxJobDuration,
-                kill_polling_interval=float(config.kill_polling_interval),
-                max_service_jobs=int(config.maxServiceJobs),
-                service_poll_interval=float(config.servicePollingInterval),
-                deadlock_wait=float(config.deadlockWait),
-                double_memory=bool(config.doubleMem),
-                unlimited_preemptible_retries=bool(config.enableUnlimitedPreemptibleRetries),
-            )
-            reports = RunReports(store, ReportOptions(
-                record_stats=config.stats,
-                write_logs_dir=logs_dir,
-                write_logs_gzip=config.writeLogsGzip is not None,
-                write_logs_from_all_jobs=bool(config.writeLogsFromAllJobs),
-                show_progress=not config.disableProgress,
-            ))
-            leader = Leader(store, connection, context, limits, reports)
+            context = config.worker_context(store.meta()["workflowID"], self._launch_dir, paths, module,
+                                            log_server.address if log_server else None)
+            leader = Leader(store, connection, context, config.leader_limits(),
+                            RunReports(store, config.report_options()))
             succeeded = False
             try:
                 result = leader.run(specs, result_id, restarting, source)
                 succeeded = True
             finally:
-                self._clean_node_dirs(context.workflow_id, succeeded)
+                self._clean_node_dirs(context.dirs, succeeded)
             logger.info("Workflow finished: %d job(s) run", leader.jobs_run)
             return result
         finally:
@@ -389,26 +236,21 @@ class Toil:
                 log_server.close()
             connection.shutdown()
 
-    def _clean_node_dirs(self, workflow_id: str, succeeded: bool) -> None:
+    def _clean_node_dirs(self, dirs: NodeDirs, succeeded: bool) -> None:
         """Run deferred functions left by killed attempts, then remove this node's scratch."""
-        from toilray.deferred import run_orphaned
-        from toilray.fileStores.cache import remove_cache
-        from toilray.worker import cache_dir, deferred_dir, workflow_dir
-
         assert self.config is not None
-        run_orphaned(deferred_dir(self.config.workDir, workflow_id), everything=True)
-        remove_cache(cache_dir(self.config.workDir, workflow_id))
-        clean = self.config.cleanWorkDir
-        if clean == "always" or (clean == "onSuccess" and succeeded) or (clean == "onError" and not succeeded):
-            shutil.rmtree(workflow_dir(self.config.workDir, workflow_id), ignore_errors=True)
+        run_orphaned(dirs.deferred, everything=True)
+        remove_cache(dirs.cache)
+        if clean_applies(self.config.cleanWorkDir, succeeded):
+            shutil.rmtree(dirs.workflow, ignore_errors=True)
 
     # -- files -------------------------------------------------------------------------------
 
     def importFile(self, srcUrl: str, sharedFileName: str | None = None, symlink: bool = True) -> Any:
-        return urls.import_url(self._store, srcUrl, self._launch_dir, sharedFileName)
+        return urls.import_url(self.jobStore, srcUrl, self._launch_dir, sharedFileName)
 
     def exportFile(self, jobStoreFileID: str, dstUrl: str) -> None:
-        urls.export_url(self._store, jobStoreFileID, dstUrl, self._launch_dir)
+        urls.export_url(self.jobStore, jobStoreFileID, dstUrl, self._launch_dir)
 
     import_file = importFile
     export_file = exportFile

@@ -4,39 +4,37 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import uuid
 from argparse import ArgumentParser, Namespace
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from toilray import serialize
 from toilray.exceptions import JobException, JobGraphDeadlockException
-from toilray.jobspec import JobSpec, ServiceSpec
-from toilray.requirements import (
-    Requirements,
-    parse_accelerators,
-    parse_cores,
-    parse_memory,
-    parse_preemptible,
-)
+from toilray.protocol import JobSpec, ServiceSpec
+from toilray.requirements import REQUIREMENT_KEYS, TOIL_DEFAULTS, Requirements, parse_requirement
 
 if TYPE_CHECKING:
     from toilray.fileStores.fileStore import FileStore
 
 logger = logging.getLogger(__name__)
 
-_REQUIREMENT_KEYS = ("memory", "cores", "disk", "accelerators", "preemptible")
+J = TypeVar("J", bound="Job")
 
 # Attributes that describe the job's place in the graph or its current run. They are not part
-# of the pickled body: the graph travels as JobSpec edges, and a run gets fresh ones.
-_TRANSIENT = ("_children", "_followOns", "_directPredecessors", "_fileStore", "_tempDir", "_saved", "_services")
+# of the pickled body: the graph travels as JobSpec edges, a run gets fresh ones, and the
+# run's default requirements come with the worker context (see load_job).
+_TRANSIENT = ("_children", "_followOns", "_directPredecessors", "_fileStore", "_tempDir", "_saved", "_services",
+              "_defaults")
 
 
 class Promise:
     """The future return value of a job, or a part of it (``job.rv(*path)``)."""
 
-    def __init__(self, job: Job, path: tuple[Any, ...] = ()) -> None:
-        self.job = job
+    def __init__(self, job: Job | Job.Service, path: tuple[Any, ...] = ()) -> None:
+        self.job: Job | Job.Service | None = job
         self._job_id = job.jobStoreID
         self._path = path
 
@@ -50,10 +48,19 @@ class Promise:
 
     def __reduce__(self) -> tuple[Any, ...]:
         serialize.note_promise(self._job_id)
-        return serialize.resolve_promise, (self._job_id, self._path)
+        return resolve_promise, (self._job_id, self._path)
 
     def __repr__(self) -> str:
         return f"Promise(job={self._job_id[:8]}, path={self._path!r})"
+
+
+def resolve_promise(job_id: str, path: tuple[Any, ...]) -> Any:
+    """Unpickling target of a Promise: the promised value inside a PromiseContext, else a
+    promise again (a body unpickled outside a run keeps its promises)."""
+    context = serialize.active_context()
+    if context is None:
+        return Promise._unresolved(job_id, tuple(path))
+    return context.resolve(job_id, path)
 
 
 def _identity(value: Any) -> Any:
@@ -84,7 +91,7 @@ class PromisedRequirement:
     def convertPromises(kwargs: dict[str, Any]) -> bool:
         """Turn bare Promises in requirement kwargs into PromisedRequirements; say if any exist."""
         found = False
-        for key in _REQUIREMENT_KEYS:
+        for key in REQUIREMENT_KEYS:
             value = kwargs.get(key)
             if isinstance(value, Promise):
                 kwargs[key] = PromisedRequirement(value)
@@ -109,7 +116,11 @@ class Job:
         checkpoint: bool | None = False,
         displayName: str | None = "",
         descriptionClass: Any = None,
+        *,
+        jobStoreID: str | None = None,
     ) -> None:
+        """Toil's arguments; ``jobStoreID`` (toilray's) gives a job a chosen, stable ID, as the
+        CWL runner does so that a restart recognises invocations that already ran."""
         if preemptible is None and preemptable is not None:
             preemptible = preemptable
         self._requirements: dict[str, Any] = {}
@@ -122,7 +133,7 @@ class Job:
         ):
             if value is not None:
                 self._requirements[key] = self._check_requirement(key, value)
-        self._jobStoreID = uuid.uuid4().hex
+        self._jobStoreID = jobStoreID or uuid.uuid4().hex
         self._jobName = self._default_job_name()
         self._unitName = unitName or ""
         self._displayName = displayName or self._jobName
@@ -139,6 +150,9 @@ class Job:
         self._tempDir: str | None = None
         self._saved = False
         self._services: list[Job.Service] = []
+        # The run's default requirements: set when the job is described for a run or loaded by
+        # a worker, and handed on to the successors added to it.
+        self._defaults: Requirements | None = None
 
     def _default_job_name(self) -> str:
         return type(self).__name__
@@ -149,7 +163,7 @@ class Job:
             return PromisedRequirement(value)
         if isinstance(value, PromisedRequirement):
             return value
-        return _parse_requirement(key, value)
+        return parse_requirement(key, value)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -161,29 +175,21 @@ class Job:
         self.__dict__.update(state)
         self._init_transient()
 
-    def _requirement(self, key: str, defaults: Requirements | None = None) -> Any:
+    def _requirement(self, key: str) -> Any:
+        """What the job asks for: its own value (a promised one resolved), else the run's default
+        (Toil's built-in one for a job that is not part of a run yet)."""
         value = self._requirements.get(key)
         if value is None:
-            if defaults is None:
-                from toilray.common import current_defaults
-
-                defaults = current_defaults()
-            return getattr(defaults, key)
+            return getattr(self._defaults or TOIL_DEFAULTS, key)
         if isinstance(value, PromisedRequirement):
-            return _parse_requirement(key, value.getValue())
+            return parse_requirement(key, value.getValue())
         return value
 
     def _has_promised_requirements(self) -> bool:
         return any(isinstance(v, PromisedRequirement) for v in self._requirements.values())
 
-    def _resolved_requirements(self, defaults: Requirements) -> Requirements:
-        return Requirements(
-            cores=self._requirement("cores", defaults),
-            memory=self._requirement("memory", defaults),
-            disk=self._requirement("disk", defaults),
-            accelerators=self._requirement("accelerators", defaults),
-            preemptible=self._requirement("preemptible", defaults),
-        )
+    def _resolved_requirements(self) -> Requirements:
+        return Requirements(**{key: self._requirement(key) for key in REQUIREMENT_KEYS})
 
     def _successors(self) -> list[Job]:
         return self._children + self._followOns
@@ -277,14 +283,14 @@ class Job:
 
     # -- building the graph ------------------------------------------------------------------
 
-    def addChild(self, childJob: Job) -> Job:
+    def addChild(self, childJob: J) -> J:
         """``childJob`` runs after this job's ``run``; children run in parallel."""
         self._check_can_add(childJob)
         self._children.append(childJob)
         childJob._directPredecessors.append(self)
         return childJob
 
-    def addFollowOn(self, followOnJob: Job) -> Job:
+    def addFollowOn(self, followOnJob: J) -> J:
         """``followOnJob`` runs after this job, its children and all their successors."""
         self._check_can_add(followOnJob)
         self._followOns.append(followOnJob)
@@ -298,6 +304,10 @@ class Job:
             raise JobGraphDeadlockException(f"Job {self._jobName} cannot be its own successor")
         if job._saved:
             raise JobException(f"Job {job._jobName} was already scheduled and cannot gain a new predecessor")
+        # A new successor takes on this job's run defaults, so that ``self.memory`` inside the
+        # run() that made it reports the run's --defaultMemory, not Toil's.
+        if job._defaults is None:
+            job._defaults = self._defaults
 
     def addChildFn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FunctionWrappingJob:
         return self.addChild(FunctionWrappingJob(fn, *args, **kwargs))
@@ -446,7 +456,7 @@ class Job:
             for key, value in (("memory", memory), ("cores", cores), ("disk", disk),
                                ("accelerators", accelerators), ("preemptible", preemptible)):
                 if value is not None:
-                    self._requirements[key] = _parse_requirement(key, value)
+                    self._requirements[key] = parse_requirement(key, value)
             self._serviceID = uuid.uuid4().hex
             self.unitName = unitName or ""
             self._childServices: list[Job.Service] = []
@@ -523,33 +533,16 @@ def service_specs(job: Job, defaults: Requirements) -> tuple[ServiceSpec, ...]:
     queue: list[tuple[Job.Service, str | None]] = [(s, None) for s in job._services]
     while queue:
         service, parent = queue.pop(0)
-        req = service._requirements
         specs.append(ServiceSpec(
             id=service._serviceID,
             parent=parent,
             name=service.unitName or type(service).__name__,
-            requirements=Requirements(
-                cores=req.get("cores", defaults.cores),
-                memory=req.get("memory", defaults.memory),
-                disk=req.get("disk", defaults.disk),
-                accelerators=req.get("accelerators", defaults.accelerators),
-                preemptible=req.get("preemptible", defaults.preemptible),
-            ),
+            requirements=Requirements.with_defaults(service._requirements, defaults),
             body=serialize.dumps(service)[0],
         ))
         queue.extend((child, service._serviceID) for child in service._childServices)
     job._services = []
     return tuple(specs)
-
-
-def _parse_requirement(key: str, value: Any) -> Any:
-    if key in ("memory", "disk"):
-        return parse_memory(value, key)
-    if key == "cores":
-        return parse_cores(value)
-    if key == "accelerators":
-        return parse_accelerators(value)
-    return parse_preemptible(value)
 
 
 def _connected_jobs(start: Job) -> list[Job]:
@@ -677,10 +670,10 @@ class EncapsulatedJob(Job):
             Job.addFollowOn(self, self.encapsulatedFollowOn)
         return self.encapsulatedFollowOn
 
-    def addChild(self, childJob: Job) -> Job:
+    def addChild(self, childJob: J) -> J:
         return Job.addChild(self._after_inner(), childJob)
 
-    def addFollowOn(self, followOnJob: Job) -> Job:
+    def addFollowOn(self, followOnJob: J) -> J:
         return Job.addFollowOn(self._after_inner(), followOnJob)
 
     def rv(self, *path: Any) -> Promise:
@@ -708,6 +701,7 @@ def make_specs(root: Job, defaults: Requirements) -> list[JobSpec]:
         stack.extend(job._successors())
     specs = []
     for job in new_jobs:
+        job._defaults = defaults
         body, deps = serialize.dumps(job)
         promised = job._has_promised_requirements()
         specs.append(
@@ -716,7 +710,7 @@ def make_specs(root: Job, defaults: Requirements) -> list[JobSpec]:
                 name=job._jobName,
                 unit_name=job._unitName,
                 display_name=job._displayName,
-                requirements=None if promised else job._resolved_requirements(defaults),
+                requirements=None if promised else job._resolved_requirements(),
                 checkpoint=job._checkpoint,
                 children=tuple(c._jobStoreID for c in job._children),
                 followons=tuple(f._jobStoreID for f in job._followOns),
@@ -728,3 +722,64 @@ def make_specs(root: Job, defaults: Requirements) -> list[JobSpec]:
     for job in new_jobs:
         job._saved = True
     return specs
+
+
+# -- how the engine runs a job body (the worker, the service host, debug-job) -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What one run of a job body produced: its return value and the graph it grew."""
+
+    value: Any
+    new_specs: list[JobSpec]
+    services: tuple[ServiceSpec, ...]
+    children: tuple[str, ...]
+    followons: tuple[str, ...]
+
+
+def load_job(body: bytes, context: serialize.PromiseContext, defaults: Requirements) -> Job:
+    """A job body as it is about to run: promises resolved, the run's default requirements,
+    and marked scheduled (so it cannot be added as anyone's successor again)."""
+    job = context.loads(body)
+    if not isinstance(job, Job):
+        raise JobException(f"A job body holds a {type(job).__name__}, not a Job")
+    job._saved = True
+    job._defaults = defaults
+    return job
+
+
+def requirements_of(job: Job) -> Requirements:
+    """The job's requirements with its promised ones resolved (the job must be loaded)."""
+    return job._resolved_requirements()
+
+
+def run_job(job: Job, file_store: FileStore, cwd: str | None = None) -> RunResult:
+    """Run a loaded job's body with ``file_store`` as its ``job.fileStore`` (in ``cwd`` if given),
+    check the graph it grew and describe its new successors and services."""
+    job._fileStore = file_store
+    file_store.cache_limit = job.disk
+    previous = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        value = job._run(file_store)
+    finally:
+        os.chdir(previous)
+    job.checkJobGraphForDeadlocks()
+    defaults = job._defaults or TOIL_DEFAULTS
+    return RunResult(
+        value=value,
+        new_specs=make_specs(job, defaults),
+        services=service_specs(job, defaults),
+        children=tuple(c._jobStoreID for c in job._children),
+        followons=tuple(f._jobStoreID for f in job._followOns),
+    )
+
+
+def service_host_job(name: str, file_store: FileStore) -> Job:
+    """The job a service's ``start(job)`` and ``stop(job)`` get: a stand-in whose ``fileStore``
+    is the service host's."""
+    job = Job(unitName=name)
+    job._fileStore = file_store
+    return job

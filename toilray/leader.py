@@ -25,14 +25,15 @@ from ray.exceptions import LocalRayletDiedError, NodeDiedError, OutOfMemoryError
 
 from toilray import serialize
 from toilray.cluster import RayConnection, placement_resources, why_unschedulable
+from toilray.config import LeaderLimits
 from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowKilledException
-from toilray.jobspec import JobSpec
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_state import FailureAction, LeaderState
+from toilray.protocol import LOG_MARK, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.requirements import Requirements
 from toilray.run_reports import STATUS_INTERVAL, RunReports
 from toilray.services import ServiceManager
-from toilray.worker import _LOG_MARK, Outcome, TaskItem, WorkerContext, outcome_from_record, run_jobs
+from toilray.worker import run_jobs
 
 logger = logging.getLogger("toilray.leader")
 
@@ -57,24 +58,6 @@ class JobSource(Protocol):
     def job_succeeded(self, job_id: str, value: Any) -> None: ...
 
     def job_failed(self, job_id: str) -> None: ...
-
-
-@dataclass(slots=True)
-class LeaderLimits:
-    retry_count: int
-    max_cores: float | None
-    max_memory: int | None
-    max_disk: int | None
-    scale: float
-    default_memory: int
-    batching: bool
-    max_job_duration: float | None
-    kill_polling_interval: float
-    max_service_jobs: int
-    service_poll_interval: float
-    deadlock_wait: float
-    double_memory: bool
-    unlimited_preemptible_retries: bool
 
 
 @dataclass(slots=True)
@@ -335,7 +318,7 @@ class Leader:
                 self._committed_earlier.discard(job_id)
                 for file_id in record.deleted_files:
                     self.store.delete_file(file_id)
-                self._succeeded(outcome_from_record(record), None)
+                self._succeeded(Outcome.from_record(record), None)
                 replayed = True
             self._waiting.extend(self.state.take_ready())
             if not replayed:
@@ -397,11 +380,7 @@ class Leader:
 
     def _submit(self, job_ids: list[str], req: Requirements | None, resolve_only: bool = False) -> None:
         specs = [self.state.spec(j) for j in job_ids]
-        tries = self.limits.retry_count + 1
-        items = [
-            TaskItem(s.id, s.name, s.body, tries - self.state.remaining_tries(s.id) + 1, resolve_only)
-            for s in specs
-        ]
+        items = [TaskItem(s.id, s.name, s.body, self.state.attempt(s.id), resolve_only) for s in specs]
         deps = self._dependency_refs(specs)
         options: dict[str, Any] = {"num_returns": len(items) + 1}
         if req is None:
@@ -434,7 +413,7 @@ class Leader:
         for outcome, ref in zip(outcomes, refs, strict=True):
             if not outcome.already_committed and self.state.is_known(outcome.job_id):
                 spec = self.state.spec(outcome.job_id)
-                self._reports.attempt_finished(task_id, spec, self._attempt(outcome.job_id), outcome)
+                self._reports.attempt_finished(task_id, spec, self.state.attempt(outcome.job_id), outcome)
             if not self.state.is_known(outcome.job_id):
                 # Dropped by a checkpoint rerun while it ran: whatever it committed is garbage.
                 self.store.uncommit(outcome.job_id)
@@ -447,10 +426,6 @@ class Leader:
                 self.state.requeue(outcome.job_id)
             else:
                 self._succeeded(outcome, ref)
-
-    def _attempt(self, job_id: str) -> int:
-        """Which attempt of the job the one in flight (or just finished) is, counting from 1."""
-        return self.limits.retry_count + 1 - self.state.remaining_tries(job_id) + 1
 
     def _task_lost(self, task: _Task, exc: RayError) -> None:
         """The worker process died (killed, out of memory, node lost) during the task."""
@@ -469,7 +444,7 @@ class Leader:
                 continue
             record = self.store.read_commit(job_id)
             if record is not None:
-                self._succeeded(outcome_from_record(record), None)
+                self._succeeded(Outcome.from_record(record), None)
                 continue
             spec = self.state.spec(job_id)
             if node_lost and self.limits.unlimited_preemptible_retries:
@@ -511,10 +486,9 @@ class Leader:
             self._results.pop(job_id, None)
 
     def _failed(self, spec: JobSpec, error: str, log: str) -> None:
-        tries = self.limits.retry_count + 1
-        report = f"Job {spec.label()} failed (attempt {self._attempt(spec.id)} of {tries}): {error}"
+        report = f"Job {spec.label()} failed (attempt {self.state.attempt(spec.id)} of {self.state.tries}): {error}"
         self.store.record_failure(spec.id, f"{report}\n{log}")
-        block = f"\n{_LOG_MARK}\n{log.rstrip()}\n{_LOG_MARK}" if log else ""
+        block = f"\n{LOG_MARK}\n{log.rstrip()}\n{LOG_MARK}" if log else ""
         logger.error("%s%s", report, block)
         failure = self.state.job_failed(spec.id)
         if failure.action is FailureAction.RETRY:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from toilray.jobspec import JobSpec
+from toilray.protocol import JobSpec
 
 
 class FailureAction(Enum):
@@ -92,6 +92,15 @@ class LeaderState:
 
     def remaining_tries(self, job_id: str) -> int:
         return self._node(job_id).remaining_tries
+
+    @property
+    def tries(self) -> int:
+        """Attempts each job gets: --retryCount + 1."""
+        return self._tries
+
+    def attempt(self, job_id: str) -> int:
+        """Which attempt of the job the next (or the one in flight) is, counting from 1."""
+        return self._tries - self._node(job_id).remaining_tries + 1
 
     def is_known(self, job_id: str) -> bool:
         return job_id in self._nodes

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from toilray.lib.conversions import human2bytes
+from toilray.requirements import TOIL_DEFAULTS
 
 CLEAN_CHOICES = ("always", "onError", "never", "onSuccess")
 SUPPORTED_BATCH_SYSTEMS = ("ray", "single_machine")
@@ -73,11 +74,17 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _clean(text: str) -> str:
+def parse_clean(text: str) -> str:
+    """A --clean / --cleanWorkDir policy in its canonical spelling (matched case-insensitively)."""
     for choice in CLEAN_CHOICES:
-        if text.lower() == choice.lower():
+        if str(text).lower() == choice.lower():
             return choice
     raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(CLEAN_CHOICES)})")
+
+
+def clean_applies(policy: str, succeeded: bool) -> bool:
+    """Whether a --clean-style policy deletes now, after a run or attempt that (did not) succeed."""
+    return policy == "always" or (policy == "onSuccess" and succeeded) or (policy == "onError" and not succeeded)
 
 
 def _bool(text: str) -> bool:
@@ -121,9 +128,10 @@ _LOG_LEVELS = {"OFF": "CRITICAL", "CRITICAL": "CRITICAL", "ERROR": "ERROR", "WAR
                "WARNING": "WARNING", "INFO": "INFO", "DEBUG": "DEBUG"}
 
 
-def _log_level(text: str) -> str:
+def parse_log_level(text: str) -> str:
+    """A log level in the spelling Python's logging uses (OFF and WARN are Toil's aliases)."""
     try:
-        return _LOG_LEVELS[text.upper()]
+        return _LOG_LEVELS[str(text).upper()]
     except KeyError:
         raise argparse.ArgumentTypeError(
             f"invalid log level {text!r} (choose from OFF, CRITICAL, ERROR, WARN, INFO, DEBUG)"
@@ -144,9 +152,9 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
     core.add_argument("--coordinationDir", default=None, help="Directory for node-local state and lock files.")
     core.add_argument("--stats", action="store_true", default=False,
                       help="Record statistics for 'toilray stats'; keeps the job store.")
-    core.add_argument("--clean", type=_clean, default=None, metavar="{always,onError,never,onSuccess}",
+    core.add_argument("--clean", type=parse_clean, default=None, metavar="{always,onError,never,onSuccess}",
                       help="When to delete the job store (default onSuccess; never with --stats).")
-    core.add_argument("--cleanWorkDir", type=_clean, default="always",
+    core.add_argument("--cleanWorkDir", type=parse_clean, default="always",
                       metavar="{always,onError,never,onSuccess}",
                       help="When to delete a job's temporary directory (default always).")
     core.add_argument("--restart", action="store_true", default=False,
@@ -160,7 +168,7 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
                         ("--logWarning", "WARNING"), ("--logInfo", "INFO"), ("--logDebug", "DEBUG")):
         logs.add_argument(flag, dest="logLevel", action="store_const", const=level, default="INFO",
                           help=f"Log at level {level} and above.")
-    logs.add_argument("--logLevel", type=_log_level, default="INFO",
+    logs.add_argument("--logLevel", type=parse_log_level, default="INFO",
                       help="OFF, CRITICAL, ERROR, WARN, INFO or DEBUG (default INFO).")
     logs.add_argument("--logFile", default=None, help="Also write the log to this file.")
     logs.add_argument("--rotatingLogging", action="store_true", default=False,
@@ -199,13 +207,14 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
     services.add_argument("--servicePollingInterval", type=float, default=60.0)
 
     resources = parser.add_argument_group("toilray resource options")
-    resources.add_argument("--defaultMemory", type=_size, default=2 * 2**30,
+    resources.add_argument("--defaultMemory", type=_size, default=TOIL_DEFAULTS.memory,
                            help="Memory of jobs that set none (default 2Gi).")
-    resources.add_argument("--defaultCores", type=float, default=1.0, help="Cores of jobs that set none.")
-    resources.add_argument("--defaultDisk", type=_size, default=2 * 2**30, help="Disk of jobs that set none.")
+    resources.add_argument("--defaultCores", type=float, default=TOIL_DEFAULTS.cores,
+                           help="Cores of jobs that set none.")
+    resources.add_argument("--defaultDisk", type=_size, default=TOIL_DEFAULTS.disk, help="Disk of jobs that set none.")
     resources.add_argument("--defaultAccelerators", default=None, help="Accelerators of jobs that set none.")
     resources.add_argument("--defaultPreemptible", "--defaultPreemptable", dest="defaultPreemptible",
-                           type=_bool, nargs="?", const=True, default=False)
+                           type=_bool, nargs="?", const=True, default=TOIL_DEFAULTS.preemptible)
     resources.add_argument("--maxCores", type=float, default=None,
                            help="Most cores used by running jobs at any one time.")
     resources.add_argument("--maxMemory", type=_size, default=None,

@@ -7,12 +7,15 @@ worker before the job is scheduled for real.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from toilray.lib.conversions import human2bytes
 
 _GPU_KINDS = {"gpu", "nvidia", "amd", "cuda", "rocm", "opencl"}
+
+REQUIREMENT_KEYS = ("cores", "memory", "disk", "accelerators", "preemptible")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,39 @@ class Requirements:
         if self.accelerators:
             text += f", {self.gpus:g} accelerator(s)"
         return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: list(value) if key == "accelerators" else value
+                for key, value in ((k, getattr(self, k)) for k in REQUIREMENT_KEYS)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Requirements:
+        return cls(cores=float(data["cores"]), memory=int(data["memory"]), disk=int(data["disk"]),
+                   accelerators=tuple(data["accelerators"]), preemptible=bool(data["preemptible"]))
+
+    @classmethod
+    def with_defaults(cls, values: Mapping[str, Any], defaults: Requirements) -> Requirements:
+        """Parsed ``values`` (keys of REQUIREMENT_KEYS), each missing one taken from ``defaults``."""
+        return cls(**{key: getattr(defaults, key) if values.get(key) is None else values[key]
+                      for key in REQUIREMENT_KEYS})
+
+
+# Toil 9's built-in defaults (``G`` is 10^9 bytes, ``Gi`` 2^30): what --defaultCores,
+# --defaultMemory, --defaultDisk, ... start from, and what a job built outside a run reports.
+TOIL_DEFAULTS = Requirements(cores=1.0, memory=2 * 2**30, disk=2 * 2**30, accelerators=(), preemptible=False)
+
+
+def parse_requirement(key: str, value: Any) -> Any:
+    """One requirement in any of Toil's spellings, as the number (or tuple, or bool) it means."""
+    if key in ("memory", "disk"):
+        return parse_memory(value, key)
+    if key == "cores":
+        return parse_cores(value)
+    if key == "accelerators":
+        return parse_accelerators(value)
+    if key == "preemptible":
+        return parse_preemptible(value)
+    raise ValueError(f"Unknown requirement {key!r} (expected one of {', '.join(REQUIREMENT_KEYS)})")
 
 
 def parse_memory(value: Any, what: str = "memory") -> int:
@@ -66,9 +102,7 @@ def parse_preemptible(value: Any) -> bool:
 
 def _parse_one_accelerator(spec: Any) -> dict[str, Any]:
     if isinstance(spec, dict):
-        parsed = {"count": 1, "kind": "gpu"}
-        parsed.update(spec)
-        return parsed
+        return {"count": 1, "kind": "gpu", **spec}
     if isinstance(spec, int):
         return {"count": spec, "kind": "gpu"}
     if not isinstance(spec, str):

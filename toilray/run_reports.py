@@ -7,26 +7,16 @@ import gzip
 import os
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from toilray.jobspec import JobSpec
+from toilray.config import ReportOptions
 from toilray.jobStores.jobStore import JobStore
 from toilray.progress import Progress
+from toilray.protocol import JobSpec, Outcome
 from toilray.stats import write_records
-from toilray.worker import Outcome
 
 # Seconds between rewrites of the job store's status record while the workflow runs.
 STATUS_INTERVAL = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ReportOptions:
-    record_stats: bool
-    write_logs_dir: str | None
-    write_logs_gzip: bool
-    write_logs_from_all_jobs: bool
-    show_progress: bool
 
 
 class RunReports:

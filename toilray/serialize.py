@@ -7,7 +7,8 @@ Two rules shape this module:
   imports the script to find them, so ``--restart`` after editing the script runs the edited
   code, as Toil promises. Lambdas, nested functions and notebook cells (no importable module)
   still travel by value through cloudpickle.
-* A ``Promise`` pickles as a call to :func:`resolve_promise`. Unpickling a job body inside a
+* A ``Promise`` pickles as a call to a resolver (``toilray.job``) that asks
+  :func:`active_context` for the value. Unpickling a job body inside a
   :class:`PromiseContext` therefore replaces every promise, however deeply nested, by the
   value it stands for; a value that itself holds promises resolves the same way, so
   resolution is transitive. The pickler records which jobs the promises point at, which the
@@ -112,6 +113,13 @@ class PromiseContext:
         self._fetch = fetch
         self._values: dict[str, Any] = {}
 
+    def resolve(self, job_id: str, path: Sequence[Any]) -> Any:
+        """The value a promise of ``job_id`` stands for, with ``path`` applied."""
+        value = self.value_of(job_id)
+        for step in path:
+            value = value[step]
+        return value
+
     def value_of(self, job_id: str) -> Any:
         if job_id not in self._values:
             data = self._raw.get(job_id)
@@ -130,14 +138,6 @@ class PromiseContext:
             _local.context = outer
 
 
-def resolve_promise(job_id: str, path: Sequence[Any]) -> Any:
-    """Unpickling target of a Promise: the promised value, with ``path`` applied."""
-    context: PromiseContext | None = getattr(_local, "context", None)
-    if context is None:
-        from toilray.job import Promise
-
-        return Promise._unresolved(job_id, tuple(path))
-    value = context.value_of(job_id)
-    for step in path:
-        value = value[step]
-    return value
+def active_context() -> PromiseContext | None:
+    """The context unpickling is resolving promises in on this thread, if any."""
+    return getattr(_local, "context", None)

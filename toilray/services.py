@@ -1,4 +1,5 @@
-"""Services (``Job.Service``) hosted in Ray actors, and the leader's bookkeeping for them.
+"""The leader's side of services (``Job.Service``): starting, polling and stopping the Ray
+actors that host them (``toilray.worker.ServiceHost`` is the actor's side).
 
 A host job's services start after its ``run`` (parents before sub-services), each in an
 actor holding the service's resources. Once all are up the host's successors may run; the
@@ -11,7 +12,6 @@ raising fails it. When the host's successors have all finished, the services are
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,44 +21,14 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from toilray import serialize
-from toilray.deferred import DeferredFunctions
-from toilray.fileStores.fileStore import FileStore
-from toilray.jobspec import ServiceSpec
-from toilray.worker import WorkerContext, deferred_dir, prepare_process, store_for, workflow_dir
+from toilray.protocol import ServiceSpec
+from toilray.worker import ServiceHost
 
 logger = logging.getLogger("toilray.leader")
 
 
-class ServiceHost:
-    """The actor that runs one service (turned into a Ray actor class below)."""
-
-    def __init__(self, ctx: WorkerContext, name: str) -> None:
-        from toilray.job import Job
-
-        prepare_process(ctx)
-        scratch = os.path.join(workflow_dir(ctx.work_dir, ctx.workflow_id), f"service-{os.getpid()}")
-        os.makedirs(scratch, exist_ok=True)
-        self._deferred = DeferredFunctions(deferred_dir(ctx.work_dir, ctx.workflow_id))
-        self._job = Job(unitName=name)
-        self._job._fileStore = FileStore(store_for(ctx), name, scratch, ctx.launch_dir, self._deferred)
-        self._service: Any = None
-
-    def start(self, body: bytes) -> bytes:
-        self._service = serialize.loads(body)
-        return serialize.dumps(self._service.start(self._job))[0]
-
-    def check(self) -> bool:
-        return bool(self._service.check())
-
-    def stop(self) -> None:
-        try:
-            self._service.stop(self._job)
-        finally:
-            self._deferred.run()
-
-
-_ServiceActor = ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)(ServiceHost)
+# Two calls at once: check() is polled while a long start() or stop() may still run.
+_ServiceActor = ray.remote(ServiceHost).options(max_restarts=0, max_task_retries=0, max_concurrency=2)
 
 
 @dataclass

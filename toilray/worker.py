@@ -1,9 +1,9 @@
-"""Runs jobs inside a Ray task: the worker side of toilray.
+"""Runs jobs inside a Ray task, and services inside Ray actors: the worker side of toilray.
 
 A task runs one job, or a small batch of quick jobs with the same requirements one after the
 other (the leader decides; it saves a Ray round trip per job). For each job the worker
-unpickles the body with its promises resolved, runs it with a FileStore, checks and describes
-the successors it created, and commits everything in one atomic write to the job store
+unpickles the body with its promises resolved, runs it with a FileStore (``toilray.job``'s
+``load_job`` and ``run_job``), and commits what it did in one atomic write to the job store
 *before* reporting success. A job that already has a commit record is never run again.
 """
 
@@ -22,79 +22,18 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from toilray import serialize
 from toilray.deferred import DeferredFunctions, run_orphaned
 from toilray.fileStores.cache import NodeCache
 from toilray.fileStores.fileStore import FileStore
-from toilray.job import make_specs, service_specs
-from toilray.jobspec import CommitRecord, JobSpec, ServiceSpec
+from toilray.job import load_job, requirements_of, run_job, service_host_job
 from toilray.jobStores.jobStore import JobStore
+from toilray.options import clean_applies
+from toilray.protocol import CommitRecord, Outcome, TaskItem, WorkerContext
 from toilray.realtimeLogger import install_sender
 from toilray.requirements import Requirements
-
-_LOG_MARK = "---TOIL WORKER OUTPUT LOG---"
-
-
-@dataclass(slots=True)
-class WorkerContext:
-    """What every task of a workflow needs to know, shipped once per workflow."""
-
-    locator: str
-    workflow_id: str
-    work_dir: str
-    launch_dir: str
-    code_paths: list[str]
-    main_module: str | None
-    defaults: Requirements
-    env: dict[str, str]
-    max_log_size: int
-    clean_work_dir: str
-    bad_worker: float
-    bad_worker_interval: float
-    log_level: str
-    capture_output: bool
-    caching: bool = True
-    chaining: bool = True
-    return_all_logs: bool = False
-    realtime_log_address: tuple[str, int] | None = None
-    verify_checksums: bool = True
-
-
-@dataclass(slots=True)
-class TaskItem:
-    job_id: str
-    name: str
-    body: bytes
-    attempt: int
-    resolve_requirements_only: bool = False
-
-
-@dataclass(slots=True)
-class Outcome:
-    job_id: str
-    ok: bool
-    already_committed: bool = False
-    new_specs: list[JobSpec] = field(default_factory=list)
-    children: tuple[str, ...] = ()
-    followons: tuple[str, ...] = ()
-    result_deps: frozenset[str] = frozenset()
-    cleanup_files: list[str] = field(default_factory=list)
-    messages: list[tuple[int, str]] = field(default_factory=list)
-    requirements: Requirements | None = None
-    services: tuple[ServiceSpec, ...] = ()
-    error: str = ""
-    log: str = ""
-    started: float = 0.0
-    wall_time: float = 0.0
-    cpu_time: float = 0.0
-    memory_kib: int = 0
-    node: str = ""
-    pid: int = 0
-    chained: bool = False
-
 
 _HOSTNAME = socket.gethostname()
 _stores: dict[str, JobStore] = {}
@@ -173,36 +112,9 @@ def _maybe_arm_bad_worker(ctx: WorkerContext) -> threading.Timer | None:
     return timer
 
 
-def outcome_from_record(record: CommitRecord) -> Outcome:
-    return Outcome(
-        job_id=record.job_id,
-        ok=True,
-        already_committed=True,
-        new_specs=record.new_specs,
-        children=record.children,
-        followons=record.followons,
-        result_deps=record.result_deps,
-        cleanup_files=record.cleanup_files,
-        services=record.services,
-    )
-
-
-def workflow_dir(work_dir: str, workflow_id: str) -> str:
-    """The node-local directory of a workflow: per-process scratch areas, deferred functions."""
-    return os.path.join(work_dir, f"toilray-{workflow_id}")
-
-
-def deferred_dir(work_dir: str, workflow_id: str) -> str:
-    return os.path.join(workflow_dir(work_dir, workflow_id), "deferred")
-
-
-def cache_dir(work_dir: str, workflow_id: str) -> str:
-    return os.path.join(workflow_dir(work_dir, workflow_id), "cache")
-
-
-def _process_dir(ctx: WorkerContext) -> str:
-    """This worker process's scratch area: the jobs' working directory and its log file."""
-    path = os.path.join(workflow_dir(ctx.work_dir, ctx.workflow_id), f"worker-{os.getpid()}")
+def _process_dir(ctx: WorkerContext, kind: str = "worker") -> str:
+    """This process's scratch area: the jobs' working directory and its log file."""
+    path = ctx.dirs.process(kind, os.getpid())
     os.makedirs(os.path.join(path, "cwd"), exist_ok=True)
     return path
 
@@ -223,16 +135,15 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
     if existing is not None:
         for file_id in existing.deleted_files:
             store.delete_file(file_id)
-        return outcome_from_record(existing), existing.result
+        return Outcome.from_record(existing), existing.result
+    dirs = ctx.dirs
     process_dir = _process_dir(ctx)
-    defer_dir = deferred_dir(ctx.work_dir, ctx.workflow_id)
-    run_orphaned(defer_dir)
+    run_orphaned(dirs.deferred)
     log_path = os.path.join(process_dir, "job.log")
     with open(log_path, "wb"):
         pass
-    deferred = DeferredFunctions(defer_dir)
-    cache = NodeCache(cache_dir(ctx.work_dir, ctx.workflow_id)) if ctx.caching else None
-    file_store = FileStore(store, item.name, process_dir, ctx.launch_dir, deferred, cache)
+    cache = NodeCache(dirs.cache) if ctx.caching else None
+    file_store = FileStore(store, item.name, process_dir, ctx.launch_dir, DeferredFunctions(dirs.deferred), cache)
     started, cpu_started = time.time(), time.process_time()
     succeeded = False
     bad_timer = _maybe_arm_bad_worker(ctx)
@@ -241,7 +152,6 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
             try:
                 outcome, result = _execute(ctx, store, item, values, file_store, os.path.join(process_dir, "cwd"))
             finally:
-                deferred.run()
                 file_store.close()
         succeeded = outcome.ok
         if os.path.getsize(log_path):
@@ -253,8 +163,7 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
     finally:
         if bad_timer is not None:
             bad_timer.cancel()
-        clean = ctx.clean_work_dir
-        if clean == "always" or (clean == "onSuccess" and succeeded) or (clean == "onError" and not succeeded):
+        if clean_applies(ctx.clean_work_dir, succeeded):
             if file_store.attempt_dir is not None:
                 shutil.rmtree(file_store.attempt_dir, ignore_errors=True)
             _empty_directory(os.path.join(process_dir, "cwd"))
@@ -272,33 +181,21 @@ def _execute(
     cwd_dir: str,
 ) -> tuple[Outcome, bytes | None]:
     try:
-        context = serialize.PromiseContext(values, store.result_bytes)
-        job = context.loads(item.body)
-        job._saved = True
+        job = load_job(item.body, serialize.PromiseContext(values, store.result_bytes), ctx.defaults)
         if item.resolve_requirements_only:
-            return Outcome(item.job_id, ok=True, requirements=job._resolved_requirements(ctx.defaults)), None
-        job._fileStore = file_store
-        file_store.cache_limit = job._requirement("disk", ctx.defaults)
-        cwd = os.getcwd()
-        try:
-            os.chdir(cwd_dir)
-            value = job._run(file_store)
-        finally:
-            os.chdir(cwd)
-        job.checkJobGraphForDeadlocks()
-        new_specs = make_specs(job, ctx.defaults)
-        services = service_specs(job, ctx.defaults)
-        result, result_deps = serialize.dumps(value)
+            return Outcome(item.job_id, ok=True, requirements=requirements_of(job)), None
+        run = run_job(job, file_store, cwd_dir)
+        result, result_deps = serialize.dumps(run.value)
         record = CommitRecord(
             job_id=item.job_id,
             result=result,
             result_deps=result_deps,
-            new_specs=new_specs,
-            children=tuple(c.jobStoreID for c in job._children),
-            followons=tuple(f.jobStoreID for f in job._followOns),
+            new_specs=run.new_specs,
+            children=run.children,
+            followons=run.followons,
             deleted_files=file_store.deleted_files,
             cleanup_files=file_store.cleanup_files,
-            services=services,
+            services=run.services,
         )
     except (Exception, SystemExit) as exc:
         print(traceback.format_exc(), file=sys.stderr)
@@ -307,21 +204,10 @@ def _execute(
         # Another attempt of this job committed first (the leader saw it as lost): keep theirs.
         winner = store.read_commit(item.job_id)
         assert winner is not None
-        return outcome_from_record(winner), winner.result
+        return Outcome.from_record(winner), winner.result
     for file_id in record.deleted_files:
         store.delete_file(file_id)
-    outcome = Outcome(
-        job_id=item.job_id,
-        ok=True,
-        new_specs=new_specs,
-        children=record.children,
-        followons=record.followons,
-        result_deps=result_deps,
-        cleanup_files=record.cleanup_files,
-        messages=file_store.messages,
-        services=services,
-    )
-    return outcome, result
+    return Outcome.from_record(record, file_store.messages, already_committed=False), result
 
 
 # Most jobs one task runs in a chain, so that the leader still hears back regularly.
@@ -383,3 +269,27 @@ def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskIte
                 break
             values[successor.job_id] = result
     return (outcomes, *results)
+
+
+class ServiceHost:
+    """The actor that runs one service (the leader makes it a Ray actor class)."""
+
+    def __init__(self, ctx: WorkerContext, name: str) -> None:
+        prepare_process(ctx)
+        deferred = DeferredFunctions(ctx.dirs.deferred)
+        self._file_store = FileStore(store_for(ctx), name, _process_dir(ctx, "service"), ctx.launch_dir, deferred)
+        self._job = service_host_job(name, self._file_store)
+        self._service: Any = None
+
+    def start(self, body: bytes) -> bytes:
+        self._service = serialize.loads(body)
+        return serialize.dumps(self._service.start(self._job))[0]
+
+    def check(self) -> bool:
+        return bool(self._service.check())
+
+    def stop(self) -> None:
+        try:
+            self._service.stop(self._job)
+        finally:
+            self._file_store.close()

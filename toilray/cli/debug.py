@@ -11,13 +11,15 @@ import traceback
 import click
 
 from toilray import serialize
-from toilray.cli import user_errors
+from toilray.cli.errors import user_errors
 from toilray.cli.manage import open_existing
 from toilray.deferred import DeferredFunctions
 from toilray.exceptions import NoSuchJobException
 from toilray.fileStores.fileStore import FileStore
-from toilray.jobspec import JobSpec
+from toilray.job import load_job, run_job
 from toilray.jobStores.jobStore import FILES, JobStore
+from toilray.protocol import JobSpec
+from toilray.requirements import TOIL_DEFAULTS, Requirements
 
 
 def _all_specs(store: JobStore) -> list[JobSpec]:
@@ -65,20 +67,19 @@ def debug_job(job_store: str, job: str | None) -> None:
             sys.path.insert(0, path)
     serialize.set_main_module_name(meta.get("mainModule"), is_leader=False)
     click.echo(f"Running job {spec.label()} in the foreground", err=True)
-    context = serialize.PromiseContext({}, store.result_bytes)
-    instance = context.loads(spec.body)
-    instance._saved = True
+    defaults = Requirements.from_json(meta["defaults"]) if "defaults" in meta else TOIL_DEFAULTS
+    instance = load_job(spec.body, serialize.PromiseContext({}, store.result_bytes), defaults)
     with tempfile.TemporaryDirectory(prefix="toilray-debug-") as scratch:
         deferred = DeferredFunctions(os.path.join(scratch, "deferred"))
-        instance._fileStore = FileStore(store, spec.name, scratch, meta.get("launchDir", os.getcwd()), deferred)
+        file_store = FileStore(store, spec.name, scratch, meta.get("launchDir", os.getcwd()), deferred)
         try:
-            value = instance._run(instance._fileStore)
+            value = run_job(instance, file_store).value
         except Exception:
             traceback.print_exc()
             click.echo(f"toilray: job {spec.label()} failed again (above)", err=True)
             raise SystemExit(1) from None
         finally:
-            deferred.run()
+            file_store.close()
     click.echo(f"Job {spec.label()} finished; it returned {value!r}", err=True)
 
 

@@ -21,8 +21,8 @@ import os
 import tempfile
 from argparse import Namespace
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, cast
 
 import ray
 from cwltool.command_line_tool import CommandLineTool, ExpressionTool
@@ -30,16 +30,18 @@ from cwltool.context import RuntimeContext
 from cwltool.errors import WorkflowException
 from cwltool.executors import JobExecutor
 from cwltool.process import Process
+from cwltool.utils import CWLOutputType
 from cwltool.workflow import Workflow
 
 from toilray.cluster import RayConnection, running_address
-from toilray.common import Toil, current_defaults
+from toilray.common import Toil
 from toilray.cwl import files
 from toilray.cwl.tooljob import CWLToolJob, ToolDocument, describe_tool, save_schema
 from toilray.exceptions import FailedJobsException, ToilrayError
 from toilray.job import make_specs
-from toilray.jobspec import JobSpec
 from toilray.jobStores.jobStore import JobStore
+from toilray.protocol import JobSpec
+from toilray.requirements import Requirements
 
 logger = logging.getLogger("toilray.cwl")
 
@@ -89,7 +91,8 @@ def wrap_tools(process: Process) -> Process | RemoteTool:
         return RemoteTool(process)
     if isinstance(process, Workflow):
         for step in process.steps:
-            step.embedded_tool = wrap_tools(step.embedded_tool)
+            # A RemoteTool stands in for the Process: cwltool only calls job() and reads attributes.
+            step.embedded_tool = cast(Process, wrap_tools(step.embedded_tool))
     return process
 
 
@@ -97,8 +100,9 @@ class CWLJobSource:
     """Feeds the leader the tool invocations cwltool's engine yields, and answers cwltool."""
 
     def __init__(self, jobs: Iterator[Any], runtime_context: RuntimeContext, worker_runtime: dict[str, Any],
-                 bypass_file_store: bool) -> None:
+                 bypass_file_store: bool, defaults: Requirements) -> None:
         self._jobs = jobs
+        self._defaults = defaults
         self._runtime_context = runtime_context
         self._worker_runtime = worker_runtime
         self._bypass = bypass_file_store
@@ -126,13 +130,13 @@ class CWLJobSource:
         cores, memory, disk = self._resources(remote.process, invocation)
         tool_id = str(remote.process.tool.get("id", ""))
         name = tool_id.rsplit("#", 1)[-1].rsplit("/", 1)[-1] or type(remote.process).__name__
-        job = CWLToolJob(document, invocation.job_order, self._worker_runtime, cores, memory, disk, name,
-                         self._bypass)
         key = json.dumps([document.key, invocation.job_order], sort_keys=True, default=str)
         self._seen[key] += 1
-        job._jobStoreID = hashlib.sha256(f"{key}\0{self._seen[key]}".encode()).hexdigest()[:32]
-        self._pending[job._jobStoreID] = invocation
-        return make_specs(job, current_defaults())
+        job_id = hashlib.sha256(f"{key}\0{self._seen[key]}".encode()).hexdigest()[:32]
+        job = CWLToolJob(document, invocation.job_order, self._worker_runtime, cores, memory, disk, name,
+                         self._bypass, job_id)
+        self._pending[job_id] = invocation
+        return make_specs(job, self._defaults)
 
     def _resources(self, tool: Process, invocation: Invocation) -> tuple[float, int, int]:
         builder = tool._init_job(invocation.job_order, invocation.runtime_context)
@@ -201,7 +205,8 @@ class ToilrayExecutor(JobExecutor):
         self.worker_runtime = worker_runtime
         self.bypass_file_store = bypass_file_store
 
-    def run_jobs(self, process: Process, job_order_object: dict[str, Any], logger: logging.Logger,
+    def run_jobs(self, process: Process, job_order_object: MutableMapping[str, CWLOutputType | None],
+                 logger: logging.Logger,
                  runtime_context: RuntimeContext) -> None:
         if not self.bypass_file_store and _updates_in_place(process):
             logger.warning("The workflow updates files in place (InplaceUpdateRequirement): its steps pass files "
@@ -215,7 +220,9 @@ class ToilrayExecutor(JobExecutor):
                 files.check_local_inputs(inputs)
         try:
             with Toil(self.toil_options) as toil:
-                store = toil._store
+                store = toil.jobStore
+                config = toil.config
+                assert config is not None
                 runtime_context.make_fs_access = files.fs_access_factory(store)
                 job_order = self._stored_inputs(inputs, runtime_context, store)
                 save_schema(store, process)
@@ -226,7 +233,7 @@ class ToilrayExecutor(JobExecutor):
                 if self.bypass_file_store:
                     runtime["bypass_dir"] = tempfile.mkdtemp(prefix="bypass-", dir=runtime_context.outdir)
                 source = CWLJobSource(runnable.job(job_order, self.output_callback, step_context), step_context,
-                                      runtime, self.bypass_file_store)
+                                      runtime, self.bypass_file_store, config.defaults)
                 toil.drive(source)
                 if not self.final_output or self.final_status[0] != "success":
                     # Let Toil keep the job store for --restart.

@@ -252,14 +252,16 @@ def build_tree(entries: Manifest, root: str, fetch: Callable[[str, str], Any]) -
 # -- cwltool's view of stored files ----------------------------------------------------------------
 
 
-def fs_access_factory(store: JobStore) -> Callable[[str], StdFsAccess]:
-    """``make_fs_access`` for cwltool: reads ``toilfile:``/``toildir:`` from the store."""
+def fs_access_factory(store: JobStore) -> type[StdFsAccess]:
+    """``make_fs_access`` for cwltool (a class it instantiates with a base directory): reads
+    ``toilfile:``/``toildir:`` locations from ``store``."""
     manifests = ManifestCache(store)
 
-    def make(basedir: str) -> StdFsAccess:
-        return JobStoreFsAccess(basedir, store, manifests)
+    class BoundFsAccess(JobStoreFsAccess):
+        def __init__(self, basedir: str) -> None:
+            super().__init__(basedir, store, manifests)
 
-    return make
+    return BoundFsAccess
 
 
 class JobStoreFsAccess(StdFsAccess):

@@ -18,7 +18,7 @@ import pickle
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from toilray.cwl import files
 from toilray.exceptions import ToilrayError
@@ -108,6 +108,7 @@ def build_tool(doc: ToolDocument, store: Any, runtime: dict[str, Any]) -> Any:
     if tool is None:
         from cwltool.context import LoadingContext
         from cwltool.workflow import default_make_tool
+        from ruamel.yaml.comments import CommentedMap
         from schema_salad.sourceline import cmap
 
         context = LoadingContext()
@@ -122,7 +123,7 @@ def build_tool(doc: ToolDocument, store: Any, runtime: dict[str, Any]) -> Any:
         context.singularity = bool(runtime.get("singularity"))
         context.metadata = json.loads(doc.metadata)
         # cwltool expects ruamel's maps and lists (it reads their line numbers for messages).
-        tool = default_make_tool(cmap(json.loads(doc.document)), context)
+        tool = default_make_tool(cast(CommentedMap, cmap(json.loads(doc.document))), context)
         tool.formatgraph = schema["graph"]
         _tools[doc.key] = tool
     return tool
@@ -132,8 +133,8 @@ class CWLToolJob(Job):
     """Runs one CommandLineTool or ExpressionTool invocation."""
 
     def __init__(self, doc: ToolDocument, job_order: dict[str, Any], runtime: dict[str, Any],
-                 cores: float, memory: int, disk: int, name: str, bypass_file_store: bool) -> None:
-        super().__init__(cores=cores, memory=memory, disk=disk, unitName=name, displayName=name)
+                 cores: float, memory: int, disk: int, name: str, bypass_file_store: bool, job_id: str) -> None:
+        super().__init__(cores=cores, memory=memory, disk=disk, unitName=name, displayName=name, jobStoreID=job_id)
         self.doc = doc
         self.job_order = job_order
         self.runtime = runtime

@@ -166,9 +166,12 @@ class FileStore:
         self.deleted_files.append(str(fileStoreID))
 
     def close(self) -> None:
-        """The job ended: release what it held in the node cache."""
-        if self._cache is not None:
-            self._cache.release()
+        """The attempt ended: run its deferred functions, release what it held in the node cache."""
+        try:
+            self.deferred.run()
+        finally:
+            if self._cache is not None:
+                self._cache.release()
 
     # -- import / export ---------------------------------------------------------------------
 

@@ -38,8 +38,8 @@ from toilray.exceptions import (
     NoSuchFileException,
     NoSuchJobStoreException,
 )
-from toilray.jobspec import CommitRecord, JobSpec
 from toilray.jobStores.storage import LeaderLock, Storage
+from toilray.protocol import CommitRecord, JobSpec
 
 WORKFLOW_KEY = "workflow.json"
 START_KEY = "start"

@@ -1,0 +1,280 @@
+"""``Config``: a workflow's options, resolved once into typed values, and the views of them
+that the leader, the workers and the run reports take.
+
+Options reach toilray as an argparse namespace that a script may still edit after parsing
+(``options.logLevel = "DEBUG"``, ``options.defaultMemory = "4G"``), so they are checked here,
+when a run starts, with the same converters the parser uses (``toilray.options``): one rule
+for each option, whichever way its value came.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from argparse import ArgumentTypeError, Namespace
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from toilray.exceptions import BadOptionError
+from toilray.jobStores.jobStore import parse_locator
+from toilray.options import REPLACED_OPTIONS, batch_system_type, parse_clean, parse_log_level
+from toilray.protocol import WorkerContext
+from toilray.requirements import (
+    Requirements,
+    parse_accelerators,
+    parse_cores,
+    parse_memory,
+    parse_preemptible,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderLimits:
+    """What the leader needs to schedule, retry and supervise jobs."""
+
+    retry_count: int
+    max_cores: float | None
+    max_memory: int | None
+    max_disk: int | None
+    scale: float
+    default_memory: int
+    batching: bool
+    max_job_duration: float | None
+    kill_polling_interval: float
+    max_service_jobs: int
+    service_poll_interval: float
+    deadlock_wait: float
+    double_memory: bool
+    unlimited_preemptible_retries: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOptions:
+    """What the run reports record: statistics, per-job log files, the progress line."""
+
+    record_stats: bool
+    write_logs_dir: str | None
+    write_logs_gzip: bool
+    write_logs_from_all_jobs: bool
+    show_progress: bool
+
+
+def _checked(convert: Callable[[Any], T], value: Any, flag: str) -> T:
+    try:
+        return convert(value)
+    except (ArgumentTypeError, ValueError, TypeError) as exc:
+        raise BadOptionError(str(exc) if flag in str(exc) else f"{flag}: {exc}") from None
+
+
+def _memory(value: Any, flag: str) -> int:
+    return _checked(lambda v: parse_memory(v, flag), value, flag)
+
+
+def _set_env(entries: list[str]) -> dict[str, str]:
+    env = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not name:
+            raise BadOptionError(f"--setEnv needs NAME or NAME=VALUE, not {entry!r}")
+        if sep:
+            env[name] = value
+        elif name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The options a workflow runs with: defaults filled in, every value checked."""
+
+    jobStore: str
+    # The locator workers use: a relative path must not change meaning in their directories.
+    jobStoreLocator: str
+    restart: bool
+    stats: bool
+    clean: str
+    cleanWorkDir: str
+    workDir: str
+    logLevel: str
+    logFile: str | None
+    rotatingLogging: bool
+    maxLogFileSize: int
+    writeLogs: str | None
+    writeLogsGzip: bool
+    writeLogsFromAllJobs: bool
+    realTimeLogging: bool
+    rayAddress: str | None
+    retryCount: int
+    defaults: Requirements
+    maxCores: float | None
+    maxMemory: int | None
+    maxDisk: int | None
+    scale: float
+    env: dict[str, str]
+    caching: bool
+    disableChaining: bool
+    maxJobDuration: float | None
+    kill_polling_interval: float
+    maxServiceJobs: int
+    servicePollingInterval: float
+    deadlockWait: float
+    doubleMem: bool
+    enableUnlimitedPreemptibleRetries: bool
+    disableWorkerOutputCapture: bool
+    disableProgress: bool
+    disableJobStoreChecksumVerification: bool
+    badWorker: float
+    badWorkerFailInterval: float
+
+    @classmethod
+    def from_options(cls, options: Namespace) -> Config:
+        """Resolve and check ``options``; a bad value raises BadOptionError naming the option."""
+        for name in REPLACED_OPTIONS:
+            if getattr(options, name, None) not in (None, False):
+                raise BadOptionError(f"--{name} is not used by toilray: {REPLACED_OPTIONS[name]}")
+        _checked(batch_system_type, str(options.batchSystem), f"--batchSystem {options.batchSystem}")
+        job_store = options.jobStore
+        if not job_store:
+            raise BadOptionError("No job store given (pass a locator such as file:my-store or a path)")
+        kind, rest = parse_locator(job_store)
+        locator = f"file:{os.path.abspath(os.path.expanduser(rest))}" if kind == "file" else job_store
+        stats = bool(options.stats)
+        clean = "never" if stats else _checked(parse_clean, options.clean or "onSuccess", "--clean")
+        work_dir = os.path.abspath(options.workDir or tempfile.gettempdir())
+        if not os.path.isdir(work_dir):
+            raise BadOptionError(f"--workDir {work_dir} is not an existing directory")
+        retry_count = _checked(int, options.retryCount, "--retryCount")
+        if retry_count < 0:
+            raise BadOptionError("--retryCount cannot be negative")
+        defaults = Requirements(
+            cores=_checked(parse_cores, options.defaultCores, "--defaultCores"),
+            memory=_memory(options.defaultMemory, "--defaultMemory"),
+            disk=_memory(options.defaultDisk, "--defaultDisk"),
+            accelerators=_checked(parse_accelerators, options.defaultAccelerators, "--defaultAccelerators"),
+            preemptible=_checked(parse_preemptible, options.defaultPreemptible, "--defaultPreemptible"),
+        )
+        max_cores = None if options.maxCores is None else _checked(parse_cores, options.maxCores, "--maxCores")
+        if max_cores is not None and max_cores < defaults.cores:
+            raise BadOptionError(
+                f"--maxCores {max_cores:g} is less than --defaultCores {defaults.cores:g}: "
+                "no job with default requirements could ever run"
+            )
+        scale = _checked(float, options.scale, "--scale")
+        if scale <= 0:
+            raise BadOptionError("--scale must be positive")
+        if options.writeLogs is not None and options.writeLogsGzip is not None:
+            raise BadOptionError("--writeLogs and --writeLogsGzip conflict: give one of them")
+        logs = options.writeLogsGzip if options.writeLogsGzip is not None else options.writeLogs
+        return cls(
+            jobStore=job_store,
+            jobStoreLocator=locator,
+            restart=bool(options.restart),
+            stats=stats,
+            clean=clean,
+            cleanWorkDir=_checked(parse_clean, options.cleanWorkDir, "--cleanWorkDir"),
+            workDir=work_dir,
+            logLevel=_checked(parse_log_level, options.logLevel, "--logLevel"),
+            logFile=options.logFile,
+            rotatingLogging=bool(options.rotatingLogging),
+            maxLogFileSize=_checked(int, options.maxLogFileSize, "--maxLogFileSize"),
+            writeLogs=os.path.abspath(logs) if logs is not None else None,
+            writeLogsGzip=options.writeLogsGzip is not None,
+            writeLogsFromAllJobs=bool(options.writeLogsFromAllJobs),
+            realTimeLogging=bool(options.realTimeLogging),
+            rayAddress=options.rayAddress,
+            retryCount=retry_count,
+            defaults=defaults,
+            maxCores=max_cores,
+            maxMemory=None if options.maxMemory is None else _memory(options.maxMemory, "--maxMemory"),
+            maxDisk=None if options.maxDisk is None else _memory(options.maxDisk, "--maxDisk"),
+            scale=scale,
+            env=_set_env(list(options.setEnv or [])),
+            caching=options.caching is not False,
+            disableChaining=bool(options.disableChaining),
+            maxJobDuration=None if options.maxJobDuration is None else float(options.maxJobDuration),
+            kill_polling_interval=float(options.kill_polling_interval),
+            maxServiceJobs=int(options.maxServiceJobs),
+            servicePollingInterval=float(options.servicePollingInterval),
+            deadlockWait=float(options.deadlockWait),
+            doubleMem=bool(options.doubleMem),
+            enableUnlimitedPreemptibleRetries=bool(options.enableUnlimitedPreemptibleRetries),
+            disableWorkerOutputCapture=bool(options.disableWorkerOutputCapture),
+            disableProgress=bool(options.disableProgress),
+            disableJobStoreChecksumVerification=bool(options.disableJobStoreChecksumVerification),
+            badWorker=float(options.badWorker),
+            badWorkerFailInterval=float(options.badWorkerFailInterval),
+        )
+
+    # Toil's names for the default requirements.
+    @property
+    def defaultCores(self) -> float:
+        return self.defaults.cores
+
+    @property
+    def defaultMemory(self) -> int:
+        return self.defaults.memory
+
+    @property
+    def defaultDisk(self) -> int:
+        return self.defaults.disk
+
+    @property
+    def defaultPreemptible(self) -> bool:
+        return self.defaults.preemptible
+
+    # -- the views ---------------------------------------------------------------------------
+
+    def worker_context(self, workflow_id: str, launch_dir: str, code_paths: list[str], main_module: str | None,
+                       realtime_log_address: tuple[str, int] | None) -> WorkerContext:
+        return WorkerContext(
+            locator=self.jobStoreLocator,
+            workflow_id=workflow_id,
+            work_dir=self.workDir,
+            launch_dir=launch_dir,
+            code_paths=code_paths,
+            main_module=main_module,
+            defaults=self.defaults,
+            env=self.env,
+            max_log_size=self.maxLogFileSize,
+            clean_work_dir=self.cleanWorkDir,
+            bad_worker=self.badWorker,
+            bad_worker_interval=self.badWorkerFailInterval,
+            log_level=self.logLevel,
+            capture_output=not self.disableWorkerOutputCapture,
+            caching=self.caching,
+            # A chained job would share its parent's --maxJobDuration deadline.
+            chaining=not self.disableChaining and self.maxJobDuration is None,
+            return_all_logs=self.writeLogs is not None and self.writeLogsFromAllJobs,
+            realtime_log_address=realtime_log_address,
+            verify_checksums=not self.disableJobStoreChecksumVerification,
+        )
+
+    def leader_limits(self) -> LeaderLimits:
+        return LeaderLimits(
+            retry_count=self.retryCount,
+            max_cores=self.maxCores,
+            max_memory=self.maxMemory,
+            max_disk=self.maxDisk,
+            scale=self.scale,
+            default_memory=self.defaults.memory,
+            batching=not self.disableChaining,
+            max_job_duration=self.maxJobDuration,
+            kill_polling_interval=self.kill_polling_interval,
+            max_service_jobs=self.maxServiceJobs,
+            service_poll_interval=self.servicePollingInterval,
+            deadlock_wait=self.deadlockWait,
+            double_memory=self.doubleMem,
+            unlimited_preemptible_retries=self.enableUnlimitedPreemptibleRetries,
+        )
+
+    def report_options(self) -> ReportOptions:
+        return ReportOptions(
+            record_stats=self.stats,
+            write_logs_dir=self.writeLogs,
+            write_logs_gzip=self.writeLogsGzip,
+            write_logs_from_all_jobs=self.writeLogsFromAllJobs,
+            show_progress=not self.disableProgress,
+        )
