@@ -19,7 +19,6 @@ from harness.toolchain import Engine
 @dataclass
 class Context:
     sizes: Sizes
-    quick: bool
     repetitions: int
     workdir: Path
     engines: dict[str, Engine]
