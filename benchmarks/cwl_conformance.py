@@ -1,7 +1,7 @@
 """Measure the CWL v1.2 conformance suite for CWL runners: ``python benchmarks/cwl_conformance.py --help``.
 
 Writes benchmarks/cwl-conformance.json, which the "CWL conformance" section of RESULTS.md shows.
-Needs an interpreter with cwltest; when this one lacks it, the repository's ``.venv`` is used instead.
+Needs an interpreter with cwltest and toilray; when this one lacks them, the repository's ``.venv`` is used instead.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ REPO_PYTHON = HERE.parent / ".venv" / "bin" / "python"
 
 if __name__ == "__main__":
     if (
-        any(importlib.util.find_spec(name) is None for name in ("cwltest", "psutil"))
+        any(importlib.util.find_spec(name) is None for name in ("cwltest", "psutil", "toilray"))
         and REPO_PYTHON.exists()
         and Path(sys.executable) != REPO_PYTHON
     ):

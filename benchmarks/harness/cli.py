@@ -128,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"engine {name} unavailable: {engine.unavailable}")
         ctx = Context(
             sizes=sizes,
-            quick=options.quick,
             repetitions=options.repetitions,
             workdir=workdir,
             engines=engines,

@@ -19,7 +19,6 @@ from harness.toolchain import Engine
 @dataclass
 class Context:
     sizes: Sizes
-    quick: bool
     repetitions: int
     workdir: Path
     engines: dict[str, Engine]
@@ -150,20 +149,12 @@ class Context:
 
     @contextlib.contextmanager
     def _local_ray(self, names: list[str]) -> Iterator[LocalRay | None]:
-        """The local Ray instance of the engines in ``names`` that need one (None: none does)."""
-        homes = {
-            engine.local_ray_home
-            for name in names
-            if (engine := self.engines.get(name)) is not None and engine.local_ray_home is not None
-        }
-        if not homes:
+        """The local Ray instance of the engine in ``names`` that needs one (None: none does)."""
+        warm = [e for n in names if (e := self.engines.get(n)) is not None and e.local_ray_home is not None]
+        if not warm:
             yield None
             return
-        if len(homes) > 1:
-            raise ValueError(f"engines {names} need different local Ray instances: {sorted(homes)}")
-        warm = next(e for n in names if (e := self.engines.get(n)) is not None and e.local_ray_home is not None)
-        instance = LocalRay(warm.python, homes.pop(), warm.env, self.log)
-        with instance.running():
+        with LocalRay(warm[0].python, warm[0].local_ray_home, warm[0].env, self.log).running() as instance:
             yield instance
 
     def _run_warm(

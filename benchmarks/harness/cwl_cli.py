@@ -30,6 +30,7 @@ from harness.cli import command_line, exit_on_sigterm, log
 from harness.config import CWL_RESULTS, REPO, RESULTS, TOIL_VENV
 from harness.local_ray import LocalRay
 from harness.process import kill_tree
+from harness.toolchain import base_env
 
 SUITE_ENV = "TOILRAY_CWL_CONFORMANCE"
 SUITE_BESIDE = Path("shared", "conformance", "cwl-v1.2")
@@ -191,12 +192,10 @@ def runner_env(runner: Runner, scratch: Path, tmp: Path) -> dict[str, str]:
     """cwltest's environment, which each test's runner inherits: no ``RAY_ADDRESS``, a private
     ``TOILRAY_HOME`` (the warm instance's, never a user's own), and temporary files (cwltest's
     output directories, the runners' job stores) where the script removes them."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "VIRTUAL_ENV", "PYTHONPATH")}
+    # Short: Ray's socket paths under scratch/ray must fit in 107 bytes.
+    env = base_env(scratch / "ray")
     env.update(
-        PYTHONUNBUFFERED="1",
         TMPDIR=str(tmp),
-        # Short: Ray's socket paths under it must fit in 107 bytes.
-        RAY_TMPDIR=str(scratch / "ray"),
         TOILRAY_HOME=str(scratch / "toilray-home"),
         # As if the runner's virtualenv were activated: a runner may start helpers by name.
         PATH=f"{runner.executable.parent}{os.pathsep}{env.get('PATH', '')}",

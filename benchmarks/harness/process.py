@@ -55,31 +55,48 @@ class RunOutcome:
         return float(value) if value is not None else None
 
 
+def _tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and its descendants (none once it is gone)."""
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL a process started in its own session and everything below it.
 
     Waits for the descendants to go, but leaves reaping ``pid`` itself to its parent."""
-    try:
-        parent = psutil.Process(pid)
-        procs = [parent, *parent.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        procs = []
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    procs = _tree(pid)
+    _kill(procs)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     psutil.wait_procs(procs[1:], timeout=10)
 
 
+def kill_session(sid: int) -> int:
+    """SIGKILL what is left of a session (the Ray daemons and workers of a finished or killed
+    driver, of a stopped local Ray instance) and wait for it; how many processes that was."""
+    leftovers = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if os.getsid(proc.pid) == sid:
+                leftovers.append(proc)
+    _kill(leftovers)
+    psutil.wait_procs(leftovers, timeout=10)
+    return len(leftovers)
+
+
 def _tree_rss_mb(pid: int) -> float:
-    try:
-        parent = psutil.Process(pid)
-        procs = [parent, *parent.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
     total = 0
-    for proc in procs:
+    for proc in _tree(pid):
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     return total / 2**20
@@ -113,19 +130,6 @@ class _Watcher(threading.Thread):
     def stop(self) -> None:
         self._done.set()
         self.join()
-
-
-def _reap_group(pgid: int) -> None:
-    """Kill what is left of the process group the run started (Ray daemons of a killed driver)."""
-    leftovers = []
-    for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(proc.pid) == pgid:
-                leftovers.append(proc)
-    for proc in leftovers:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(leftovers, timeout=10)
 
 
 def _tail(path: Path, lines: int = _ERROR_LINES) -> str:
@@ -200,7 +204,7 @@ def run_process(
         timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         watcher.stop()
-    _reap_group(proc.pid)
+    kill_session(proc.pid)
     timed_out = expired.is_set()
     outcome = RunOutcome(
         label=label,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import REPO, TOIL_REQUIREMENT, TOIL_VENV, WORKFLOWS
+from harness.config import TOIL_REQUIREMENT, TOIL_VENV, WORKFLOWS
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +62,13 @@ def _probe(python: str, code: str) -> tuple[bool, str]:
     return proc.returncode == 0, lines[-1] if lines else ""
 
 
-def _base_env(ray_tmp: Path) -> dict[str, str]:
+def base_env(ray_tmp: Path) -> dict[str, str]:
+    """The harness's environment for the engines: no ``RAY_ADDRESS`` nor virtualenv of its own,
+    unbuffered output, and Ray's session directories (one per Ray start) where it removes them."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "VIRTUAL_ENV", "PYTHONPATH")}
     env["PYTHONUNBUFFERED"] = "1"
-    # Ray's session directories (one per embedded start) go where the harness removes them.
     env["RAY_TMPDIR"] = str(ray_tmp)
     return env
-
-
-def toilray_python() -> tuple[str | None, str]:
-    """The interpreter that runs toilray: this one if it has toilray, else the repo's .venv."""
-    candidates = [sys.executable, str(REPO / ".venv" / "bin" / "python")]
-    problem = ""
-    for python in candidates:
-        if not os.path.exists(python):
-            continue
-        ok, detail = _probe(python, "import toilray, ray, psutil")
-        if ok:
-            return python, ""
-        problem = f"{python}: {detail}"
-    return None, problem or "no interpreter with toilray found"
 
 
 def ensure_toil_venv(log: Callable[[str], None]) -> tuple[str | None, str]:
@@ -114,10 +101,8 @@ def make_engines(
     Each toilray engine gets a private ``TOILRAY_HOME`` under ``workdir``: toilray-warm's is
     where the harness starts its local Ray instance; the embedded engine's stays empty, so a
     ``toilray local-ray`` instance of the user's (in ``~/.toilray``) cannot make it warm."""
-    base = _base_env(ray_tmp)
+    base = base_env(ray_tmp)
     engines: dict[str, Engine] = {}
-    toilray, why = toilray_python()
-    unavailable = None if toilray else f"toilray cannot be run: {why}"
     homes = {"toilray": workdir / "toilray-home-embedded", "toilray-warm": workdir / "toilray-home-warm"}
     for name in ("toilray", "toilray-warm", "ray"):
         if name not in wanted:
@@ -125,13 +110,9 @@ def make_engines(
         env = dict(base, BENCH_ENGINE="ray" if name == "ray" else "toilray")
         if name in homes:
             env["TOILRAY_HOME"] = str(homes[name])
-        engines[name] = Engine(
-            name,
-            toilray or "",
-            env,
-            unavailable=unavailable,
-            local_ray_home=homes[name] if name == "toilray-warm" else None,
-        )
+        # The harness's own interpreter, which imports toilray itself.
+        warm_home = homes[name] if name == "toilray-warm" else None
+        engines[name] = Engine(name, sys.executable, env, local_ray_home=warm_home)
     if "toil" in wanted:
         python, why = ensure_toil_venv(log)
         env = dict(

@@ -3,7 +3,6 @@ the jobs that ran again."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from harness.config import TOILRAY_ENGINES
 from harness.context import Context
 from harness.process import RunOutcome
 from harness.report import Section, Target, table
+from toilray.jobStores.jobStore import JobStore
 
 ORDER = ["toil", "toilray", "toilray-warm"]
 # After the kill, the marks must stay unchanged this long before they are counted: a warm
@@ -49,7 +49,6 @@ class RestartRun:
     done_before: int = 0
     ran_after: int = 0
     reexecuted: int = 0
-    committed_at_kill: int | None = None
     committed_rerun: int | None = None
 
 
@@ -67,10 +66,7 @@ def read_marks(path: Path) -> list[tuple[str, int]]:
 def committed_ids(engine: str, store: Path) -> set[str] | None:
     """Jobs whose completion the store records: toilray's commit records. Toil keeps no such
     per-job record that the harness can read, so None there."""
-    if engine not in TOILRAY_ENGINES:
-        return None
-    commits = store / "commits"
-    return set(os.listdir(commits)) if commits.is_dir() else set()
+    return set(JobStore(f"file:{store}").committed_ids()) if engine in TOILRAY_ENGINES else None
 
 
 def wait_until_quiet(counter: LineCounter) -> None:
@@ -125,7 +121,6 @@ def one(ctx: Context, engine: str) -> RestartRun:
             restart, n, len(done_before), len(after), sum(1 for _, index in after if index in done_before)
         )
         if committed is not None:
-            run.committed_at_kill = len(committed)
             run.committed_rerun = sum(1 for job_id, _ in after if job_id in committed)
         return run
 
