@@ -11,8 +11,10 @@ Layout (the same keys on every storage back end)::
                          marker. Restart replays these records to rebuild the graph.
     failures/<jobID>     the latest failure report of a job (text), for users and `status`.
     logs/<jobID>.<n>     what attempt n of a job printed (its end, up to --maxLogFileSize), if anything.
+    stats/<uuid>.parquet the per-job statistics (--stats) one leader session recorded; see toilray.stats.
     files/<uuid>/<name>  global files; the key is the FileID. Read-only once written.
-    shared/<name>        files imported with sharedFileName.
+    shared/<name>        files imported with sharedFileName, and what the CWL runner keeps for its
+                         workers and for --restart (the loaded schema, the imported inputs).
     leader.lock          held by the running leader; a second leader is refused.
     status.json          the leader's latest counts and state, rewritten at most every second,
                          so that `toilray status` never has to read the job records.
@@ -48,6 +50,8 @@ STATUS_KEY = "status.json"
 KILL_KEY = "kill"
 COMMITS = "commits"
 FAILURES = "failures"
+LOGS = "logs"
+STATS = "stats"
 FILES = "files"
 SHARED = "shared"
 
@@ -115,6 +119,10 @@ class JobStore:
 
     def is_started(self) -> bool:
         return self.storage.exists(WORKFLOW_KEY)
+
+    def root_exists(self) -> bool:
+        """Whether anything is at the locator, even a store whose creation never finished."""
+        return self.storage.root_exists()
 
     def exists(self) -> bool:
         return self.storage.root_exists() and self.storage.exists(WORKFLOW_KEY)
@@ -211,16 +219,36 @@ class JobStore:
         self.storage.delete(f"{FAILURES}/{job_id}")
 
     def write_log(self, job_id: str, attempt: int, text: str) -> None:
-        self.storage.write_bytes(f"logs/{job_id}.{attempt}", text.encode())
+        self.storage.write_bytes(f"{LOGS}/{job_id}.{attempt}", text.encode())
 
     def read_logs(self, job_id: str) -> list[tuple[int, str]]:
         """Every kept log of a job's attempts, oldest first."""
-        attempts = sorted(int(name.rsplit(".", 1)[1]) for name in self.storage.list("logs")
+        attempts = sorted(int(name.rsplit(".", 1)[1]) for name in self.storage.list(LOGS)
                           if name.startswith(f"{job_id}."))
-        return [(n, self.storage.read_bytes(f"logs/{job_id}.{n}").decode(errors="replace")) for n in attempts]
+        return [(n, self.storage.read_bytes(f"{LOGS}/{job_id}.{n}").decode(errors="replace")) for n in attempts]
 
     def failed_ids(self) -> Iterator[str]:
         return self.storage.list(FAILURES)
+
+    def failure_reports(self) -> dict[str, str]:
+        """Job ID -> latest report, for `status --failed`; one cleared meanwhile (a retry succeeded) is left out."""
+        reports = {}
+        for job_id in self.failed_ids():
+            try:
+                reports[job_id] = self.storage.read_bytes(f"{FAILURES}/{job_id}").decode(errors="replace")
+            except FileNotFoundError:
+                continue
+        return reports
+
+    # -- statistics --------------------------------------------------------------------------
+
+    def write_stats(self, table: bytes) -> None:
+        """Add one leader session's statistics (a Parquet table) beside those of earlier sessions."""
+        self.storage.write_bytes(f"{STATS}/{uuid.uuid4().hex}.parquet", table)
+
+    def stats_tables(self) -> list[bytes]:
+        """Every session's statistics table, in a stable order, for `toilray stats`."""
+        return [self.storage.read_bytes(f"{STATS}/{name}") for name in sorted(self.storage.list(STATS))]
 
     # -- files -------------------------------------------------------------------------------
 
@@ -234,18 +262,31 @@ class JobStore:
             raise NoSuchFileException(file_id)
         return file_id
 
+    def _check_writable_key(self, key: str) -> str:
+        if key.startswith(f"{SHARED}/"):
+            return self.shared_key(key[len(SHARED) + 1 :])
+        return self.check_file_key(key)
+
     def write_file(self, local_path: str, executable: bool | None = None, basename: str | None = None) -> str:
         key = self.new_file_key(basename or os.path.basename(local_path))
         if executable is None:
             executable = os.access(local_path, os.X_OK)
-        self.storage.put_file(key, local_path, executable)
+        self.write_file_to(key, local_path, executable)
         return key
+
+    def write_file_to(self, key: str, local_path: str, executable: bool) -> None:
+        """Copy a local file in under a key chosen beforehand (new_file_key or shared_key), as imports do."""
+        self.storage.put_file(self._check_writable_key(key), local_path, executable)
 
     def write_file_stream(
         self, basename: str | None, executable: bool = False
     ) -> tuple[str, AbstractContextManager[IO[bytes]]]:
         key = self.new_file_key(basename or "stream")
-        return key, self.storage.open_write(key, executable)
+        return key, self.open_file_for_writing(key, executable)
+
+    def open_file_for_writing(self, key: str, executable: bool = False) -> AbstractContextManager[IO[bytes]]:
+        """Stream into a key chosen beforehand (afresh on each retry of a download); all or nothing appears."""
+        return self.storage.open_write(self._check_writable_key(key), executable)
 
     def read_file(self, file_id: str, local_path: str, allow_link: bool) -> None:
         key = self.check_file_key(file_id)
@@ -278,7 +319,24 @@ class JobStore:
         key = self.check_file_key(file_id)
         self.storage.delete(key.rsplit("/", 1)[0])
 
+    def file_ids(self) -> list[str]:
+        """The ID of every global file in the store, for `toilray debug-file`."""
+        return [f"{FILES}/{entry}/{name}" for entry in self.storage.list(FILES)
+                for name in self.storage.list(f"{FILES}/{entry}")]
+
     def shared_key(self, name: str) -> str:
         if "/" in name or name in ("", ".", ".."):
             raise ValueError(f"Invalid shared file name {name!r}")
         return f"{SHARED}/{name}"
+
+    def write_shared(self, name: str, data: bytes) -> None:
+        """Create or replace a shared file by name: state the CWL runner keeps for its workers."""
+        self.storage.write_bytes(self.shared_key(name), data)
+
+    def read_shared(self, name: str) -> bytes:
+        """A shared file's content; NoSuchFileException when it was never written."""
+        key = self.shared_key(name)
+        try:
+            return self.storage.read_bytes(key)
+        except FileNotFoundError:
+            raise NoSuchFileException(key) from None
