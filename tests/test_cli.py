@@ -11,6 +11,8 @@ from pathlib import Path
 
 from conftest import run_script
 
+from toilray.jobStores.jobStore import JobStore
+
 WORKFLOWS = Path(__file__).parent / "workflows"
 
 
@@ -136,18 +138,22 @@ def test_clean_deletes_the_store_and_is_idempotent(tmp_path: Path, script_env: d
         assert not store.exists()
 
 
+def _commit_count(store: Path) -> int:
+    return sum(1 for _ in JobStore(f"file:{store}").committed_ids())
+
+
 def test_debug_job_reproduces_the_failure_in_the_foreground(tmp_path: Path, script_env: dict[str, str]) -> None:
     counts = tmp_path / "counts"
     counts.mkdir()
     store = tmp_path / "store"
     run_script(WORKFLOWS / "flaky.py", f"file:{store}", "--countDir", str(counts), env=script_env)
-    before = len(os.listdir(store / "commits"))
+    before = _commit_count(store)
     again = toilray("debug-job", f"file:{store}", env=script_env)
     assert again.returncode == 1
     assert "flaky is about to fail" in again.stdout  # the job's prints reach this terminal
     assert "Traceback" in again.stderr and "RuntimeError: boom from flaky" in again.stderr
     assert 'raise RuntimeError("boom from flaky")' in again.stderr  # the user's own source line
-    assert len(os.listdir(store / "commits")) == before  # nothing was written back
+    assert _commit_count(store) == before  # nothing was written back
     named = toilray("debug-job", f"file:{store}", "root", env=script_env)
     assert named.returncode == 0, named.stderr
     assert "Running job 'root'" in named.stderr and "finished" in named.stderr

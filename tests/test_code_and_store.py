@@ -1,7 +1,9 @@
-"""Code shipping to workers, the leader lock, and URL import/export."""
+"""Code shipping to workers, the leader lock, URL import/export, and the job store as the only
+way to stored objects."""
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from pathlib import Path
@@ -10,8 +12,10 @@ import pytest
 from conftest import run_script
 
 from toilray.common import Toil
-from toilray.exceptions import JobStoreLockedException
+from toilray.exceptions import JobStoreLockedException, NoSuchFileException
 from toilray.job import Job
+from toilray.jobStores.jobStore import JobStore
+from toilray.lib import urls
 
 WORKFLOWS = Path(__file__).parent / "workflows"
 
@@ -67,3 +71,45 @@ def test_import_from_http_and_relative_paths_then_export(tmp_path: Path, http_ro
         toil.exportFile(local, "out/exported.txt")
     assert (tmp_path / "out" / "exported.txt").read_text() == "hello from disk"
     assert os.access(tmp_path / "out" / "exported.txt", os.W_OK)
+
+
+def test_shared_files_by_import_and_by_name(tmp_path: Path, http_root: tuple[str, Path]) -> None:
+    base_url, served = http_root
+    (served / "remote.txt").write_text("shared over http")
+    (tmp_path / "local.txt").write_text("shared from disk")
+    store = JobStore(f"file:{tmp_path / 'store'}")
+    store.initialize()
+    assert store.root_exists() and not store.exists()
+    with pytest.raises(NoSuchFileException):
+        store.read_shared("local")
+    assert urls.import_url(store, str(tmp_path / "local.txt"), shared_name="local") is None
+    assert urls.import_url(store, f"{base_url}/remote.txt", shared_name="remote") is None
+    assert (store.read_shared("local"), store.read_shared("remote")) == (b"shared from disk", b"shared over http")
+    store.write_shared("local", b"replaced")
+    assert store.read_shared("local") == b"replaced"
+    with pytest.raises(ValueError, match="Invalid shared file name"):
+        store.write_shared("../escape", b"")
+    assert store.file_ids() == []  # shared files are not global files
+    file_id = urls.import_url(store, f"{base_url}/remote.txt")
+    assert store.file_ids() == [file_id] and file_id.size == len("shared over http")
+
+
+# -- the job store is the only door to stored objects ----------------------------------------
+
+PACKAGE = Path(__file__).parent.parent / "toilray"
+
+
+def test_only_the_job_store_touches_its_storage_back_end() -> None:
+    """Outside toilray/jobStores/ (and the back ends in backends/), nothing reaches a job store's
+    ``storage``/``_storage``: every stored object goes through JobStore's methods, which alone
+    know the store's layout."""
+    modules = [path for path in sorted(PACKAGE.rglob("*.py")) if "jobStores" not in path.relative_to(PACKAGE).parts]
+    assert PACKAGE / "stats.py" in modules and PACKAGE / "cli" / "manage.py" in modules
+    offenders = sorted(
+        (str(path.relative_to(PACKAGE.parent)), node.lineno, node.attr)
+        for path in modules
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute) and node.attr in ("storage", "_storage")
+    )
+    assert not offenders, "use JobStore's methods instead of its storage back end:\n" + "\n".join(
+        f"{path}:{line}: .{attr}" for path, line, attr in offenders)

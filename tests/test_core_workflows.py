@@ -22,8 +22,15 @@ from toilray.exceptions import (
     NoSuchJobStoreException,
 )
 from toilray.job import Job
+from toilray.jobStores.jobStore import JobStore
 
 WORKFLOWS = Path(__file__).parent / "workflows"
+
+
+def _only_failure_report(store: Path) -> str:
+    """The failure report of the one job that failed in the (local) job store at ``store``."""
+    (report,) = JobStore(f"file:{store}").failure_reports().values()
+    return report
 
 
 def executions(count_dir: Path) -> Counter[str]:
@@ -70,7 +77,7 @@ def test_leader_sigkill_then_restart_reruns_no_committed_job(tmp_path: Path, scr
         assert leader.poll() is None, leader.communicate()
     leader.send_signal(signal.SIGKILL)
     leader.wait()
-    committed_before_restart = set(os.listdir(store / "commits"))
+    committed_before_restart = set(JobStore(f"file:{store}").committed_ids())
     assert committed_before_restart
 
     again = run_script(WORKFLOWS / "fan_out.py", *args, "--restart", env=script_env)
@@ -152,7 +159,7 @@ def test_cycle_created_at_run_time_fails_that_job(tmp_path: Path, ray_address: s
     with pytest.raises(FailedJobsException) as failed, Toil(options) as toil:
         toil.start(Job.wrapJobFn(_make_cycle_at_run_time))
     assert "_make_cycle_at_run_time" in str(failed.value)
-    report = (tmp_path / "store" / "failures").iterdir().__next__().read_text()
+    report = _only_failure_report(tmp_path / "store")
     assert "JobGraphDeadlockException" in report
 
 
@@ -182,7 +189,7 @@ def test_job_larger_than_any_node_fails_at_once(tmp_path: Path, ray_address: str
     with pytest.raises(FailedJobsException) as failed, Toil(options) as toil:
         toil.start(root)
     assert "_nothing" in str(failed.value)
-    report = next((tmp_path / "store" / "failures").iterdir()).read_text()
+    report = _only_failure_report(tmp_path / "store")
     assert "can never run: it asks for 1000 cores (the largest node has 2)" in report
 
 
@@ -209,7 +216,7 @@ def test_max_job_duration_kills_an_overlong_job(tmp_path: Path, ray_address: str
     options.retryCount = 1
     with pytest.raises(FailedJobsException, match="_hang"), Toil(options) as toil:
         toil.start(Job.wrapFn(_hang, cores=0.1))
-    report = next((tmp_path / "store" / "failures").iterdir()).read_text()
+    report = _only_failure_report(tmp_path / "store")
     assert "attempt 2 of 2" in report
     assert "ran longer than --maxJobDuration (2 s)" in report
 

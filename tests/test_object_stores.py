@@ -67,7 +67,7 @@ class StoreCase:
         return JobStore(self.locator)
 
     def exists(self) -> bool:
-        return self.job_store().storage.root_exists()
+        return self.job_store().root_exists()
 
 
 @pytest.fixture(params=KINDS)
@@ -366,14 +366,14 @@ def test_checksum_option_reaches_the_workers(verify: bool, object_env: dict[str,
     options.retryCount = 0
     with Toil(options) as toil:
         file_id = toil.importFile(str(source))
-        storage = toil._store.storage
+        storage = open_storage(options.jobStore)
         assert isinstance(storage, ObjectStorage)
         stat = storage.service.stat(storage._path(file_id))
         storage.service.put_bytes(storage._path(file_id), b"evil data", dict(stat.metadata), None)
         if verify:
             with pytest.raises(FailedJobsException):
                 toil.start(Job.wrapJobFn(_read_text, file_id))
-            reports = [storage.read_bytes(f"failures/{job}").decode() for job in toil._store.failed_ids()]
+            reports = list(JobStore(options.jobStore).failure_reports().values())
             assert any("ChecksumMismatchError" in report for report in reports), reports
         else:
             assert toil.start(Job.wrapJobFn(_read_text, file_id)) == "evil data"

@@ -12,7 +12,6 @@ import html
 import io
 import statistics
 import sys
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,8 +20,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from toilray.jobStores.jobStore import JobStore
-
-STATS = "stats"
 
 _SCHEMA = pa.schema([
     ("job_id", pa.string()), ("name", pa.string()), ("category", pa.string()), ("attempt", pa.int32()),
@@ -38,12 +35,11 @@ def write_records(store: JobStore, records: Sequence[dict[str, Any]]) -> None:
     table = pa.Table.from_pylist(list(records), schema=_SCHEMA)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    store.storage.write_bytes(f"{STATS}/{uuid.uuid4().hex}.parquet", buffer.getvalue())
+    store.write_stats(buffer.getvalue())
 
 
 def read_records(store: JobStore) -> list[dict[str, Any]]:
-    tables = [pq.read_table(io.BytesIO(store.storage.read_bytes(f"{STATS}/{name}")))
-              for name in sorted(store.storage.list(STATS))]
+    tables = [pq.read_table(io.BytesIO(data)) for data in store.stats_tables()]
     return pa.concat_tables(tables).to_pylist() if tables else []
 
 

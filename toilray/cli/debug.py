@@ -17,7 +17,7 @@ from toilray.deferred import DeferredFunctions
 from toilray.exceptions import NoSuchJobException
 from toilray.fileStores.fileStore import FileStore
 from toilray.job import load_job, run_job
-from toilray.jobStores.jobStore import FILES, JobStore
+from toilray.jobStores.jobStore import JobStore
 from toilray.protocol import JobSpec
 from toilray.requirements import TOIL_DEFAULTS, Requirements
 
@@ -93,8 +93,7 @@ def debug_job(job_store: str, job: str | None) -> None:
 def debug_file(job_store: str, list_files: bool, patterns: tuple[str, ...], destination: str) -> None:
     """List or fetch the global files of JOB_STORE (matched by the names they were written with)."""
     store = open_existing(job_store)
-    files = [f"{FILES}/{entry}/{name}" for entry in store.storage.list(FILES)
-             for name in store.storage.list(f"{FILES}/{entry}")]
+    files = store.file_ids()
     if list_files:
         with open("jobstore_files.txt", "w") as listing:
             for file_id in sorted(files):

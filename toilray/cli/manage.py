@@ -21,7 +21,7 @@ from toilray.stats import defaults_from_meta, read_records, render_html, render_
 
 def open_existing(locator: str) -> JobStore:
     store = JobStore(locator)
-    if not store.storage.root_exists():
+    if not store.root_exists():
         raise NoSuchJobStoreException(locator)
     return store
 
@@ -76,8 +76,7 @@ def status(job_store: str, as_json: bool, show_failed: bool, fail_if_not_complet
     store = open_existing(job_store)
     info = workflow_status(store)
     if show_failed:
-        info["failedJobs"] = {job_id: store.storage.read_bytes(f"failures/{job_id}").decode(errors="replace")
-                              for job_id in store.failed_ids()}
+        info["failedJobs"] = store.failure_reports()
     if as_json:
         click.echo(json.dumps(info, indent=1))
     else:
@@ -104,7 +103,7 @@ def status(job_store: str, as_json: bool, show_failed: bool, fail_if_not_complet
 def clean(job_store: str) -> None:
     """Delete JOB_STORE and everything in it (nothing to do if it does not exist)."""
     store = JobStore(job_store)
-    if store.storage.root_exists() and store.leader_is_running():
+    if store.root_exists() and store.leader_is_running():
         raise JobStoreLockedException(
             f"The job store '{job_store}' is in use by a running workflow; stop it with 'toilray kill' first"
         )

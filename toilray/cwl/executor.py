@@ -37,7 +37,7 @@ from toilray.cluster import RayConnection, running_address
 from toilray.common import Toil
 from toilray.cwl import files
 from toilray.cwl.tooljob import CWLToolJob, ToolDocument, describe_tool, save_schema
-from toilray.exceptions import FailedJobsException, ToilrayError
+from toilray.exceptions import FailedJobsException, NoSuchFileException, ToilrayError
 from toilray.job import make_specs
 from toilray.jobStores.jobStore import JobStore
 from toilray.protocol import JobSpec
@@ -251,16 +251,15 @@ class ToilrayExecutor(JobExecutor):
     def _stored_inputs(self, inputs: dict[str, Any] | None, runtime_context: RuntimeContext,
                        store: JobStore) -> dict[str, Any]:
         """The input object with every file in the job store: imported once, then reused."""
-        key = store.shared_key(INPUTS_FILE)
         if inputs is None:
             try:
-                return json.loads(store.storage.read_bytes(key))
-            except FileNotFoundError:
+                return json.loads(store.read_shared(INPUTS_FILE))
+            except NoSuchFileException:
                 raise WorkflowException(f"The job store {store.locator} holds no CWL inputs to restart") from None
         if not self.bypass_file_store:
             try:
                 files.import_files(store, inputs, runtime_context.basedir or os.getcwd())
             except (OSError, ToilrayError) as exc:
                 raise WorkflowException(f"Cannot read an input: {exc}") from None
-        store.storage.write_bytes(key, json.dumps(inputs, default=str).encode())
+        store.write_shared(INPUTS_FILE, json.dumps(inputs, default=str).encode())
         return inputs

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from toilray.cwl import files
-from toilray.exceptions import ToilrayError
+from toilray.exceptions import NoSuchFileException, ToilrayError
 from toilray.job import Job
 
 logger = logging.getLogger("toilray.cwl")
@@ -79,7 +79,7 @@ def save_schema(store: Any, process: Any) -> None:
     graph = process.formatgraph if process.metadata.get("$schemas") else None
     schema = {"names": process.doc_schema, "file": cwltool.process.SCHEMA_FILE, "dir": cwltool.process.SCHEMA_DIR,
               "any": cwltool.process.SCHEMA_ANY, "graph": graph}
-    store.storage.write_bytes(store.shared_key(SCHEMA_FILE), pickle.dumps(schema, protocol=pickle.HIGHEST_PROTOCOL))
+    store.write_shared(SCHEMA_FILE, pickle.dumps(schema, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _load_schema(store: Any) -> dict[str, Any]:
@@ -91,8 +91,8 @@ def _load_schema(store: Any) -> dict[str, Any]:
     cache_key = f"{store.locator}/{key}"
     if cache_key not in _schemas:
         try:
-            schema = pickle.loads(store.storage.read_bytes(key))
-        except FileNotFoundError:
+            schema = pickle.loads(store.read_shared(SCHEMA_FILE))
+        except NoSuchFileException:
             schema = {"names": None, "graph": None}
         _schemas[cache_key] = schema
         if cwltool.process.SCHEMA_FILE is None and schema["names"] is not None:

@@ -11,8 +11,10 @@ Layout (the same keys on every storage back end)::
                          marker. Restart replays these records to rebuild the graph.
     failures/<jobID>     the latest failure report of a job (text), for users and `status`.
     logs/<jobID>.<n>     what attempt n of a job printed (its end, up to --maxLogFileSize), if anything.
+    stats/<uuid>.parquet the per-job statistics (--stats) one leader session recorded; see toilray.stats.
     files/<uuid>/<name>  global files; the key is the FileID. Read-only once written.
-    shared/<name>        files imported with sharedFileName.
+    shared/<name>        files imported with sharedFileName, and what the CWL runner keeps for its
+                         workers and for --restart (the loaded schema, the imported inputs).
     leader.lock          held by the running leader; a second leader is refused.
     status.json          the leader's latest counts and state, rewritten at most every second,
                          so that `toilray status` never has to read the job records.
@@ -48,6 +50,8 @@ STATUS_KEY = "status.json"
 KILL_KEY = "kill"
 COMMITS = "commits"
 FAILURES = "failures"
+LOGS = "logs"
+STATS = "stats"
 FILES = "files"
 SHARED = "shared"
 
@@ -92,7 +96,7 @@ class JobStore:
     def __init__(self, locator: str, verify_checksums: bool = True) -> None:
         self.locator = locator
         self.verify_checksums = verify_checksums
-        self.storage = open_storage(locator, verify_checksums)
+        self._storage = open_storage(locator, verify_checksums)
         self._meta: dict[str, Any] | None = None
 
     # -- the workflow ------------------------------------------------------------------------
@@ -100,7 +104,7 @@ class JobStore:
     def initialize(self) -> None:
         """Create the (empty) store for a new workflow; refuse a store that exists."""
         try:
-            created = self.storage.create_root()
+            created = self._storage.create_root()
         except FileNotFoundError as exc:
             raise NoSuchJobStoreException(self.locator, str(exc)) from None
         if not created:
@@ -109,22 +113,26 @@ class JobStore:
     def write_start(self, meta: dict[str, Any], initial_specs: list[JobSpec]) -> None:
         """Record the initial graph, then the workflow metadata that makes the store complete."""
         meta = dict(meta, created=time.time())
-        self.storage.write_bytes(START_KEY, pickle.dumps(initial_specs, protocol=pickle.HIGHEST_PROTOCOL))
-        self.storage.write_bytes(WORKFLOW_KEY, json.dumps(meta, indent=1).encode())
+        self._storage.write_bytes(START_KEY, pickle.dumps(initial_specs, protocol=pickle.HIGHEST_PROTOCOL))
+        self._storage.write_bytes(WORKFLOW_KEY, json.dumps(meta, indent=1).encode())
         self._meta = meta
 
     def is_started(self) -> bool:
-        return self.storage.exists(WORKFLOW_KEY)
+        return self._storage.exists(WORKFLOW_KEY)
+
+    def root_exists(self) -> bool:
+        """Whether anything is at the locator, even a store whose creation never finished."""
+        return self._storage.root_exists()
 
     def exists(self) -> bool:
-        return self.storage.root_exists() and self.storage.exists(WORKFLOW_KEY)
+        return self._storage.root_exists() and self._storage.exists(WORKFLOW_KEY)
 
     def meta(self) -> dict[str, Any]:
         if self._meta is None:
-            if not self.storage.root_exists():
+            if not self._storage.root_exists():
                 raise NoSuchJobStoreException(self.locator)
             try:
-                self._meta = json.loads(self.storage.read_bytes(WORKFLOW_KEY))
+                self._meta = json.loads(self._storage.read_bytes(WORKFLOW_KEY))
             except FileNotFoundError:
                 raise NoSuchJobStoreException(
                     self.locator, "it holds no workflow (it was never fully created)"
@@ -133,23 +141,23 @@ class JobStore:
 
     def update_meta(self, **changes: Any) -> None:
         meta = dict(self.meta(), **changes)
-        self.storage.write_bytes(WORKFLOW_KEY, json.dumps(meta, indent=1).encode())
+        self._storage.write_bytes(WORKFLOW_KEY, json.dumps(meta, indent=1).encode())
         self._meta = meta
 
     def initial_specs(self) -> list[JobSpec]:
-        return pickle.loads(self.storage.read_bytes(START_KEY))
+        return pickle.loads(self._storage.read_bytes(START_KEY))
 
     def lock_leader(self) -> LeaderLock:
         owner = f"pid {os.getpid()} on {socket.gethostname()}"
-        return self.storage.acquire_leader_lock(LOCK_KEY, owner)
+        return self._storage.acquire_leader_lock(LOCK_KEY, owner)
 
     def destroy(self) -> None:
-        self.storage.destroy()
+        self._storage.destroy()
 
     def leader_is_running(self) -> bool:
         """Whether a live leader holds the lock (probing it takes and drops it at once)."""
         try:
-            probe = self.storage.acquire_leader_lock(LOCK_KEY, "toilray status probe")
+            probe = self._storage.acquire_leader_lock(LOCK_KEY, "toilray status probe")
         except JobStoreLockedException:
             return True
         probe.release()
@@ -158,45 +166,45 @@ class JobStore:
     # -- status and kill ---------------------------------------------------------------------
 
     def write_status(self, status: dict[str, Any]) -> None:
-        self.storage.write_bytes(STATUS_KEY, json.dumps(status).encode())
+        self._storage.write_bytes(STATUS_KEY, json.dumps(status).encode())
 
     def read_status(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.storage.read_bytes(STATUS_KEY))
+            return json.loads(self._storage.read_bytes(STATUS_KEY))
         except FileNotFoundError:
             return None
 
     def request_kill(self) -> None:
-        self.storage.write_bytes(KILL_KEY, f"{time.time()}".encode())
+        self._storage.write_bytes(KILL_KEY, f"{time.time()}".encode())
 
     def kill_requested(self) -> bool:
-        return self.storage.exists(KILL_KEY)
+        return self._storage.exists(KILL_KEY)
 
     def clear_kill(self) -> None:
-        self.storage.delete(KILL_KEY)
+        self._storage.delete(KILL_KEY)
 
     # -- job commits -------------------------------------------------------------------------
 
     def commit(self, record: CommitRecord) -> bool:
         """Make a finished job durable; False if it had already been committed."""
         data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
-        return self.storage.write_bytes_once(f"{COMMITS}/{record.job_id}", data)
+        return self._storage.write_bytes_once(f"{COMMITS}/{record.job_id}", data)
 
     def uncommit(self, job_id: str) -> None:
         """Forget a job's commit (a checkpoint about to rerun, or its discarded subtree)."""
-        self.storage.delete(f"{COMMITS}/{job_id}")
+        self._storage.delete(f"{COMMITS}/{job_id}")
 
     def is_committed(self, job_id: str) -> bool:
-        return self.storage.exists(f"{COMMITS}/{job_id}")
+        return self._storage.exists(f"{COMMITS}/{job_id}")
 
     def read_commit(self, job_id: str) -> CommitRecord | None:
         try:
-            return pickle.loads(self.storage.read_bytes(f"{COMMITS}/{job_id}"))
+            return pickle.loads(self._storage.read_bytes(f"{COMMITS}/{job_id}"))
         except FileNotFoundError:
             return None
 
     def committed_ids(self) -> Iterator[str]:
-        return self.storage.list(COMMITS)
+        return self._storage.list(COMMITS)
 
     def result_bytes(self, job_id: str) -> bytes:
         record = self.read_commit(job_id)
@@ -205,22 +213,42 @@ class JobStore:
         return record.result
 
     def record_failure(self, job_id: str, report: str) -> None:
-        self.storage.write_bytes(f"{FAILURES}/{job_id}", report.encode())
+        self._storage.write_bytes(f"{FAILURES}/{job_id}", report.encode())
 
     def clear_failure(self, job_id: str) -> None:
-        self.storage.delete(f"{FAILURES}/{job_id}")
+        self._storage.delete(f"{FAILURES}/{job_id}")
 
     def write_log(self, job_id: str, attempt: int, text: str) -> None:
-        self.storage.write_bytes(f"logs/{job_id}.{attempt}", text.encode())
+        self._storage.write_bytes(f"{LOGS}/{job_id}.{attempt}", text.encode())
 
     def read_logs(self, job_id: str) -> list[tuple[int, str]]:
         """Every kept log of a job's attempts, oldest first."""
-        attempts = sorted(int(name.rsplit(".", 1)[1]) for name in self.storage.list("logs")
+        attempts = sorted(int(name.rsplit(".", 1)[1]) for name in self._storage.list(LOGS)
                           if name.startswith(f"{job_id}."))
-        return [(n, self.storage.read_bytes(f"logs/{job_id}.{n}").decode(errors="replace")) for n in attempts]
+        return [(n, self._storage.read_bytes(f"{LOGS}/{job_id}.{n}").decode(errors="replace")) for n in attempts]
 
     def failed_ids(self) -> Iterator[str]:
-        return self.storage.list(FAILURES)
+        return self._storage.list(FAILURES)
+
+    def failure_reports(self) -> dict[str, str]:
+        """Job ID -> latest report, for `status --failed`; one cleared meanwhile (a retry succeeded) is left out."""
+        reports = {}
+        for job_id in self.failed_ids():
+            try:
+                reports[job_id] = self._storage.read_bytes(f"{FAILURES}/{job_id}").decode(errors="replace")
+            except FileNotFoundError:
+                continue
+        return reports
+
+    # -- statistics --------------------------------------------------------------------------
+
+    def write_stats(self, table: bytes) -> None:
+        """Add one leader session's statistics (a Parquet table) beside those of earlier sessions."""
+        self._storage.write_bytes(f"{STATS}/{uuid.uuid4().hex}.parquet", table)
+
+    def stats_tables(self) -> list[bytes]:
+        """Every session's statistics table, in a stable order, for `toilray stats`."""
+        return [self._storage.read_bytes(f"{STATS}/{name}") for name in sorted(self._storage.list(STATS))]
 
     # -- files -------------------------------------------------------------------------------
 
@@ -234,51 +262,81 @@ class JobStore:
             raise NoSuchFileException(file_id)
         return file_id
 
+    def _check_writable_key(self, key: str) -> str:
+        if key.startswith(f"{SHARED}/"):
+            return self.shared_key(key[len(SHARED) + 1 :])
+        return self.check_file_key(key)
+
     def write_file(self, local_path: str, executable: bool | None = None, basename: str | None = None) -> str:
         key = self.new_file_key(basename or os.path.basename(local_path))
         if executable is None:
             executable = os.access(local_path, os.X_OK)
-        self.storage.put_file(key, local_path, executable)
+        self.write_file_to(key, local_path, executable)
         return key
+
+    def write_file_to(self, key: str, local_path: str, executable: bool) -> None:
+        """Copy a local file in under a key chosen beforehand (new_file_key or shared_key), as imports do."""
+        self._storage.put_file(self._check_writable_key(key), local_path, executable)
 
     def write_file_stream(
         self, basename: str | None, executable: bool = False
     ) -> tuple[str, AbstractContextManager[IO[bytes]]]:
         key = self.new_file_key(basename or "stream")
-        return key, self.storage.open_write(key, executable)
+        return key, self.open_file_for_writing(key, executable)
+
+    def open_file_for_writing(self, key: str, executable: bool = False) -> AbstractContextManager[IO[bytes]]:
+        """Stream into a key chosen beforehand (afresh on each retry of a download); all or nothing appears."""
+        return self._storage.open_write(self._check_writable_key(key), executable)
 
     def read_file(self, file_id: str, local_path: str, allow_link: bool) -> None:
         key = self.check_file_key(file_id)
         try:
-            self.storage.get_file(key, local_path, allow_link)
+            self._storage.get_file(key, local_path, allow_link)
         except FileNotFoundError:
             raise NoSuchFileException(file_id) from None
 
     def open_file(self, file_id: str) -> IO[bytes]:
         key = self.check_file_key(file_id)
         try:
-            return self.storage.open_read(key)
+            return self._storage.open_read(key)
         except FileNotFoundError:
             raise NoSuchFileException(file_id) from None
 
     def file_exists(self, file_id: str) -> bool:
-        return self.storage.exists(self.check_file_key(file_id))
+        return self._storage.exists(self.check_file_key(file_id))
 
     def file_size(self, file_id: str) -> int:
         try:
-            return self.storage.size(self.check_file_key(file_id))
+            return self._storage.size(self.check_file_key(file_id))
         except FileNotFoundError:
             raise NoSuchFileException(file_id) from None
 
     def file_is_executable(self, file_id: str) -> bool:
-        return self.storage.is_executable(self.check_file_key(file_id))
+        return self._storage.is_executable(self.check_file_key(file_id))
 
     def delete_file(self, file_id: str) -> None:
         """Remove a global file (its whole per-file directory); idempotent."""
         key = self.check_file_key(file_id)
-        self.storage.delete(key.rsplit("/", 1)[0])
+        self._storage.delete(key.rsplit("/", 1)[0])
+
+    def file_ids(self) -> list[str]:
+        """The ID of every global file in the store, for `toilray debug-file`."""
+        return [f"{FILES}/{entry}/{name}" for entry in self._storage.list(FILES)
+                for name in self._storage.list(f"{FILES}/{entry}")]
 
     def shared_key(self, name: str) -> str:
         if "/" in name or name in ("", ".", ".."):
             raise ValueError(f"Invalid shared file name {name!r}")
         return f"{SHARED}/{name}"
+
+    def write_shared(self, name: str, data: bytes) -> None:
+        """Create or replace a shared file by name: state the CWL runner keeps for its workers."""
+        self._storage.write_bytes(self.shared_key(name), data)
+
+    def read_shared(self, name: str) -> bytes:
+        """A shared file's content; NoSuchFileException when it was never written."""
+        key = self.shared_key(name)
+        try:
+            return self._storage.read_bytes(key)
+        except FileNotFoundError:
+            raise NoSuchFileException(key) from None

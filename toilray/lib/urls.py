@@ -73,7 +73,7 @@ def _download_http(store: JobStore, uri: str, key: str) -> None:
             if exc.code < 500 and exc.code not in (408, 429):
                 raise FileNotFoundError(f"Could not import '{uri}': HTTP {exc.code} {exc.reason}") from None
             raise
-        with response, store.storage.open_write(key) as out:
+        with response, store.open_file_for_writing(key) as out:
             expected = response.headers.get("Content-Length")
             received = 0
             while block := response.read(_CHUNK):
@@ -105,7 +105,7 @@ def import_url(store: JobStore, uri: str, base_dir: str | None = None, shared_na
             raise FileNotFoundError(f"Could not import '{uri}': no such file")
         executable = os.access(path, os.X_OK)
         if shared_name is not None:
-            store.storage.put_file(store.shared_key(shared_name), path, executable)
+            store.write_file_to(store.shared_key(shared_name), path, executable)
             return None
         key = store.write_file(path, executable)
         return FileID(key, os.path.getsize(path), executable)
@@ -119,12 +119,12 @@ def import_url(store: JobStore, uri: str, base_dir: str | None = None, shared_na
         with _scratch_file() as local:
             _download_object(store, uri, local)
             executable = os.access(local, os.X_OK)
-            store.storage.put_file(key, local, executable)
+            store.write_file_to(key, local, executable)
     else:
         raise UnsupportedURLError(f"Cannot import '{uri}': the {scheme}: scheme is not supported")
     if shared_name is not None:
         return None
-    return FileID(key, store.storage.size(key), executable)
+    return FileID(key, store.file_size(key), executable)
 
 
 def export_url(store: JobStore, file_id: str, uri: str, base_dir: str | None = None) -> None:
