@@ -27,8 +27,10 @@ from toilray.worker import ServiceHost
 logger = logging.getLogger("toilray.leader")
 
 
-# Two calls at once: check() is polled while a long start() or stop() may still run.
-_ServiceActor = ray.remote(ServiceHost).options(max_restarts=0, max_task_retries=0, max_concurrency=2)
+# Two calls at once: check() is polled while a long start() or stop() may still run. Ray's type
+# stubs list only task options for ray.remote(...), not actor options such as max_concurrency.
+_ServiceActor = ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)(  # type: ignore[call-overload]
+    ServiceHost)
 
 
 @dataclass
