@@ -1,12 +1,28 @@
-"""The node cache: many readers of one global file share one read-only copy."""
+"""The node cache: many readers of one global file share one read-only copy.
+
+Readers that start at the same instant (processes calling the cache, and jobs of a workflow)
+make one copy between them, and fills of different files at once stay within the limit; each
+of those tests repeats its round 20 times while a spinning process keeps every core busy.
+"""
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import multiprocessing
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from together import JobBarrier, copies, read_together, write_global
+
 from toilray.common import Toil
+from toilray.fileStores.cache import NodeCache
 from toilray.job import Job
 
 SIZE = 200 * 10**6
@@ -121,3 +137,212 @@ def test_cache_stays_within_the_jobs_disk_requests(tmp_path: Path, ray_address: 
     assert first_shared and not second_shared  # the second read got a private copy
     assert later_shared  # once the first was released, the second was cached
     assert cache_then <= 150 * 10**6 and cache_later <= 150 * 10**6
+
+
+# -- readers that start at the same instant, on a machine whose cores are all busy ---------------
+
+ROUNDS = 20
+SMALL = 4 << 20
+
+
+@pytest.fixture
+def busy_cores() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A spinning process per core of this machine, for the whole test."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(len(os.sched_getaffinity(0)))]
+    try:
+        yield spinners
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+        for spinner in spinners:
+            spinner.wait()
+
+
+def _cache_reader(root: str, index: int, shared: bool, limit: int, barrier: Any) -> None:
+    """One process of the direct cache test: a round is a fresh cache that every process reads
+    one file from (the same file if ``shared``, else a file of its own) at the same instant."""
+    try:
+        for k in range(ROUNDS):
+            round_dir = os.path.join(root, str(k))
+            cache = NodeCache(os.path.join(round_dir, "cache"))
+            file_id = f"files/{'shared' if shared else index}/data"
+
+            def fill(tmp: str, round_dir: str = round_dir) -> None:
+                # Each fill is a copy made: the test counts them.
+                open(os.path.join(round_dir, "fills", str(index)), "x").close()
+                shutil.copyfile(os.path.join(round_dir, "source"), tmp)
+
+            barrier.wait()  # the round's source is written: all read now
+            cache.place(file_id, os.path.join(round_dir, f"reader-{index}"), False, SMALL, limit, fill)
+            barrier.wait()  # every reader holds what it got; the test looks
+            barrier.wait()
+            cache.release()
+    except BaseException:
+        barrier.abort()
+        raise
+
+
+def _run_cache_readers(root: Path, readers: int, shared: bool, limit: int,
+                       check: Callable[[Path], None]) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(readers + 1, timeout=120)
+    processes = [context.Process(target=_cache_reader, args=(str(root), i, shared, limit, barrier))
+                 for i in range(readers)]
+    for process in processes:
+        process.start()
+    try:
+        for k in range(ROUNDS):
+            round_dir = root / str(k)
+            (round_dir / "fills").mkdir(parents=True)
+            (round_dir / "source").write_bytes(os.urandom(SMALL))
+            barrier.wait()
+            barrier.wait()
+            check(round_dir)
+            barrier.wait()
+        for process in processes:
+            process.join()
+        assert [process.exitcode for process in processes] == [0] * readers
+    finally:
+        barrier.abort()
+        for process in processes:
+            process.join()
+
+
+def _cache_state(round_dir: Path) -> tuple[list[str], list[str]]:
+    """The round's cache entries, and anything left of fills (there should be nothing)."""
+    cache = round_dir / "cache"
+    entries = sorted(name for name in os.listdir(cache) if not name.startswith("."))
+    leftovers = os.listdir(cache / ".filling") + os.listdir(cache / ".reserved")
+    return entries, leftovers
+
+
+def test_processes_reading_one_file_at_once_make_one_copy(tmp_path: Path,
+                                                          busy_cores: list[subprocess.Popen[bytes]]) -> None:
+    readers = 8
+
+    def check(round_dir: Path) -> None:
+        entries, leftovers = _cache_state(round_dir)
+        assert len(entries) == 1 and leftovers == [], (round_dir.name, entries, leftovers)
+        assert len(os.listdir(round_dir / "fills")) == 1, round_dir.name  # one copy was ever made
+        entry = os.stat(round_dir / "cache" / entries[0])
+        views = [round_dir / f"reader-{i}" for i in range(readers)]
+        assert all(os.stat(view).st_ino == entry.st_ino for view in views), round_dir.name
+        if os.geteuid() == 0:
+            assert all(view.is_symlink() for view in views)  # to the immutable copy
+        else:
+            assert entry.st_nlink == readers + 1
+        assert views[-1].read_bytes() == (round_dir / "source").read_bytes()
+        source = os.stat(round_dir / "source")
+        assert set(copies(round_dir, SMALL)) == {(source.st_dev, source.st_ino), (entry.st_dev, entry.st_ino)}
+
+    _run_cache_readers(tmp_path, readers, shared=True, limit=64 * SMALL, check=check)
+    assert all(spinner.poll() is None for spinner in busy_cores)  # the load ran throughout
+
+
+def test_fills_of_different_files_at_once_stay_within_the_limit(tmp_path: Path,
+                                                                busy_cores: list[subprocess.Popen[bytes]]) -> None:
+    readers = 6
+
+    def check(round_dir: Path) -> None:
+        entries, leftovers = _cache_state(round_dir)
+        placed = [i for i in range(readers) if (round_dir / f"reader-{i}").exists()]
+        # Room for two: the fills in progress count at their full size, so no more start.
+        assert len(entries) == 2 and leftovers == [], (round_dir.name, entries, leftovers)
+        assert sorted(os.listdir(round_dir / "fills")) == sorted(str(i) for i in placed) and len(placed) == 2
+
+    _run_cache_readers(tmp_path, readers, shared=False, limit=SMALL * 5 // 2, check=check)
+    assert all(spinner.poll() is None for spinner in busy_cores)
+
+
+def _reader_of_rounds(job: Job, file_ids: list[str], sync_dir: str) -> list[dict[str, Any]]:
+    # One file a round: the same jobs read every round's file (no worker starts between rounds).
+    return [read_together(job, file_id, sync_dir, str(k)) for k, file_id in enumerate(file_ids)]
+
+
+def _rounds_of_readers(job: Job, readers: int, sync_dir: str) -> list[Any]:
+    file_ids, digests = [], []
+    for k in range(ROUNDS):
+        data = os.urandom(SMALL + k)  # each round's file has a size of its own
+        file_ids.append(write_global(job, data, f"round-{k}"))
+        digests.append(hashlib.sha256(data).hexdigest())
+    held = [job.addChildJobFn(_reader_of_rounds, file_ids, sync_dir, cores=0.1, memory="100M",
+                              disk=f"{ROUNDS * SMALL * 2}").rv() for _ in range(readers)]
+    return [digests, held]
+
+
+def test_jobs_reading_one_file_at_once_share_one_copy(tmp_path: Path, ray_address: str,
+                                                      busy_cores: list[subprocess.Popen[bytes]]) -> None:
+    readers = 6
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    copies_seen: dict[int, set[tuple[int, int]]] = {}
+    leftovers_seen: dict[int, list[str]] = {}
+
+    def look(phase: str) -> None:
+        if phase.startswith("held-"):
+            k = int(phase.split("-")[1])
+            copies_seen[k] = set(copies(work_dir, SMALL + k))
+            leftovers_seen[k] = [name for cache in glob.glob(str(work_dir / "toilray-*" / "cache"))
+                                 for part in (".filling", ".reserved") for name in os.listdir(f"{cache}/{part}")]
+
+    phases = [f"{step}-{k}" for k in range(ROUNDS) for step in ("read", "held")]
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    options.workDir = str(work_dir)
+    options.disableChaining = True  # each reader a Ray task of its own, all running at once
+    with JobBarrier(tmp_path / "sync", readers, phases, look) as barrier, Toil(options) as toil:
+        digests, by_reader = toil.start(Job.wrapJobFn(_rounds_of_readers, readers, barrier.directory,
+                                                      cores=0.1, memory="100M"))
+    assert barrier.errors == []
+    assert len(by_reader) == readers
+    for k in range(ROUNDS):
+        held = [rounds[k] for rounds in by_reader]
+        assert len(held) == readers and all(r["sha256"] == digests[k] for r in held), k
+        # One copy on the node, and every reader's view is of it.
+        assert len(copies_seen[k]) == 1 and leftovers_seen[k] == [], (k, copies_seen[k], leftovers_seen[k])
+        assert {r["inode"] for r in held} == copies_seen[k], k
+        if os.geteuid() == 0:
+            assert all(r["symlink"] for r in held)
+        else:
+            assert all(r["links"] >= readers + 1 for r in held)
+    assert all(spinner.poll() is None for spinner in busy_cores)
+
+
+def _fill_until_killed(directory: str, started: Any, never: Any) -> None:
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(b"partial")
+        started.set()
+        never.wait()  # killed here, mid-fill
+
+    NodeCache(directory).place("files/a/data", os.path.join(directory, "..", "view"), False, SMALL, 2 * SMALL, fill)
+
+
+def test_what_a_process_killed_mid_fill_leaves_is_cleaned_up(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    context = multiprocessing.get_context("spawn")
+    started, never = context.Event(), context.Event()
+    filler = context.Process(target=_fill_until_killed, args=(str(cache_dir), started, never))
+    filler.start()
+    try:
+        assert started.wait(120)
+        assert os.listdir(cache_dir / ".filling") and os.listdir(cache_dir / ".reserved")
+    finally:
+        filler.kill()
+        filler.join()
+    source = tmp_path / "source"
+    source.write_bytes(os.urandom(SMALL))
+    cache = NodeCache(str(cache_dir))
+    # The dead fill's reservation would leave no room for another file in 1.5 copies' worth.
+    assert cache.place("files/b/data", str(tmp_path / "b"), False, SMALL, SMALL * 3 // 2,
+                       lambda tmp: shutil.copyfile(source, tmp))
+    assert os.listdir(cache_dir / ".filling") == [] and os.listdir(cache_dir / ".reserved") == []
+    cache.release()
+    # The file the dead process was filling is filled afresh, whole.
+    assert cache.place("files/a/data", str(tmp_path / "a"), False, SMALL, SMALL * 3 // 2,
+                       lambda tmp: shutil.copyfile(source, tmp))
+    assert (tmp_path / "a").read_bytes() == source.read_bytes()
+    entries, leftovers = _cache_state(tmp_path)
+    assert len(entries) == 1 and leftovers == []  # the other file, no longer held, made room
+    assert os.stat(cache_dir / entries[0]).st_ino == os.stat(tmp_path / "a").st_ino
+    cache.release()
