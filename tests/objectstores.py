@@ -62,7 +62,6 @@ def _wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -
 class ObjectServers:
     s3_endpoint: str
     gcs_endpoint: str
-    cache_dir: str
     s3_pid: int
     gcs_pid: int
 
@@ -75,7 +74,6 @@ class ObjectServers:
             "AWS_ENDPOINT_URL_S3": s3_endpoint or self.s3_endpoint,
             "AWS_EC2_METADATA_DISABLED": "true",
             "STORAGE_EMULATOR_HOST": self.gcs_endpoint,
-            "TOILRAY_CACHE_DIR": self.cache_dir,
         }
 
 
@@ -99,9 +97,7 @@ def start_object_servers(workdir: Path) -> Iterator[ObjectServers]:
         s3, gcs = f"http://127.0.0.1:{s3_port}", f"http://127.0.0.1:{gcs_port}"
         _wait_until_serving(s3, processes[0], moto_log)
         _wait_until_serving(f"{gcs}/storage/v1/b", processes[1], gcs_log)
-        cache = workdir / "node-cache"
-        cache.mkdir()
-        yield ObjectServers(s3, gcs, str(cache), processes[0].pid, processes[1].pid)
+        yield ObjectServers(s3, gcs, processes[0].pid, processes[1].pid)
     finally:
         for process in processes:
             process.terminate()

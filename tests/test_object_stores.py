@@ -28,6 +28,7 @@ from unittest import mock
 import pytest
 from conftest import EXAMPLES, run_script
 from objectstores import FaultyProxy, ObjectServers, peak_rss_mib, start_object_servers
+from together import JobBarrier, copies, read_together, write_global
 from toilray.backends.storage.faults import (
     ChecksumMismatchError,
     Retrier,
@@ -213,19 +214,53 @@ def test_300_jobs_through_a_proxy_that_resets_connections(script_env: dict[str, 
     assert proxy.resets >= 1  # the faults really happened
 
 
-def test_a_file_read_by_many_jobs_on_a_node_is_downloaded_once(script_env: dict[str, str],
-                                                                object_servers: ObjectServers) -> None:
-    size = 8 << 20
-    s3_port = int(object_servers.s3_endpoint.rsplit(":", 1)[1])
-    with FaultyProxy(s3_port, reset_every=None) as proxy:
-        env = object_servers.environment(s3_endpoint=proxy.endpoint)
-        locator = f"s3://toilray-cache/{unique('shared-read')}"
-        result = run_script(WORKFLOWS / "shared_read.py", locator, "--size", str(size), "--readers", "8",
-                            *set_env_args(env), env={**script_env, **env})
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "RESULT 8" in result.stdout
-    # The writer's upload does not count here: these are bytes sent by the server.
-    assert proxy.bytes_to_clients < 2 * size, proxy.bytes_to_clients
+def _write_for_readers(job: Job, size: int, readers: int, sync_dir: str) -> list[Any]:
+    data = os.urandom(size)
+    file_id = write_global(job, data)
+    held = [job.addChildJobFn(read_together, file_id, sync_dir, "once", cores=0.1, memory="100M", disk="64M").rv()
+            for _ in range(readers)]
+    return [hashlib.sha256(data).hexdigest(), held]
+
+
+@pytest.mark.parametrize("kind", ["s3", "gs"])
+def test_a_file_read_by_many_jobs_on_a_node_is_downloaded_once(kind: str, tmp_path: Path, ray_address: str,
+                                                                object_env: dict[str, str]) -> None:
+    # The readers start together; the file is downloaded once, into the node cache, and that
+    # cached copy is the only one on the node while they all hold it.
+    size, readers = 8 << 20, 6
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    seen: list[dict[tuple[int, int], list[str]]] = []
+
+    def look(phase: str) -> None:
+        if phase == "held-once":  # all the readers hold the file now
+            seen.append(copies(tmp_path, size))
+
+    port = int((object_env["AWS_ENDPOINT_URL_S3"] if kind == "s3" else object_env["STORAGE_EMULATOR_HOST"])
+               .rsplit(":", 1)[1])
+    with FaultyProxy(port, reset_every=None) as proxy:
+        proxied = {**object_env, "AWS_ENDPOINT_URL_S3" if kind == "s3" else "STORAGE_EMULATOR_HOST": proxy.endpoint}
+        options = Job.Runner.getDefaultOptions(f"{kind}://toilray-cache/{unique('shared-read')}")
+        options.workDir = str(work_dir)
+        options.disableChaining = True  # each reader a Ray task of its own, all running at once
+        # Where the removed download cache of object stores kept its copies: nothing may appear there.
+        options.setEnv = [f"{name}={value}" for name, value in proxied.items()] + [
+            f"TOILRAY_CACHE_DIR={tmp_path / 'old-download-cache'}"]
+        with JobBarrier(tmp_path / "sync", readers, ["read-once", "held-once"], look) as barrier, \
+                Toil(options) as toil:
+            digest, held = toil.start(Job.wrapJobFn(_write_for_readers, size, readers, barrier.directory,
+                                                    cores=0.1, memory="100M"))
+    assert barrier.errors == []
+    assert [r["sha256"] for r in held] == [digest] * readers
+    # One copy on the node, in the node cache, and every reader was given that one.
+    assert len(seen) == 1 and len(seen[0]) == 1, seen
+    (inode, paths), = seen[0].items()
+    assert [p for p in paths if re.fullmatch(r"work/toilray-[^/]+/cache/[^/.][^/]*", p)], paths
+    assert {r["inode"] for r in held} == {inode}
+    assert not (tmp_path / "old-download-cache").exists()
+    # Downloaded once: the server sends the readers one copy (the writer's upload gets little back).
+    print(f"{kind}: {proxy.bytes_to_clients} bytes sent to clients for {readers} readers of {size}")
+    assert size <= proxy.bytes_to_clients < 2 * size, proxy.bytes_to_clients
 
 
 def test_transient_faults_are_retried_and_permanent_ones_are_not(object_env: dict[str, str]) -> None:

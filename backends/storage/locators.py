@@ -12,8 +12,7 @@ import os
 import threading
 
 from toilray.backends.storage.faults import StorageConfigurationError
-from toilray.backends.storage.node_cache import NodeCache
-from toilray.backends.storage.objects import ObjectStorage, check_root, default_cache_root
+from toilray.backends.storage.objects import ObjectStorage, check_root
 from toilray.backends.storage.services import ObjectService
 
 _ENVIRONMENT = (
@@ -73,13 +72,11 @@ def open_job_store(kind: str, rest: str, locator: str, verify_checksums: bool) -
             raise StorageConfigurationError(f"'{locator}' should be {kind}:{what}:BUCKET")
     _check_bucket(scheme, bucket, locator)
     check_root(root, locator)
-    storage_url = f"{scheme}://{bucket}/{root.strip('/')}"
-    return ObjectStorage(service(scheme, qualifier), bucket, root, locator, verify_checksums=verify_checksums,
-                         cache=NodeCache(default_cache_root(storage_url)))
+    return ObjectStorage(service(scheme, qualifier), bucket, root, locator, verify_checksums=verify_checksums)
 
 
 def open_url(url: str, verify_checksums: bool) -> tuple[ObjectStorage, str]:
-    """Storage for a whole bucket (no node cache) and the key that ``url`` names in it."""
+    """Storage for a whole bucket and the key that ``url`` names in it."""
     scheme, bucket, key = split_object_url(url)
     if not key or key.endswith("/"):
         raise StorageConfigurationError(f"'{url}' names no object (it ends at a bucket or a directory)")

@@ -10,8 +10,14 @@ that bucket too once it is empty (a bucket the user made is left in place).
 Files carry two metadata entries: whether they are executable, and the SHA-256 of their
 content, computed before upload and checked on every download unless checksum verification
 is switched off (objects written by others are checked against the service's own MD5 where
-it keeps one). Uploads are checked by the services' transfer protocols as well. Downloads
-go through a per-node cache, so a file that many jobs on a node read is downloaded once.
+it keeps one). Uploads are checked by the services' transfer protocols as well.
+
+There is no download cache here: ``get_file`` downloads to the path it is given and
+``open_read`` reads the object itself. A node keeps one copy of a file that many of its jobs
+read in the file store's bounded node cache (``toilray/fileStores/cache.py``), which fills
+itself through ``get_file`` once per node; a second, unbounded cache beneath it would hold
+every file twice and free nothing when that cache evicts. Uploads are staged in a plain
+temporary file, removed once the object is written.
 
 Every call is retried through transient faults (see ``faults``); requests the service
 refuses fail at once with a one-line message naming the object.
@@ -37,11 +43,9 @@ from toilray.backends.storage.faults import (
     StorageConfigurationError,
 )
 from toilray.backends.storage.lease import acquire_lease
-from toilray.backends.storage.node_cache import NodeCache
 from toilray.backends.storage.services import CREATE_ONLY, ObjectService, ObjectStat
 
 from toilray.jobStores.storage import LeaderLock, Storage
-from toilray.lib.files import link_or_copy
 
 T = TypeVar("T")
 
@@ -58,12 +62,6 @@ def file_sha256(path: str) -> str:
         while block := handle.read(CHUNK):
             digest.update(block)
     return digest.hexdigest()
-
-
-def default_cache_root(store_url: str) -> str:
-    """This node's cache directory for one store: ``$TOILRAY_CACHE_DIR`` or under the temp dir."""
-    base = os.environ.get("TOILRAY_CACHE_DIR") or os.path.join(tempfile.gettempdir(), f"toilray-cache-{os.getuid()}")
-    return os.path.join(base, hashlib.sha256(store_url.encode()).hexdigest()[:20])
 
 
 class _Verifier:
@@ -144,14 +142,12 @@ class ObjectStorage(Storage):
     """A job store's keys under ``bucket/root`` of one object service."""
 
     def __init__(self, service: ObjectService, bucket: str, root: str, locator: str, *,
-                 verify_checksums: bool = True, cache: NodeCache | None = None,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 verify_checksums: bool = True, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.service = service
         self.bucket = bucket
         self.root = root.strip("/")
         self.locator = locator
         self.verify_checksums = verify_checksums
-        self.cache = cache
         self.lease_seconds = lease_seconds
         self._retry = Retrier()
 
@@ -184,13 +180,6 @@ class ObjectStorage(Storage):
             raise ChecksumMismatchError(f"Short read of {self.url(key)}: {len(data)} of {end - start} bytes")
         return data
 
-    def _scratch_path(self) -> str:
-        if self.cache is not None:
-            return self.cache.temporary_path()
-        fd, path = tempfile.mkstemp(prefix="toilray-")
-        os.close(fd)
-        return path
-
     # -- the store ---------------------------------------------------------------------------
 
     def create_root(self) -> bool:
@@ -211,8 +200,6 @@ class ObjectStorage(Storage):
         return self.exists(MARKER)
 
     def destroy(self) -> None:
-        if self.cache is not None:
-            self.cache.clear()
         if not self._call("look up the bucket of", "", partial(self.service.bucket_exists, self.bucket)):
             return
         try:
@@ -262,8 +249,6 @@ class ObjectStorage(Storage):
         path = self._path(key)
         under = self._call("list", key, partial(self.service.find, path))
         self._call("delete", key, partial(self.service.delete_objects, [path, *under]))
-        if self.cache is not None:
-            self.cache.evict(key)
 
     def list(self, prefix: str) -> Iterator[str]:
         return iter(self._call("list", prefix, partial(self.service.list_dir, self._path(prefix))))
@@ -297,28 +282,19 @@ class ObjectStorage(Storage):
         Retrier(attempts=3)(f"download {self.url(key)}", attempt)
 
     def get_file(self, key: str, local_path: str, allow_link: bool) -> None:
+        # Always a download of its own: no local read-only copy exists to link to.
         stat = self._stat(key)
-        executable = stat.metadata.get(EXECUTABLE_KEY) == "1"
-        if self.cache is None:
-            self._download(key, stat, local_path)
-        else:
-            entry = self.cache.fetch(key, stat.version, executable, partial(self._download, key, stat))
-            if not link_or_copy(entry, local_path, allow_link):
-                return
-        os.chmod(local_path, 0o755 if executable else 0o644)
+        self._download(key, stat, local_path)
+        os.chmod(local_path, 0o755 if stat.metadata.get(EXECUTABLE_KEY) == "1" else 0o644)
 
     def open_read(self, key: str) -> IO[bytes]:
-        stat = self._stat(key)
-        if self.cache is not None:
-            entry = self.cache.lookup(key, stat.version)
-            if entry is not None:
-                return open(entry, "rb")
-        return io.BufferedReader(_ObjectReader(self, key, stat), buffer_size=CHUNK)
+        return io.BufferedReader(_ObjectReader(self, key, self._stat(key)), buffer_size=CHUNK)
 
     @contextlib.contextmanager
     def open_write(self, key: str, executable: bool = False) -> Iterator[IO[bytes]]:
         # Staged on local disk: the upload can then be retried whole and checksummed first.
-        staging = self._scratch_path()
+        fd, staging = tempfile.mkstemp(prefix="toilray-upload-")
+        os.close(fd)
         try:
             with open(staging, "wb") as handle:
                 yield handle

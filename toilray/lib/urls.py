@@ -148,7 +148,7 @@ def export_url(store: JobStore, file_id: str, uri: str, base_dir: str | None = N
 
     destination, key = open_url(uri, store.verify_checksums)
     with _scratch_file() as local:
-        # A link into the node cache where the store has one: no copy is made.
+        # A hard link to a local store's read-only file: no copy made (an object store's is downloaded).
         store.read_file(file_id, local, allow_link=True)
         try:
             destination.put_file(key, local, os.access(local, os.X_OK))
