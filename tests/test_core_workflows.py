@@ -395,3 +395,22 @@ def test_jobs_see_the_runs_default_requirements_on_the_worker(tmp_path: Path, ra
     parent_task = tasks["_parent_of_chained"]
     chained = [r for r in records if r["name"] == "_reports_requirements" and r["task"] == parent_task]
     assert len(chained) == 1  # the follow-on really ran chained, in its parent's task
+
+
+def _fails_once_counted(job: Job, count_dir: str) -> None:
+    Path(count_dir, f"attempt-{len(os.listdir(count_dir))}").touch()
+    raise RuntimeError("the chained child fails")
+
+
+def _makes_a_failing_child(job: Job, count_dir: str) -> None:
+    job.addChildJobFn(_fails_once_counted, count_dir)  # the lone new job: it runs chained
+
+
+def test_a_chained_job_without_retries_runs_once(tmp_path: Path, ray_address: str) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    options.retryCount = 0
+    with pytest.raises(FailedJobsException), Toil(options) as toil:
+        toil.start(Job.wrapJobFn(_makes_a_failing_child, str(counts)))
+    assert os.listdir(counts) == ["attempt-0"]

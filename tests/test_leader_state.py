@@ -592,3 +592,15 @@ def test_attempts_count_from_one_up_to_retry_count_plus_one() -> None:
     assert seen == [1, 2, 3]
     assert state.tries == 3
     assert action is FailureAction.FAILED
+
+
+def test_a_job_that_failed_for_good_before_it_was_taken_is_not_ready() -> None:
+    # A worker ran the new child chained, right after its parent, and it failed: the leader
+    # hears of the child and of its failure in one report, before it took the child as ready.
+    state = new_state([spec("parent")], retry_count=0)
+    assert ready(state) == {"parent"}
+    state.add_jobs([spec("child")], "parent", ("child",), ())
+    state.job_ran("parent")
+    assert state.job_failed("child").action is FailureAction.FAILED
+    assert ready(state) == set()
+    assert state.failed == ["child"]

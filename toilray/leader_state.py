@@ -119,7 +119,9 @@ class LeaderState:
         return sum(1 for node in self._nodes.values() if not node.ran)
 
     def take_ready(self) -> list[str]:
-        ready = [j for j in self._ready if j in self._nodes and not self._nodes[j].ran]
+        # A job can fail for good while still queued here: a worker ran it chained, right after
+        # the parent that made it, before the leader ever issued it.
+        ready = [j for j in self._ready if j in self._nodes and not self._nodes[j].ran and not self._nodes[j].failed]
         self._ready.clear()
         return ready
 
