@@ -60,6 +60,8 @@ class ReportOptions:
     write_logs_gzip: bool
     write_logs_from_all_jobs: bool
     show_progress: bool
+    status_wait: float
+    write_messages: str | None
 
 
 def _checked(convert: Callable[[Any], T], value: Any, flag: str) -> T:
@@ -105,6 +107,7 @@ class Config:
     writeLogs: str | None
     writeLogsGzip: bool
     writeLogsFromAllJobs: bool
+    writeMessages: str | None
     realTimeLogging: bool
     rayAddress: str | None
     retryCount: int
@@ -125,6 +128,7 @@ class Config:
     enableUnlimitedPreemptibleRetries: bool
     disableWorkerOutputCapture: bool
     disableProgress: bool
+    statusWait: float
     disableJobStoreChecksumVerification: bool
     badWorker: float
     badWorkerFailInterval: float
@@ -141,6 +145,11 @@ class Config:
             raise BadOptionError("No job store given (pass a locator such as file:my-store or a path)")
         kind, rest = parse_locator(job_store)
         locator = f"file:{os.path.abspath(os.path.expanduser(rest))}" if kind == "file" else job_store
+        if options.sseKey and kind != "file":
+            raise BadOptionError(
+                f"--sseKey is not used by toilray's {kind} job store: it does not encrypt with a key of yours; "
+                "turn on the bucket's default encryption instead"
+            )
         stats = bool(options.stats)
         clean = "never" if stats else _checked(parse_clean, options.clean or "onSuccess", "--clean")
         work_dir = os.path.abspath(options.workDir or tempfile.gettempdir())
@@ -183,6 +192,7 @@ class Config:
             writeLogs=os.path.abspath(logs) if logs is not None else None,
             writeLogsGzip=options.writeLogsGzip is not None,
             writeLogsFromAllJobs=bool(options.writeLogsFromAllJobs),
+            writeMessages=os.path.abspath(options.writeMessages) if options.writeMessages else None,
             realTimeLogging=bool(options.realTimeLogging),
             rayAddress=options.rayAddress,
             retryCount=retry_count,
@@ -203,6 +213,7 @@ class Config:
             enableUnlimitedPreemptibleRetries=bool(options.enableUnlimitedPreemptibleRetries),
             disableWorkerOutputCapture=bool(options.disableWorkerOutputCapture),
             disableProgress=bool(options.disableProgress),
+            statusWait=_checked(float, options.statusWait, "--statusWait"),
             disableJobStoreChecksumVerification=bool(options.disableJobStoreChecksumVerification),
             badWorker=float(options.badWorker),
             badWorkerFailInterval=float(options.badWorkerFailInterval),
@@ -277,4 +288,6 @@ class Config:
             write_logs_gzip=self.writeLogsGzip,
             write_logs_from_all_jobs=self.writeLogsFromAllJobs,
             show_progress=not self.disableProgress,
+            status_wait=self.statusWait,
+            write_messages=self.writeMessages,
         )

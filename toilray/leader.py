@@ -394,6 +394,7 @@ class Leader:
         duration = self.limits.max_job_duration
         deadline = time.monotonic() + duration * len(job_ids) if duration else None
         self._inflight[task_id] = _Task(job_ids, list(refs), req, deadline)
+        self._reports.jobs_issued(task_id, specs)
         self._issued.update(job_ids)
         self._account(req, +1)
         refs[0].future().add_done_callback(lambda _future, key=task_id: self._completions.put(("task", key)))
@@ -447,6 +448,7 @@ class Leader:
                 self._succeeded(Outcome.from_record(record), None)
                 continue
             spec = self.state.spec(job_id)
+            self._reports.attempt_ended(spec, ok=False)
             if node_lost and self.limits.unlimited_preemptible_retries:
                 logger.warning("Job %s lost its node; running it again without using a retry", spec.label())
                 self.state.requeue(job_id)
@@ -503,6 +505,7 @@ class Leader:
                            self.state.spec(failure.checkpoint).label())
         else:
             logger.error("Job %s has no attempts left and is marked as failed", spec.label())
+            self._reports.job_failed(spec)
             if self._source is not None:
                 self._source.job_failed(spec.id)
 
@@ -537,5 +540,6 @@ class Leader:
         logger.error(message)
         self.store.record_failure(spec.id, message)
         self.state.mark_permanently_failed(spec.id)
+        self._reports.job_failed(spec)
         if self._source is not None:
             self._source.job_failed(spec.id)

@@ -55,6 +55,9 @@ REPLACED_OPTIONS: dict[str, str] = {
     "clusterStats": "use the Ray dashboard or 'toilray stats' for resource usage",
     "noStdOutErr": "job output is always captured per job attempt",
     "debugWorker": "use 'toilray debug-job JOBSTORE JOB' to run a job in the foreground under pdb",
+    "maxLocalJobs": "every job runs as a Ray task wherever Ray places it; limit running jobs with --maxCores, "
+                    "--maxMemory or --maxDisk",
+    "maxPreemptibleServiceJobs": "preemptible services count against --maxServiceJobs like any other",
 }
 
 
@@ -142,23 +145,25 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
     """Add every workflow option (and the job store argument) to an argparse parser."""
     if jobstore_as_flag:
         parser.add_argument("--jobStore", "--jobstore", dest="jobStore", default=None,
-                            help="The job store locator: file:PATH or a plain path.")
+                            help="The job store locator: file:PATH, a plain path, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX.")
     else:
-        parser.add_argument("jobStore", help="The job store locator: file:PATH or a plain path.")
+        parser.add_argument("jobStore", help="The job store locator: file:PATH, a plain path, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX.")
 
     core = parser.add_argument_group("toilray core options")
     core.add_argument("--workDir", default=None,
                       help="Absolute path of a directory for per-job temporary files (default: the system temp dir).")
-    core.add_argument("--coordinationDir", default=None, help="Directory for node-local state and lock files.")
+    core.add_argument("--coordinationDir", default=None,
+                      help="Accepted for Toil compatibility; toilray keeps its node-local state (file cache, "
+                           "locks) under --workDir.")
     core.add_argument("--stats", action="store_true", default=False,
-                      help="Record statistics for 'toilray stats'; keeps the job store.")
+                      help="Record statistics for 'toilray stats'; keeps the job store (default off).")
     core.add_argument("--clean", type=parse_clean, default=None, metavar="{always,onError,never,onSuccess}",
                       help="When to delete the job store (default onSuccess; never with --stats).")
     core.add_argument("--cleanWorkDir", type=parse_clean, default="always",
                       metavar="{always,onError,never,onSuccess}",
                       help="When to delete a job's temporary directory (default always).")
     core.add_argument("--restart", action="store_true", default=False,
-                      help="Resume the workflow in the existing job store.")
+                      help="Resume the workflow in the existing job store (default: start a new one).")
     core.add_argument("--rayAddress", default=None,
                       help="Address of a running Ray cluster (default: $RAY_ADDRESS, else start an embedded "
                            "Ray sized to this machine).")
@@ -167,85 +172,118 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
     for flag, level in (("--logOff", "CRITICAL"), ("--logCritical", "CRITICAL"), ("--logError", "ERROR"),
                         ("--logWarning", "WARNING"), ("--logInfo", "INFO"), ("--logDebug", "DEBUG")):
         logs.add_argument(flag, dest="logLevel", action="store_const", const=level, default="INFO",
-                          help=f"Log at level {level} and above.")
+                          help=f"Log at level {level} and above (default: --logLevel INFO).")
     logs.add_argument("--logLevel", type=parse_log_level, default="INFO",
                       help="OFF, CRITICAL, ERROR, WARN, INFO or DEBUG (default INFO).")
-    logs.add_argument("--logFile", default=None, help="Also write the log to this file.")
+    logs.add_argument("--logFile", default=None,
+                      help="Also write the leader's log to this file (default: stderr only).")
     logs.add_argument("--rotatingLogging", action="store_true", default=False,
-                      help="Rotate the log file at --maxLogFileSize.")
+                      help="Rotate the --logFile at --maxLogFileSize bytes, keeping one old file (default off).")
     logs.add_argument("--maxLogFileSize", type=_size, default=64000,
                       help="Keep at most this many bytes of each job's log (default 64000; 0 keeps all).")
     logs.add_argument("--writeLogs", nargs="?", const=".", default=None, metavar="DIR",
-                      help="Write the logs of jobs to files in DIR (default: the current directory).")
+                      help="Write the logs of failed jobs to files in DIR (default off; DIR defaults to the current "
+                           "directory).")
     logs.add_argument("--writeLogsGzip", nargs="?", const=".", default=None, metavar="DIR",
-                      help="As --writeLogs, gzipped.")
+                      help="As --writeLogs, gzipped (default off).")
     logs.add_argument("--writeLogsFromAllJobs", action="store_true", default=False,
-                      help="Write the logs of all jobs, not only failed ones.")
-    logs.add_argument("--writeMessages", default=None, metavar="FILE", help="Write leader events to FILE.")
+                      help="With --writeLogs: write the logs of all jobs, not only failed ones (default off).")
+    logs.add_argument("--writeMessages", default=None, metavar="FILE",
+                      help="Write a line to FILE for each job issued, updated, completed or failed, in Toil's "
+                           "message bus format (default off).")
     logs.add_argument("--realTimeLogging", action="store_true", default=False,
-                      help="Send messages of running jobs to the leader as they happen.")
+                      help="Send messages of running jobs to the leader as they happen (default off).")
 
     batch = parser.add_argument_group("toilray execution options")
     batch.add_argument("--batchSystem", type=batch_system_type, default="ray",
-                       help="Always Ray; single_machine is accepted and means an embedded Ray.")
+                       help="Always Ray (default ray); single_machine is accepted and means an embedded Ray.")
     batch.add_argument("--disableAutoDeployment", action="store_true", default=False,
-                       help="Do not ship the workflow's code to the workers; it must be installed there.")
-    batch.add_argument("--maxLocalJobs", type=int, default=None, help="Cap on jobs run on the leader's node.")
-    batch.add_argument("--scale", type=float, default=1.0, help="Multiply every job's cores by this factor.")
+                       help="Accepted for Toil compatibility; toilray never ships code: workers import the script from "
+                            "the leader's paths, so it must be at the same path on every node.")
+    batch.add_argument("--scale", type=float, default=1.0,
+                       help="Multiply every job's cores by this factor (default 1).")
     batch.add_argument("--linkImports", dest="symlinkImports", action="store_true", default=True,
-                       help=argparse.SUPPRESS)
-    batch.add_argument("--moveExports", action="store_true", default=False, help=argparse.SUPPRESS)
+                       help="Accepted for Toil compatibility; toilray always copies imported files into the job "
+                            "store.")
+    batch.add_argument("--moveExports", action="store_true", default=False,
+                       help="Accepted for Toil compatibility; toilray always copies exported files.")
     batch.add_argument("--disableCaching", dest="caching", action="store_false", default=None,
-                       help="Do not share one cached copy of a global file between jobs on a node.")
-    batch.add_argument("--caching", type=_bool, default=None, help="Explicitly turn the file cache on or off.")
+                       help="Do not share one cached copy of a global file between jobs on a node (default: shared).")
+    batch.add_argument("--caching", type=_bool, default=None,
+                       help="Turn the node file cache on or off, true or false (default true).")
 
     services = parser.add_argument_group("toilray service options")
-    services.add_argument("--maxServiceJobs", type=int, default=sys.maxsize)
-    services.add_argument("--maxPreemptibleServiceJobs", type=int, default=sys.maxsize)
-    services.add_argument("--deadlockWait", type=float, default=60.0)
-    services.add_argument("--deadlockCheckInterval", type=float, default=30.0)
-    services.add_argument("--servicePollingInterval", type=float, default=60.0)
+    services.add_argument("--maxServiceJobs", type=int, default=sys.maxsize,
+                          help="Most services running at any one time (default: no limit).")
+    services.add_argument("--deadlockWait", type=float, default=60.0,
+                          help="Seconds only services may run, with no job able to start, before the workflow "
+                               "fails as deadlocked (default 60).")
+    services.add_argument("--deadlockCheckInterval", type=float, default=30.0,
+                          help="Accepted for Toil compatibility; toilray checks for a deadlock at every turn of "
+                               "the leader's loop, at least once a second.")
+    services.add_argument("--servicePollingInterval", type=float, default=60.0,
+                          help="Seconds between calls of each running service's check() (default 60).")
 
     resources = parser.add_argument_group("toilray resource options")
     resources.add_argument("--defaultMemory", type=_size, default=TOIL_DEFAULTS.memory,
                            help="Memory of jobs that set none (default 2Gi).")
     resources.add_argument("--defaultCores", type=float, default=TOIL_DEFAULTS.cores,
-                           help="Cores of jobs that set none.")
-    resources.add_argument("--defaultDisk", type=_size, default=TOIL_DEFAULTS.disk, help="Disk of jobs that set none.")
-    resources.add_argument("--defaultAccelerators", default=None, help="Accelerators of jobs that set none.")
+                           help="Cores of jobs that set none (default 1).")
+    resources.add_argument("--defaultDisk", type=_size, default=TOIL_DEFAULTS.disk,
+                           help="Disk of jobs that set none (default 2Gi).")
+    resources.add_argument("--defaultAccelerators", default=None,
+                           help="Accelerators of jobs that set none, such as cuda:1 (default none).")
     resources.add_argument("--defaultPreemptible", "--defaultPreemptable", dest="defaultPreemptible",
-                           type=_bool, nargs="?", const=True, default=TOIL_DEFAULTS.preemptible)
+                           type=_bool, nargs="?", const=True, default=TOIL_DEFAULTS.preemptible,
+                           help="Whether jobs that set nothing may run on preemptible nodes (default false).")
     resources.add_argument("--maxCores", type=float, default=None,
-                           help="Most cores used by running jobs at any one time.")
+                           help="Most cores used by running jobs at any one time (default: what Ray has).")
     resources.add_argument("--maxMemory", type=_size, default=None,
-                           help="Most memory used by running jobs at any one time.")
-    resources.add_argument("--maxDisk", type=_size, default=None, help="Most disk used by running jobs.")
+                           help="Most memory used by running jobs at any one time (default: what Ray has).")
+    resources.add_argument("--maxDisk", type=_size, default=None,
+                           help="Most disk used by running jobs at any one time (default: no limit).")
 
     retry = parser.add_argument_group("toilray retry options")
     retry.add_argument("--retryCount", type=int, default=1,
                        help="Times a failing job is retried (default 1: two attempts).")
     retry.add_argument("--enableUnlimitedPreemptibleRetries", "--enableUnlimitedPreemptableRetries",
-                       dest="enableUnlimitedPreemptibleRetries", action="store_true", default=False)
-    retry.add_argument("--doubleMem", action="store_true", default=False)
+                       dest="enableUnlimitedPreemptibleRetries", action="store_true", default=False,
+                       help="Rerun a job whose node was lost without using one of its retries (default off).")
+    retry.add_argument("--doubleMem", action="store_true", default=False,
+                       help="Double the memory of a job killed for running out of memory when it is retried "
+                            "(default off).")
     retry.add_argument("--maxJobDuration", type=_positive_float, default=None,
-                       help="Kill (and retry) jobs that run longer than this many seconds.")
-    retry.add_argument("--rescueJobsFrequency", type=float, default=60.0)
+                       help="Kill (and retry) jobs that run longer than this many seconds (default: no limit).")
+    retry.add_argument("--rescueJobsFrequency", type=float, default=60.0,
+                       help="Accepted for Toil compatibility; Ray reports a lost job at once, so toilray does "
+                            "not poll for them.")
 
     misc = parser.add_argument_group("toilray miscellaneous options")
     misc.add_argument("--disableChaining", action="store_true", default=False,
-                      help="Never run several small jobs in one Ray task.")
-    misc.add_argument("--disableJobStoreChecksumVerification", action="store_true", default=False)
-    misc.add_argument("--sseKey", default=None)
+                      help="Never run several small jobs in one Ray task (default: chain them).")
+    misc.add_argument("--disableJobStoreChecksumVerification", action="store_true", default=False,
+                      help="Do not verify the checksums of files read from the job store (default: verify).")
+    misc.add_argument("--sseKey", default=None, metavar="FILE",
+                      help="Accepted for Toil compatibility with a file job store, which does not encrypt; "
+                           "refused with an s3 or gs store (use the bucket's default encryption).")
     misc.add_argument("--setEnv", "-e", action="append", default=[], metavar="NAME[=VALUE]",
-                      help="Set an environment variable for every job; without VALUE it is copied from here.")
-    misc.add_argument("--statusWait", type=float, default=3600.0)
-    misc.add_argument("--disableProgress", action="store_true", default=False)
-    misc.add_argument("--disableWorkerOutputCapture", action="store_true", default=False)
+                      help="Set an environment variable for every job; without VALUE it is copied from here (default: "
+                           "none).")
+    misc.add_argument("--statusWait", type=float, default=3600.0,
+                      help="Seconds between the leader's log lines counting the jobs done, running, queued and "
+                           "failed (default 3600).")
+    misc.add_argument("--disableProgress", action="store_true", default=False,
+                      help="Do not show the progress line on a terminal or the bar in a notebook (default: shown).")
+    misc.add_argument("--disableWorkerOutputCapture", action="store_true", default=False,
+                      help="Let jobs' stdout and stderr go to the worker's own, not the job's log (default: "
+                           "captured).")
     misc.add_argument("--badWorker", type=_fraction, default=0.0,
-                      help="Testing: kill this fraction of job attempts with SIGKILL.")
+                      help="Testing: kill this fraction of job attempts with SIGKILL (default 0).")
     misc.add_argument("--badWorkerFailInterval", type=float, default=0.01,
-                      help="Testing: kill at a random time up to this many seconds after the job starts.")
-    misc.add_argument("--kill_polling_interval", type=float, default=5.0)
+                      help="Testing: kill at a random time up to this many seconds after the job starts "
+                           "(default 0.01).")
+    misc.add_argument("--kill_polling_interval", type=float, default=5.0,
+                      help="Seconds between the leader's checks for a 'toilray kill' request (default 5).")
 
     for name in REPLACED_OPTIONS:
         parser.add_argument(f"--{name}", action=_Replaced, dest=name)

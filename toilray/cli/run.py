@@ -3,10 +3,14 @@
 A Toil-style script (with its own ``if __name__ == "__main__":`` block) runs as it is, as if
 started with ``python``. A script that only builds a root job at module level (a ``Job``
 named ``root``) is imported and toilray starts that job with the options given.
+
+Everything after SCRIPT goes to the script, ``--help`` included; ``toilray run --help`` lists the
+workflow options too, since they are what a user passes there.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import re
@@ -18,6 +22,7 @@ import click
 
 from toilray.cli.errors import user_errors
 from toilray.exceptions import ToilrayError
+from toilray.options import add_toil_options
 
 _MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*["']__main__["']\s*:""", re.MULTILINE)
 
@@ -75,12 +80,28 @@ def _run_root_only(path: str, argv: list[str]) -> None:
         click.echo(result)
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+class _RunCommand(click.Command):
+    """``toilray run``, whose help also lists the workflow options ARGS may hold."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        parser = argparse.ArgumentParser(prog="toilray run SCRIPT", usage=argparse.SUPPRESS, add_help=False)
+        add_toil_options(parser)
+        formatter.write("\nWorkflow options (ARGS; a Toil-style script may add its own, shown by "
+                        "'toilray run SCRIPT --help'):\n\n")
+        formatter.write(parser.format_help())
+
+
+@click.command(cls=_RunCommand,
+               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @user_errors
 def run(script: str, args: tuple[str, ...]) -> None:
-    """Run the workflow SCRIPT with a job store and Toil options (ARGS)."""
+    """Run the workflow SCRIPT with a job store and Toil options (ARGS).
+
+    ARGS starts with the job store (file:PATH, a plain path, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX;
+    default: a new one under ./toilray-stores); everything after SCRIPT is passed to the script.
+    """
     source = _check_script(script)
     store, rest, defaulted = _split_job_store(args, script)
     if defaulted:
