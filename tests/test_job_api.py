@@ -583,10 +583,11 @@ def test_make_specs_uses_the_given_defaults() -> None:
 
 
 def test_promise_deps_found_in_nested_arguments() -> None:
-    a, b, c = Job(), Job(), Job()
-    consumer = Job.wrapFn(echo, {"k": [a.rv(0)]}, (b.rv("x"),), key=[[c.rv()]])
-    (only,) = make_specs(consumer, DEFAULTS)
-    assert only.promise_deps == {a.jobStoreID, b.jobStoreID, c.jobStoreID}
+    root = Job()
+    a, b, c = root.addChild(Job()), root.addChild(Job()), root.addChild(Job())
+    consumer = root.addFollowOn(Job.wrapFn(echo, {"k": [a.rv(0)]}, (b.rv("x"),), key=[[c.rv()]]))
+    specs = {s.id: s for s in make_specs(root, DEFAULTS)}
+    assert specs[consumer.jobStoreID].promise_deps == {a.jobStoreID, b.jobStoreID, c.jobStoreID}
 
 
 def test_make_specs_only_describes_new_jobs_and_freezes_saved_ones() -> None:

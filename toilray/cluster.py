@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 from toilray import local_ray
+from toilray.lib.conversions import bytes2human
 from toilray.requirements import Requirements
 
 logger = logging.getLogger(__name__)
@@ -19,6 +22,10 @@ logger = logging.getLogger(__name__)
 # (see cluster-configs/): spot/preemptible nodes, and on-demand ones.
 PREEMPTIBLE_RESOURCE = "preemptible"
 ON_DEMAND_RESOURCE = "on_demand"
+# A custom resource a cluster configuration gives a node to say how many bytes its --workDir's
+# file system holds (Ray knows nothing of disks); a node without it is not checked for disk,
+# except the one the leader runs on, which measures its own.
+DISK_RESOURCE = "disk_bytes"
 _A_LITTLE = 0.001
 
 
@@ -28,6 +35,7 @@ class NodeCapacity:
     memory: float
     gpus: float
     preemptible: bool | None = None  # None: the node is not marked either way
+    disk: float | None = None  # bytes; None: not known, so not checked
 
 
 def running_address(address: str | None) -> str | None:
@@ -57,15 +65,21 @@ class RayConnection:
             ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
             self.started_here = True
 
-    def nodes(self) -> list[NodeCapacity]:
+    def nodes(self, work_dir: str) -> list[NodeCapacity]:
+        """The live nodes; the disk of this process's own node is the size of ``work_dir``'s
+        file system, where its jobs keep their files."""
+        here = ray.get_runtime_context().get_node_id()
         capacities = []
         for node in ray.nodes():
             if not node.get("Alive", True):
                 continue
             res = node.get("Resources", {})
             marked = PREEMPTIBLE_RESOURCE in res or ON_DEMAND_RESOURCE in res
+            disk = res.get(DISK_RESOURCE)
+            if disk is None and node.get("NodeID") == here:
+                disk = float(shutil.disk_usage(work_dir).total)
             capacities.append(NodeCapacity(res.get("CPU", 0.0), res.get("memory", 0.0), res.get("GPU", 0.0),
-                                           (PREEMPTIBLE_RESOURCE in res) if marked else None))
+                                           (PREEMPTIBLE_RESOURCE in res) if marked else None, disk))
         return capacities
 
     def node_ip(self) -> str:
@@ -104,19 +118,29 @@ def why_unschedulable(req: Requirements, nodes: list[NodeCapacity]) -> str | Non
     if marked and nodes and not allowed:
         return "it is not preemptible and every node of the Ray cluster is marked preemptible"
     nodes = allowed
-    if any(req.cores <= n.cpus and req.memory <= n.memory and req.gpus <= n.gpus for n in nodes):
+    if any(req.cores <= n.cpus and req.memory <= n.memory and req.gpus <= n.gpus and req.disk <= _disk(n)
+           for n in nodes):
         return None
     if not nodes:
         return "the Ray cluster has no live nodes"
-    biggest = max(nodes, key=lambda n: (n.cpus, n.memory, n.gpus))
+    biggest = max(nodes, key=lambda n: (n.cpus, n.memory, n.gpus, _disk(n)))
     problems = []
     if req.cores > max(n.cpus for n in nodes):
         problems.append(f"{req.cores:g} cores (the largest node has {max(n.cpus for n in nodes):g})")
     if req.memory > max(n.memory for n in nodes):
-        problems.append(f"{req.memory} bytes of memory (the largest node has {int(max(n.memory for n in nodes))})")
+        problems.append(f"{bytes2human(req.memory)} of memory "
+                        f"(the largest node has {bytes2human(max(n.memory for n in nodes))})")
     if req.gpus > max(n.gpus for n in nodes):
         problems.append(f"{req.gpus:g} accelerators (the largest node has {max(n.gpus for n in nodes):g})")
+    if req.disk > max(_disk(n) for n in nodes):
+        problems.append(f"{bytes2human(req.disk)} of disk "
+                        f"(the largest node has {bytes2human(max(_disk(n) for n in nodes))} for --workDir)")
     if not problems:
+        disk = "" if biggest.disk is None else f", {bytes2human(biggest.disk)} of disk"
         problems.append(f"{req.describe()} on one node (the largest offers {biggest.cpus:g} cores, "
-                        f"{int(biggest.memory)} bytes of memory, {biggest.gpus:g} accelerators)")
+                        f"{bytes2human(biggest.memory)} of memory{disk}, {biggest.gpus:g} accelerators)")
     return "it asks for " + " and ".join(problems)
+
+
+def _disk(node: NodeCapacity) -> float:
+    return math.inf if node.disk is None else node.disk

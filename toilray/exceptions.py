@@ -17,6 +17,17 @@ class JobGraphDeadlockException(JobException):
     """The job graph has a cycle, several roots, or a checkpoint that is not a leaf."""
 
 
+class JobPromiseConstraintError(JobException, RuntimeError):
+    """A job was given a promise of a job that is not certain to have finished before it runs.
+
+    Toil's name (a ``RuntimeError`` there too, so Toil's ``except`` clauses still catch it).
+    """
+
+
+class JobPicklingException(JobException):
+    """A job (or service) holds an argument or attribute that cannot be pickled."""
+
+
 class JobStoreError(ToilrayError):
     """A job store problem that is not one of the specific cases below."""
 

@@ -7,13 +7,18 @@ import logging
 import os
 import uuid
 from argparse import ArgumentParser, Namespace
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from toilray import serialize
-from toilray.exceptions import JobException, JobGraphDeadlockException
-from toilray.protocol import JobSpec, ServiceSpec
+from toilray.exceptions import (
+    JobException,
+    JobGraphDeadlockException,
+    JobPicklingException,
+    JobPromiseConstraintError,
+)
+from toilray.protocol import JobSpec, ServiceSpec, job_label
 from toilray.requirements import REQUIREMENT_KEYS, TOIL_DEFAULTS, Requirements, parse_requirement
 
 if TYPE_CHECKING:
@@ -47,7 +52,7 @@ class Promise:
         return promise
 
     def __reduce__(self) -> tuple[Any, ...]:
-        serialize.note_promise(self._job_id)
+        serialize.note_promise(self._job_id, self.job)
         return resolve_promise, (self._job_id, self._path)
 
     def __repr__(self) -> str:
@@ -538,7 +543,7 @@ def service_specs(job: Job, defaults: Requirements) -> tuple[ServiceSpec, ...]:
             parent=parent,
             name=service.unitName or type(service).__name__,
             requirements=Requirements.with_defaults(service._requirements, defaults),
-            body=serialize.dumps(service)[0],
+            body=_pickled(service)[0],
         ))
         queue.extend((child, service._serviceID) for child in service._childServices)
     job._services = []
@@ -682,11 +687,17 @@ class EncapsulatedJob(Job):
         return self.encapsulatedJob.rv(*path)
 
 
-def make_specs(root: Job, defaults: Requirements) -> list[JobSpec]:
+def _never(_job_id: str) -> bool:
+    return False
+
+
+def make_specs(root: Job, defaults: Requirements, committed: Callable[[str], bool] = _never) -> list[JobSpec]:
     """Describe every not-yet-saved job reachable from ``root`` (``root`` too, if new).
 
-    Each job body is pickled here, once; the jobs are marked saved so that later graph edits
-    that would bypass the leader raise instead of being lost.
+    Each job body is pickled here, once, and the promises it holds are checked (see
+    ``_check_promises``; ``committed`` says whether a job outside this graph finished already).
+    The jobs are then marked saved so that later graph edits that would bypass the leader raise
+    instead of being lost. Nothing is marked when a check fails.
     """
     new_jobs: list[Job] = []
     seen: set[int] = set()
@@ -699,10 +710,14 @@ def make_specs(root: Job, defaults: Requirements) -> list[JobSpec]:
         if not job._saved:
             new_jobs.append(job)
         stack.extend(job._successors())
-    specs = []
+    bodies = []
     for job in new_jobs:
         job._defaults = defaults
-        body, deps = serialize.dumps(job)
+        bodies.append(_pickled(job))
+    _check_promises(root, [(job, promisers) for job, (_, promisers) in zip(new_jobs, bodies, strict=True)],
+                    committed)
+    specs = []
+    for job, (body, promisers) in zip(new_jobs, bodies, strict=True):
         promised = job._has_promised_requirements()
         specs.append(
             JobSpec(
@@ -715,13 +730,119 @@ def make_specs(root: Job, defaults: Requirements) -> list[JobSpec]:
                 children=tuple(c._jobStoreID for c in job._children),
                 followons=tuple(f._jobStoreID for f in job._followOns),
                 body=body,
-                promise_deps=deps,
+                promise_deps=frozenset(promisers),
                 services=service_specs(job, defaults),
             )
         )
     for job in new_jobs:
         job._saved = True
     return specs
+
+
+def _describe(maker: Any, job_id: str) -> str:
+    """How an error names a job or service at the start of a sentence, as Toil names jobs."""
+    if isinstance(maker, Job):
+        return f"Job {_label(maker)}"
+    if isinstance(maker, Job.Service):
+        return f"Service '{maker.unitName or type(maker).__name__}' instance-{job_id[:8]}"
+    return f"Job instance-{job_id[:8]}"
+
+
+def _label(job: Job) -> str:
+    return job_label(job._jobName, job._unitName, job._jobStoreID)
+
+
+def _check_promises(root: Job, consumers: list[tuple[Job, dict[str, Any]]], committed: Callable[[str], bool]) -> None:
+    """Refuse a promise that a job could need before the promising job has finished.
+
+    A job may use the promises of the jobs Toil's ordering rules run before it (its
+    predecessors, and for a follow-on the whole child subtree of its parent, transitively), of
+    the services of those jobs, and of jobs that committed already. Toil refuses a promise
+    of a job outside the graph when the body is saved, and a promise handed to a job that may
+    run first (a sibling) fails there at run time unless the sibling happened to finish in
+    time; toilray refuses both here, before anything runs, so that no script depends on luck.
+    """
+    graph = _connected_jobs(root)
+    jobs = {job._jobStoreID: job for job in graph}
+    hosts = {service._serviceID: job for job in graph for service in _all_services(job._services)}
+    for consumer, promisers in consumers:
+        wanted: dict[int, str] = {}
+        for job_id in promisers:
+            producer = jobs.get(job_id) or hosts.get(job_id)
+            if producer is not None:
+                wanted[id(producer)] = job_id
+            elif not committed(job_id):
+                _refuse_promise(promisers[job_id], job_id, consumer)
+        for producer_id in wanted.keys() - _finished_before(consumer, set(wanted)):
+            job_id = wanted[producer_id]
+            _refuse_promise(promisers[job_id], job_id, consumer)
+
+
+def _refuse_promise(promiser: Any, job_id: str, consumer: Job) -> None:
+    raise JobPromiseConstraintError(
+        f"{_describe(promiser, job_id)} cannot promise its return value to non-successor {_label(consumer)}: "
+        "that job could start before it has finished (a job may use the promises of its predecessors, "
+        "and a follow-on those of its parent's children and their successors)"
+    )
+
+
+def _finished_before(job: Job, wanted: set[int]) -> set[int]:
+    """Which of ``wanted`` (``id()`` of jobs) are certain to have run before ``job`` starts.
+
+    Walks back along predecessor edges; a follow-on also waits for its parent's whole child
+    subtree. Stops as soon as every wanted job is found (most promises are of a parent).
+    """
+    found: set[int] = set()
+    seen = {id(job)}
+    stack = [job]
+    while stack and len(found) < len(wanted):
+        current = stack.pop()
+        for predecessor in current._directPredecessors:
+            earlier: list[Job] = [predecessor]
+            if any(f is current for f in predecessor._followOns):
+                earlier.extend(_descendants_via_children(predecessor))
+            for other in earlier:
+                if id(other) not in seen:
+                    seen.add(id(other))
+                    if id(other) in wanted:
+                        found.add(id(other))
+                    stack.append(other)
+    return found
+
+
+def _pickled(body: Job | Job.Service) -> tuple[bytes, dict[str, Any]]:
+    """Pickle a job or service body; when that fails, name the argument or attribute to blame."""
+    try:
+        return serialize.dumps_with_promisers(body)
+    except Exception as exc:
+        body_id = body._jobStoreID if isinstance(body, Job) else body._serviceID
+        raise JobPicklingException(f"{_describe(body, body_id)} cannot be pickled: {_unpicklable_part(body, exc)}") \
+            from exc
+
+
+def _unpicklable_part(body: Job | Job.Service, exc: Exception) -> str:
+    for what, value in _body_parts(body):
+        try:
+            serialize.dumps(value)
+        except Exception as part_exc:
+            return f"its {what} cannot be pickled ({type(part_exc).__name__}: {part_exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _body_parts(body: Job | Job.Service) -> Iterator[tuple[str, Any]]:
+    """What a body is made of, named as the user wrote it: arguments, then attributes."""
+    state = body.__getstate__()
+    if isinstance(body, FunctionWrappingJob):
+        params = inspect.getfullargspec(body.userFunction).args
+        skip = 1 if isinstance(body, JobFunctionWrappingJob) else 0  # the job itself comes first
+        for i, value in enumerate(state.pop("_args")):
+            name = f" ({params[i + skip]})" if i + skip < len(params) else ""
+            yield f"positional argument {i + 1}{name}", value
+        for key, value in state.pop("_kwargs").items():
+            yield f"keyword argument '{key}'", value
+        yield "function", state.pop("userFunction")
+    for key, value in state.items():
+        yield f"attribute '{key}'", value
 
 
 # -- how the engine runs a job body (the worker, the service host, debug-job) -------------------
@@ -770,7 +891,7 @@ def run_job(job: Job, file_store: FileStore, cwd: str | None = None) -> RunResul
     defaults = job._defaults or TOIL_DEFAULTS
     return RunResult(
         value=value,
-        new_specs=make_specs(job, defaults),
+        new_specs=make_specs(job, defaults, file_store.jobStore.is_committed),
         services=service_specs(job, defaults),
         children=tuple(c._jobStoreID for c in job._children),
         followons=tuple(f._jobStoreID for f in job._followOns),

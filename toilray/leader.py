@@ -29,6 +29,7 @@ from toilray.config import LeaderLimits
 from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowKilledException
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_state import FailureAction, LeaderState
+from toilray.lib.conversions import bytes2human
 from toilray.protocol import LOG_MARK, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.requirements import Requirements
 from toilray.run_reports import STATUS_INTERVAL, RunReports
@@ -76,7 +77,7 @@ class Leader:
         self.limits = limits
         self.state = LeaderState(limits.retry_count)
         self._connection = connection
-        self._nodes = connection.nodes()
+        self._nodes = connection.nodes(context.work_dir)
         self._cpu_slots = max(1.0, connection.total_cpus())
         self._max_inflight = max(16, int(4 * self._cpu_slots))
         self._context_ref = ray.put(context)
@@ -343,9 +344,10 @@ class Leader:
         if limits.max_cores is not None and req.cores > limits.max_cores:
             return f"it asks for {req.cores:g} cores but --maxCores is {limits.max_cores:g}"
         if limits.max_memory is not None and req.memory > limits.max_memory:
-            return f"it asks for {req.memory} bytes of memory but --maxMemory is {limits.max_memory}"
+            return (f"it asks for {bytes2human(req.memory)} of memory "
+                    f"but --maxMemory is {bytes2human(limits.max_memory)}")
         if limits.max_disk is not None and req.disk > limits.max_disk:
-            return f"it asks for {req.disk} bytes of disk but --maxDisk is {limits.max_disk}"
+            return f"it asks for {bytes2human(req.disk)} of disk but --maxDisk is {bytes2human(limits.max_disk)}"
         return why_unschedulable(req, self._nodes)
 
     def _fits(self, req: Requirements) -> bool:

@@ -19,6 +19,12 @@ from toilray.requirements import Requirements
 LOG_MARK = "---TOIL WORKER OUTPUT LOG---"
 
 
+def job_label(name: str, unit_name: str, job_id: str) -> str:
+    """How logs and errors name a job: 'name' kind-name/instance-id, as Toil does."""
+    unit = f" {unit_name}" if unit_name and unit_name != name else ""
+    return f"'{name}'{unit} kind-{name}/instance-{job_id[:8]}"
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
     """A service of a host job: started before the host's successors, stopped after them."""
@@ -45,9 +51,7 @@ class JobSpec:
     services: tuple[ServiceSpec, ...] = ()
 
     def label(self) -> str:
-        """How logs and errors name the job: 'name' kind-name/instance-id, as Toil does."""
-        unit = f" {self.unit_name}" if self.unit_name and self.unit_name != self.name else ""
-        return f"'{self.name}'{unit} kind-{self.name}/instance-{self.id[:8]}"
+        return job_label(self.name, self.unit_name, self.id)
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from toilray.lib.conversions import human2bytes
+from toilray.lib.conversions import bytes2human, human2bytes
 
 _GPU_KINDS = {"gpu", "nvidia", "amd", "cuda", "rocm", "opencl"}
 
@@ -34,7 +34,7 @@ class Requirements:
         return replace(self, memory=max(self.memory, memory))
 
     def describe(self) -> str:
-        text = f"{self.cores:g} core(s), {self.memory} bytes of memory, {self.disk} bytes of disk"
+        text = f"{self.cores:g} core(s), {bytes2human(self.memory)} of memory, {bytes2human(self.disk)} of disk"
         if self.accelerators:
             text += f", {self.gpus:g} accelerator(s)"
         return text

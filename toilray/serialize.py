@@ -78,7 +78,14 @@ class _Pickler(cloudpickle.Pickler):
 
 def dumps(obj: Any) -> tuple[bytes, frozenset[str]]:
     """Pickle ``obj``; also return the IDs of the jobs whose promises it contains."""
-    seen: set[str] = set()
+    data, promisers = dumps_with_promisers(obj)
+    return data, frozenset(promisers)
+
+
+def dumps_with_promisers(obj: Any) -> tuple[bytes, dict[str, Any]]:
+    """Pickle ``obj``; also return, by job ID, what made each promise it contains (the job or
+    service object, None when unknown), so that a promise error can name it."""
+    seen: dict[str, Any] = {}
     outer = getattr(_local, "promises_seen", None)
     _local.promises_seen = seen
     try:
@@ -86,14 +93,14 @@ def dumps(obj: Any) -> tuple[bytes, frozenset[str]]:
         _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     finally:
         _local.promises_seen = outer
-    return buffer.getvalue(), frozenset(seen)
+    return buffer.getvalue(), seen
 
 
-def note_promise(job_id: str) -> None:
+def note_promise(job_id: str, promiser: Any = None) -> None:
     """Called by ``Promise.__reduce__``: the object being pickled depends on ``job_id``."""
     seen = getattr(_local, "promises_seen", None)
-    if seen is not None:
-        seen.add(job_id)
+    if seen is not None and seen.get(job_id) is None:
+        seen[job_id] = promiser
 
 
 def loads(data: bytes) -> Any:

@@ -44,10 +44,27 @@ def human2bytes(text: str | int | float) -> int:
 
 
 def bytes2human(n: int | float) -> str:
-    """Format a byte count with binary units, e.g. 2147483648 -> '2.0 Gi'."""
+    """A byte count as people write it: '900 TB', '2 GiB', '77.3 GB', '512 B'.
+
+    Decimal units (Toil 9's 'T', 'G': 10**12, 10**9) unless only binary ones ('Ti', 'Gi') say the
+    number exactly to one decimal, so that a size shows as the user most likely spelled it.
+    """
+    if n < 0:
+        raise ValueError(f"Sizes cannot be negative: {n!r}")
+    decimal = _scaled(n, 1000, "")
+    binary = _scaled(n, 1024, "i")
+    return binary[0] if binary[1] and not decimal[1] else decimal[0]
+
+
+def _scaled(n: int | float, base: int, infix: str) -> tuple[str, bool]:
+    """``n`` in the largest unit of ``base`` below it, to one decimal; whether that is exact."""
     value = float(n)
-    for unit in ("", "Ki", "Mi", "Gi", "Ti", "Pi"):
-        if abs(value) < 1024 or unit == "Pi":
-            return f"{value:.1f} {unit}" if unit else f"{int(value)} B"
-        value /= 1024
-    raise AssertionError("unreachable")
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if value < base or unit == "P":
+            break
+        value /= base
+    if not unit:
+        return f"{int(n)} B", True
+    text = f"{value:.1f}".removesuffix(".0")
+    exact = float(text) * _UNITS[f"{unit}{infix}".lower()] == n
+    return f"{text} {unit}{infix}B", exact
