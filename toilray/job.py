@@ -765,7 +765,11 @@ def _check_promises(root: Job, consumers: list[tuple[Job, dict[str, Any]]], comm
     graph = _connected_jobs(root)
     jobs = {job._jobStoreID: job for job in graph}
     hosts = {service._serviceID: job for job in graph for service in _all_services(job._services)}
-    for consumer, promisers in consumers:
+    # Predecessors first, so that a walk back from a consumer can stop at an earlier consumer
+    # that already saw the same producers (a chain of jobs all using the first one's promise).
+    order = {id(job): index for index, job in enumerate(_topological(graph))}
+    known: dict[int, set[int]] = {}
+    for consumer, promisers in sorted(consumers, key=lambda pair: order.get(id(pair[0]), -1)):
         wanted: dict[int, str] = {}
         for job_id in promisers:
             producer = jobs.get(job_id) or hosts.get(job_id)
@@ -773,9 +777,26 @@ def _check_promises(root: Job, consumers: list[tuple[Job, dict[str, Any]]], comm
                 wanted[id(producer)] = job_id
             elif not committed(job_id):
                 _refuse_promise(promisers[job_id], job_id, consumer)
-        for producer_id in wanted.keys() - _finished_before(consumer, set(wanted)):
+        found = _finished_before(consumer, set(wanted), known)
+        known[id(consumer)] = found
+        for producer_id in wanted.keys() - found:
             job_id = wanted[producer_id]
             _refuse_promise(promisers[job_id], job_id, consumer)
+
+
+def _topological(jobs: list[Job]) -> list[Job]:
+    """``jobs`` (a whole graph) ordered so that every job comes after its predecessors."""
+    waiting = {id(job): len(job._directPredecessors) for job in jobs}
+    ready = [job for job in jobs if waiting[id(job)] == 0]
+    order: list[Job] = []
+    while ready:
+        job = ready.pop()
+        order.append(job)
+        for successor in job._successors():
+            waiting[id(successor)] -= 1
+            if waiting[id(successor)] == 0:
+                ready.append(successor)
+    return order
 
 
 def _refuse_promise(promiser: Any, job_id: str, consumer: Job) -> None:
@@ -786,11 +807,12 @@ def _refuse_promise(promiser: Any, job_id: str, consumer: Job) -> None:
     )
 
 
-def _finished_before(job: Job, wanted: set[int]) -> set[int]:
+def _finished_before(job: Job, wanted: set[int], known: dict[int, set[int]]) -> set[int]:
     """Which of ``wanted`` (``id()`` of jobs) are certain to have run before ``job`` starts.
 
     Walks back along predecessor edges; a follow-on also waits for its parent's whole child
-    subtree. Stops as soon as every wanted job is found (most promises are of a parent).
+    subtree. Stops as soon as every wanted job is found (most promises are of a parent);
+    ``known`` holds what earlier walks found before other jobs, which holds before this one too.
     """
     found: set[int] = set()
     seen = {id(job)}
@@ -806,6 +828,7 @@ def _finished_before(job: Job, wanted: set[int]) -> set[int]:
                     seen.add(id(other))
                     if id(other) in wanted:
                         found.add(id(other))
+                    found |= known.get(id(other), set()) & wanted
                     stack.append(other)
     return found
 
