@@ -211,60 +211,6 @@ def test_local_ray_instance_is_reused_by_workflows_and_stops_cleanly(tmp_path: P
     assert toilray("local-ray", "status", env=env).stdout.strip() == "not running"
 
 
-def test_stats_report_in_toils_layout_json_and_html(tmp_path: Path, script_env: dict[str, str]) -> None:
-    store = tmp_path / "store"
-    dirs = [tmp_path / name for name in ("a", "b", "c")]
-    for directory in dirs:
-        directory.mkdir()
-    done = run_script(Path(__file__).parent.parent / "examples" / "discoverfiles.py", f"file:{store}", "--stats",
-                      "--paths", *map(str, dirs), env=script_env)
-    assert done.returncode == 0, done.stderr
-    table = toilray("stats", f"file:{store}", "--html", str(tmp_path / "run.html"), env=script_env)
-    assert table.returncode == 0, table.stderr
-    lines = table.stdout.splitlines()
-    assert lines[0] == "Batch System: ray" and lines[1].startswith("Default Cores: ")
-    assert lines[4] == "Worker" and "Job" in lines
-    for category in ("sysFiles", "userFiles", "discoverFiles"):
-        block = lines.index(f" {category}")
-        assert lines[block + 1].split() == ["Count", "|", "Time*", "|", "Clock", "|", "Wait", "|", "Memory"]
-        assert lines[block + 3].split()[0] == "1"  # one job in each category
-    records = json.loads(toilray("stats", f"file:{store}", "--json", env=script_env).stdout)
-    assert sorted(r["category"] for r in records if r["category"] in ("sysFiles", "userFiles")) == [
-        "sysFiles", "userFiles"]
-    page = (tmp_path / "run.html").read_text()
-    assert page.count('<rect class="job"') == len(records) and "<svg" in page
-    _check_page_renders(tmp_path / "run.html", tmp_path)
-
-
-def _check_page_renders(page: Path, tmp_path: Path) -> None:
-    """Open the page in headless Chromium: no console errors, and the timeline is drawn."""
-    from PIL import Image
-
-    shot = tmp_path / "shot.png"
-    browser = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium'}", "--enable-logging=stderr", "--v=0",
-         "--window-size=1000,700", f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert shot.exists(), browser.stderr
-    console = [line for line in browser.stderr.splitlines() if ":CONSOLE" in line]
-    assert console == [], console
-    pixels = Image.open(shot).convert("RGB").tobytes()
-    # The bars are the only strongly coloured pixels on the page (besides the small legend squares).
-    coloured = sum(1 for i in range(0, len(pixels), 3) if max(pixels[i:i + 3]) - min(pixels[i:i + 3]) > 60)
-    assert coloured > 2000, f"the timeline looks blank ({coloured} coloured pixels)"
-
-
-def test_stats_without_records_is_a_clear_error(tmp_path: Path, script_env: dict[str, str]) -> None:
-    counts = tmp_path / "counts"
-    counts.mkdir()
-    run_script(WORKFLOWS / "flaky.py", f"file:{tmp_path / 'store'}", "--countDir", str(counts), env=script_env)
-    done = toilray("stats", f"file:{tmp_path / 'store'}", env=script_env)
-    assert done.returncode == 2 and "run the workflow with --stats" in done.stderr
-
-
 def test_progress_line_on_a_terminal_only(tmp_path: Path, script_env: dict[str, str]) -> None:
     import pty
 

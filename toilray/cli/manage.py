@@ -156,7 +156,8 @@ def local_ray_status() -> None:
 @click.argument("job_store")
 @click.option("--json", "as_json", is_flag=True, help="Print every per-job record as JSON.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write a self-contained HTML page with a timeline of the run.")
+              help="Also write a self-contained HTML page (it opens offline): a timeline of every "
+                   "attempt on its node's worker slots, and per-category plots.")
 @user_errors
 def stats(job_store: str, as_json: bool, html_path: str | None) -> None:
     """Where the time went in the workflow of JOB_STORE (it must have run with --stats)."""
