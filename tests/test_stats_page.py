@@ -20,7 +20,8 @@ from test_cli import WORKFLOWS, toilray
 from toilray.common import Toil
 from toilray.job import Job
 from toilray.jobStores.jobStore import JobStore
-from toilray.stats import FAILED_COLOUR, write_records
+from toilray.stats import write_records
+from toilray.stats_page import FAILED_COLOUR
 
 JOBS = 200
 FLAKY = 20  # jobs that fail their first attempt and succeed on the retry

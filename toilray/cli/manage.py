@@ -16,7 +16,7 @@ from toilray import local_ray
 from toilray.cli.errors import user_errors
 from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException, ToilrayError
 from toilray.jobStores.jobStore import JobStore
-from toilray.stats import defaults_from_meta, read_records, render_html, render_table
+from toilray.stats import defaults_from_meta, read_records, render_table
 
 
 def open_existing(locator: str) -> JobStore:
@@ -166,6 +166,8 @@ def stats(job_store: str, as_json: bool, html_path: str | None) -> None:
     if not records:
         raise NoStatsError(f"The job store '{job_store}' holds no statistics: run the workflow with --stats")
     if html_path:
+        from toilray.stats_page import render_html  # plotly loads only for a page
+
         with open(html_path, "w") as page:
             page.write(render_html(records, f"toilray run of {job_store}"))
     if as_json:
