@@ -58,8 +58,9 @@ def hello(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def no_ray_env(tmp_path: Path) -> dict[str, str]:
-    """An environment with no Ray to find: no RAY_ADDRESS and no toilray local-ray."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    """An environment with no Ray to find: no RAY_ADDRESS and no toilray local-ray (and, as in a
+    user's shell, no RAY_AUTH_MODE: this process's ray.init set it)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["TOILRAY_HOME"] = str(tmp_path / "toilray-home")
     env["PYTHONUNBUFFERED"] = "1"
     return env
