@@ -116,8 +116,9 @@ def test_new_run_on_existing_store_and_restart_of_missing_store(tmp_path: Path, 
     counts = tmp_path / "counts"
     counts.mkdir()
     proc = run_script(WORKFLOWS / "fan_out.py", f"file:{store}", "--countDir", str(counts), env=script_env)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith("toilray: error: The job store")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "toilray: error: JobStoreExistsException: The job store")
     assert "Traceback" not in proc.stderr
 
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shutil
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 from toilray import local_ray
+from toilray.exceptions import RayConnectionError
 from toilray.lib.conversions import bytes2human
 from toilray.requirements import Requirements
 
@@ -50,17 +57,113 @@ def running_address(address: str | None) -> str | None:
     return address
 
 
+def _host_and_port(address: str) -> tuple[str, int] | None:
+    """The host and port of a 'host:port' or 'ray://host:port' address; None for 'auto' and the like."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _unreachable(address: str, why: str) -> RayConnectionError:
+    return RayConnectionError(
+        f"Cannot connect to Ray at {address}: {why}. Check that a Ray cluster is running there "
+        f"('ray status --address {address}') and that --rayAddress or RAY_ADDRESS names its head's GCS "
+        "address (port 6379 unless it was started with another --port)"
+    )
+
+
+# A client's HTTP/2 connection preface and an empty SETTINGS frame: a gRPC server (a Ray
+# head's GCS is one) answers with a SETTINGS frame of its own.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_HTTP2_SETTINGS = 4
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail at once when no gRPC server listens at ``address``: ray.init would retry for minutes."""
+    where = _host_and_port(address)
+    if where is None:
+        return
+    try:
+        with socket.create_connection(where, timeout=timeout) as connection:
+            if address.startswith("ray://") or os.environ.get("RAY_USE_TLS", "0") not in ("0", ""):
+                return  # Ray Client's own protocol, or TLS: nothing more to check before ray.init
+            connection.sendall(_HTTP2_PREFACE)
+            answer = connection.recv(9)
+    except TimeoutError:
+        raise _unreachable(address, f"no answer within {timeout:g} s (--rayConnectTimeout)") from None
+    except OSError as exc:
+        raise _unreachable(address, (exc.strerror or str(exc)).lower()) from None
+    if len(answer) < 4 or answer[3] != _HTTP2_SETTINGS:
+        raise _unreachable(address, "something listens there but it is not a Ray head (no gRPC answer)")
+
+
+@contextlib.contextmanager
+def _stderr_held(show: bool) -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 (Ray's C++ core writes there directly),
+    and pass it on afterwards only if ``show``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if show:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+
+
+def _connect(address: str, timeout: float, kwargs: dict[str, Any], log_level: str) -> None:
+    """``ray.init`` on a running cluster, given up after ``timeout`` seconds.
+
+    Something that accepts connections but is not a Ray head keeps ray.init retrying far
+    longer than any deadline of ours, so it runs in a daemon thread that is abandoned then;
+    Ray's warnings while it tries are shown only at --logLevel DEBUG.
+    """
+    _probe(address, timeout)
+    failure: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            ray.init(address=address, **kwargs)
+        except BaseException as exc:  # handed to the caller's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=connect, name="toilray-ray-connect", daemon=True)
+    with _stderr_held(log_level == "DEBUG"):
+        thread.start()
+        thread.join(timeout)
+    if thread.is_alive():
+        raise _unreachable(address, f"it accepts connections but did not answer as a Ray cluster within "
+                                    f"{timeout:g} s (--rayConnectTimeout)")
+    if failure:
+        first_line = (str(failure[0]).strip().splitlines() or [type(failure[0]).__name__])[0]
+        raise _unreachable(address, first_line) from None
+
+
+def _quiet_ray_banners(log_level: str) -> None:
+    """Ray announces token authentication on every start as a warning; it is news only when
+    the log level asks for everything."""
+    level = logging.DEBUG if log_level == "DEBUG" else logging.ERROR
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(level)
+
+
 class RayConnection:
     """Ray for one workflow run. Shuts down only an instance it started itself."""
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, timeout: float = 15.0, log_level: str = "INFO") -> None:
         self.started_here = False
         if ray.is_initialized():
             return
+        _quiet_ray_banners(log_level)
         address = running_address(address)
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
         if address:
-            ray.init(address=address, **kwargs)
+            _connect(address, timeout, kwargs, log_level)
         else:
             ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
             self.started_here = True

@@ -3,6 +3,7 @@ in ``toilray.config``)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
 import os
@@ -16,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from toilray import serialize
 from toilray.config import Config
 from toilray.deferred import run_orphaned
-from toilray.exceptions import JobException, NoSuchJobStoreException, ToilrayError
+from toilray.exceptions import (
+    FailedJobsException,
+    JobException,
+    NoSuchJobStoreException,
+    ToilrayError,
+    WorkflowInterruptedException,
+    WorkflowKilledException,
+    report,
+)
 from toilray.fileStores.cache import remove_cache
 from toilray.job import Job, make_specs
 from toilray.jobStores.jobStore import JobStore
@@ -60,16 +69,30 @@ def _code_location() -> tuple[str | None, list[str]]:
 
 
 class _UncaughtToilrayErrors:
-    """Print an uncaught toilray error as one line, not a traceback, and exit non-zero."""
+    """Report an uncaught toilray error (or a Ctrl-C) as ``toilray`` does: one line, and the
+    exit status of ``exit_status``.
+
+    Python exits with status 1 after any uncaught exception, whatever the hook does, so the
+    status is set by an exit handler registered with the hook: registered before Ray is
+    imported, it runs after Ray's own exit handlers, last.
+    """
 
     def __init__(self) -> None:
         self._previous = sys.excepthook
+        self._status: int | None = None
+        atexit.register(self._exit)
 
     def __call__(self, kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-        if isinstance(value, ToilrayError):
-            print(f"toilray: error: {value}", file=sys.stderr)
-            return
-        self._previous(kind, value, tb)
+        status = report(value)
+        if status is None:
+            self._previous(kind, value, tb)
+        self._status = status
+
+    def _exit(self) -> None:
+        if self._status is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(self._status)
 
 
 def _configure_logging(config: Config) -> list[logging.Handler]:
@@ -100,6 +123,8 @@ class Toil:
         self._handlers: list[logging.Handler] = []
         self._started = False
         self._launch_dir = os.getcwd()
+        if not isinstance(sys.excepthook, _UncaughtToilrayErrors):
+            sys.excepthook = _UncaughtToilrayErrors()
 
     # -- context manager ---------------------------------------------------------------------
 
@@ -107,8 +132,6 @@ class Toil:
         config = Config.from_options(self.options)
         self.config = config
         self._handlers = _configure_logging(config)
-        if not isinstance(sys.excepthook, _UncaughtToilrayErrors):
-            sys.excepthook = _UncaughtToilrayErrors()
         try:
             store = JobStore(config.jobStoreLocator,
                              verify_checksums=not config.disableJobStoreChecksumVerification)
@@ -138,12 +161,16 @@ class Toil:
                 self._lock.release()
                 self._lock = None
             succeeded = kind is None
-            if self._jobStore is not None and self.config is not None:
-                if clean_applies(self.config.clean, succeeded):
-                    self._jobStore.destroy()
-                elif not succeeded and isinstance(value, ToilrayError):
-                    logger.info("The job store %s was kept; fix the problem and use --restart",
-                                self.config.jobStore)
+            store = self._jobStore
+            if store is not None and self.config is not None:
+                if clean_applies(self.config.clean, succeeded) or (not succeeded and not store.is_started()):
+                    # A workflow that never started leaves nothing to resume: no store is kept.
+                    store.destroy()
+                elif not succeeded and isinstance(value, ToilrayError) and not isinstance(
+                        value, FailedJobsException | WorkflowKilledException):
+                    # Those two say how to resume; other errors of a started workflow do not.
+                    logger.info("The job store %s was kept; fix the problem and run the same command with "
+                                "--restart", self.config.jobStore)
         finally:
             self._remove_log_handlers()
 
@@ -182,12 +209,12 @@ class Toil:
         if not isinstance(rootJob, Job):
             raise JobException(f"start() needs a Job, not {type(rootJob).__name__}")
         rootJob.checkJobGraphForDeadlocks()
-        store, config, module, paths = self._open_run()
+        _, config, module, paths = self._open_run()
         specs = make_specs(rootJob, config.defaults)
         # start() returns what rootJob.rv() promises: for an EncapsulatedJob, its inner job's value.
         result_id = rootJob.rv()._job_id
-        store.write_start(self._workflow_meta(config, rootJob.jobStoreID, result_id, module, paths), specs)
-        return self._run(specs, result_id, module, paths, restarting=False)
+        meta = self._workflow_meta(config, rootJob.jobStoreID, result_id, module, paths)
+        return self._run(specs, result_id, module, paths, restarting=False, start_meta=meta)
 
     def restart(self) -> Any:
         """Resume the workflow in the job store; finished jobs are not run again."""
@@ -200,13 +227,17 @@ class Toil:
         A new store records no initial jobs; with --restart, jobs that committed before are
         not run again when the source hands out the same job IDs.
         """
-        store, config, module, paths = self._open_run()
-        if not config.restart:
-            store.write_start(self._workflow_meta(config, None, None, module, paths), [])
-        self._run([], None, module, paths, restarting=config.restart, source=source)
+        _, config, module, paths = self._open_run()
+        meta = None if config.restart else self._workflow_meta(config, None, None, module, paths)
+        self._run([], None, module, paths, restarting=config.restart, source=source, start_meta=meta)
 
     def _run(self, specs: list[JobSpec], result_id: str | None, module: str | None, paths: list[str],
-             restarting: bool, source: JobSource | None = None) -> Any:
+             restarting: bool, source: JobSource | None = None, start_meta: dict[str, Any] | None = None) -> Any:
+        """Connect to Ray, record the start of a new workflow (``start_meta``), run the leader.
+
+        The store holds a workflow only once Ray is there to run it: an error before that
+        (a bad address, a job that cannot be pickled) leaves no store to --restart.
+        """
         # Ray and the leader load only when a workflow runs: a script's option mistakes stay quick.
         from toilray.cluster import RayConnection
         from toilray.leader import Leader
@@ -216,9 +247,12 @@ class Toil:
         config = self.config
         assert config is not None
         store = self.jobStore
-        connection = RayConnection(config.rayAddress)
-        log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
+        connection = RayConnection(config.rayAddress, config.rayConnectTimeout, config.logLevel)
+        log_server = None
         try:
+            if start_meta is not None:
+                store.write_start(start_meta, specs)
+            log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
             context = config.worker_context(store.meta()["workflowID"], self._launch_dir, paths, module,
                                             log_server.address if log_server else None)
             leader = Leader(store, connection, context, config.leader_limits(),
@@ -231,6 +265,8 @@ class Toil:
                 self._clean_node_dirs(context.dirs, succeeded)
             logger.info("Workflow finished: %d job(s) run", leader.jobs_run)
             return result
+        except KeyboardInterrupt:
+            raise WorkflowInterruptedException(config.jobStore) from None
         finally:
             if log_server is not None:
                 log_server.close()

@@ -110,6 +110,7 @@ class Config:
     writeMessages: str | None
     realTimeLogging: bool
     rayAddress: str | None
+    rayConnectTimeout: float
     retryCount: int
     defaults: Requirements
     maxCores: float | None
@@ -177,6 +178,9 @@ class Config:
         if options.writeLogs is not None and options.writeLogsGzip is not None:
             raise BadOptionError("--writeLogs and --writeLogsGzip conflict: give one of them")
         logs = options.writeLogsGzip if options.writeLogsGzip is not None else options.writeLogs
+        ray_connect_timeout = _checked(float, options.rayConnectTimeout, "--rayConnectTimeout")
+        if ray_connect_timeout <= 0:
+            raise BadOptionError("--rayConnectTimeout must be positive")
         return cls(
             jobStore=job_store,
             jobStoreLocator=locator,
@@ -195,6 +199,7 @@ class Config:
             writeMessages=os.path.abspath(options.writeMessages) if options.writeMessages else None,
             realTimeLogging=bool(options.realTimeLogging),
             rayAddress=options.rayAddress,
+            rayConnectTimeout=ray_connect_timeout,
             retryCount=retry_count,
             defaults=defaults,
             maxCores=max_cores,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
 from collections.abc import Sequence
 
 
@@ -105,6 +108,20 @@ class WorkflowKilledException(ToilrayError):
         self.locator = locator
 
 
+class WorkflowInterruptedException(KeyboardInterrupt):
+    """The leader was interrupted (Ctrl-C); the job store is kept for ``--restart``.
+
+    A KeyboardInterrupt still, so that code catching ``Exception`` does not swallow a Ctrl-C.
+    """
+
+    def __init__(self, locator: str) -> None:
+        super().__init__(
+            f"The workflow in job store '{locator}' was interrupted; resume it by running the same command "
+            "with --restart"
+        )
+        self.locator = locator
+
+
 class DeadlockException(ToilrayError):
     """Only services could run for longer than ``--deadlockWait``."""
 
@@ -115,3 +132,48 @@ class InsufficientResourcesError(ToilrayError):
 
 class BadOptionError(ToilrayError):
     """An option value that cannot be used."""
+
+
+class RayConnectionError(ToilrayError):
+    """The Ray cluster named by --rayAddress (or RAY_ADDRESS) cannot be reached."""
+
+
+# Exit statuses of an uncaught error, the same for a script run with python and for `toilray`.
+USAGE_ERROR = 2  # a mistake in what was asked: a bad store, option, script or address (as click uses)
+WORKFLOW_FAILED = 1  # the workflow ran and did not finish
+INTERRUPTED = 130  # the shell's status for a Ctrl-C
+
+TRACEBACK_VARIABLE = "TOILRAY_TRACEBACK"
+
+
+def exit_status(error: BaseException) -> int | None:
+    """The exit status toilray gives an uncaught ``error``; None when it is not toilray's to
+    report (a bug in a workflow script keeps Python's traceback)."""
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED
+    if isinstance(error, FailedJobsException | WorkflowKilledException):
+        return WORKFLOW_FAILED
+    if isinstance(error, ToilrayError):
+        return USAGE_ERROR
+    return None
+
+
+def error_report(error: BaseException) -> str:
+    """What toilray prints for an uncaught ``error`` it reports: one line naming its type, or,
+    with TOILRAY_TRACEBACK=1 in the environment, the traceback above that line."""
+    if isinstance(error, KeyboardInterrupt):
+        line = f"toilray: interrupted: {error or 'stopped by Ctrl-C'}"
+    else:
+        line = f"toilray: error: {type(error).__name__}: {error}"
+    if os.environ.get(TRACEBACK_VARIABLE) == "1":
+        return "".join(traceback.format_exception(error)) + line
+    return line
+
+
+def report(error: BaseException) -> int | None:
+    """Print toilray's report of an uncaught ``error`` on stderr and return its exit status;
+    None, with nothing printed, when it is not toilray's to report."""
+    status = exit_status(error)
+    if status is not None:
+        print(error_report(error), file=sys.stderr)
+    return status

@@ -117,6 +117,9 @@ class Leader:
         except WorkflowKilledException:
             self._write_status("killed")
             raise
+        except KeyboardInterrupt:
+            self._write_status("interrupted")
+            raise
         finally:
             self._reports.close()
         if self.state.failed:
@@ -225,15 +228,30 @@ class Leader:
             ray.cancel(task.refs[0], force=True)
         raise WorkflowKilledException(self.store.locator)
 
+    def _running_jobs(self) -> int:
+        """Jobs the cluster's cores let run now, out of the tasks submitted, oldest first (how
+        Ray hands out its slots); a task of several jobs runs them one after another."""
+        free = self._cpu_slots - self._services.reserved_cores()
+        running = 0
+        for task in self._inflight.values():
+            cores = task.requirements.cores if task.requirements is not None else 0.0
+            if cores > free + 1e-9:
+                continue
+            free -= cores
+            running += 1
+        return running
+
     def _write_status(self, state: str) -> None:
         """Record counts for `toilray status` (an O(unfinished jobs) count: at most every second)."""
-        running = sum(len(t.job_ids) for t in self._inflight.values())
+        submitted = sum(len(t.job_ids) for t in self._inflight.values())
+        running = self._running_jobs()
         not_run = self.state.not_run_count()
         self._reports.status(state, {
             "finished": self.state.finished_count,
             "running": running,
+            "queued": submitted - running,
             "ready": len(self._waiting),
-            "waiting": max(0, not_run - running - len(self._waiting) - len(self.state.failed)),
+            "waiting": max(0, not_run - submitted - len(self._waiting) - len(self.state.failed)),
             "failed": [self.state.spec(j).label() for j in self.state.failed],
             "unfinished": not_run,
         })

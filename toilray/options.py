@@ -167,6 +167,9 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
     core.add_argument("--rayAddress", default=None,
                       help="Address of a running Ray cluster (default: $RAY_ADDRESS, else start an embedded "
                            "Ray sized to this machine).")
+    core.add_argument("--rayConnectTimeout", type=_positive_float, default=15.0, metavar="SECONDS",
+                      help="Give up connecting to the Ray cluster of --rayAddress after this many seconds, "
+                           "with an error saying what to check (default 15).")
 
     logs = parser.add_argument_group("toilray logging options")
     for flag, level in (("--logOff", "CRITICAL"), ("--logCritical", "CRITICAL"), ("--logError", "ERROR"),

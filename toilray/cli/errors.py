@@ -1,4 +1,5 @@
-"""How the ``toilray`` commands report mistakes: one line and a non-zero exit status."""
+"""How the ``toilray`` commands report mistakes: the rule of ``toilray.exceptions.exit_status``,
+the same as for a workflow script run with ``python``."""
 
 from __future__ import annotations
 
@@ -8,27 +9,26 @@ from typing import Any, TypeVar
 
 import click
 
-from toilray.exceptions import FailedJobsException, ToilrayError, WorkflowKilledException
+from toilray.exceptions import USAGE_ERROR, error_report, report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Exit status for mistakes a user makes (bad store, bad file, bad option), as click uses.
-USAGE_ERROR = 2
-
 
 def user_errors(command: F) -> F:
-    """Turn toilray's own errors into one line on stderr and exit status 2."""
+    """Turn toilray's own errors (and a Ctrl-C) into one line on stderr and their exit status."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (FailedJobsException, WorkflowKilledException) as exc:
-            # Not a usage mistake: the workflow ran and did not finish.
-            click.echo(f"toilray: error: {exc}", err=True)
-            raise SystemExit(1) from None
-        except (ToilrayError, FileNotFoundError) as exc:
-            click.echo(f"toilray: error: {exc}", err=True)
+        except FileNotFoundError as exc:
+            # A file named on the command line (a --html page, a --localFilePath) is not there.
+            click.echo(error_report(exc), err=True)
             raise SystemExit(USAGE_ERROR) from None
+        except (Exception, KeyboardInterrupt) as exc:
+            status = report(exc)
+            if status is None:
+                raise
+            raise SystemExit(status) from None
 
     return wrapper  # type: ignore[return-value]

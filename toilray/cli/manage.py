@@ -40,9 +40,11 @@ def workflow_status(store: JobStore) -> dict[str, Any]:
         "jobStore": store.locator,
         "state": state,
         "finished": recorded.get("finished", 0),
-        # Jobs that were running when the leader died will run again: count them as ready.
+        # Jobs that were running or queued in Ray when the leader died will run again: count them as ready.
         "running": recorded.get("running", 0) if running else 0,
-        "ready": recorded.get("ready", 0) + (0 if running else recorded.get("running", 0)),
+        "queued": recorded.get("queued", 0) if running else 0,
+        "ready": recorded.get("ready", 0)
+                 + (0 if running else recorded.get("running", 0) + recorded.get("queued", 0)),
         "waiting": recorded.get("waiting", 0),
         "failed": recorded.get("failed", []),
         "unfinished": recorded.get("unfinished", 0),
@@ -59,6 +61,7 @@ _ADVICE = {
     "failed": "The workflow failed; fix the cause and run it again with --restart.",
     "stopped": "The leader is gone (it crashed or was killed); resume with --restart.",
     "killed": "The workflow was killed with 'toilray kill'; resume with --restart.",
+    "interrupted": "The workflow was interrupted (Ctrl-C); resume with --restart.",
     "running": "The workflow is running.",
     "not started": "The workflow has not started yet.",
 }
@@ -83,8 +86,9 @@ def status(job_store: str, as_json: bool, show_failed: bool, fail_if_not_complet
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["updated"])) if info["updated"] else "never"
         click.echo(f"Workflow in {job_store}: {info['state'].upper()}")
         click.echo(
-            f"Jobs: {info['finished']} finished, {info['running']} running, {info['ready']} ready, "
-            f"{info['waiting']} waiting, {len(info['failed'])} failed (as of {when})"
+            f"Jobs: {info['finished']} finished, {info['running']} running, {info['queued']} queued in Ray "
+            f"(submitted, waiting for free cores), {info['ready']} ready, {info['waiting']} waiting, "
+            f"{len(info['failed'])} failed (as of {when})"
         )
         if info["leader"]:
             click.echo(f"Leader: {info['leader']}")

@@ -179,7 +179,7 @@ def _warm_worker() -> None:
     import toilray.cwl.tooljob  # noqa: F401
 
 
-def warm_up(address: str | None) -> RayConnection | None:
+def warm_up(address: str | None, timeout: float, log_level: str) -> RayConnection | None:
     """Connect to a running Ray and start a worker importing cwltool while the leader loads
     the document.
 
@@ -191,7 +191,7 @@ def warm_up(address: str | None) -> RayConnection | None:
     address = running_address(address)
     if address is None:
         return None
-    connection = RayConnection(address)
+    connection = RayConnection(address, timeout, log_level)
     ray.remote(num_cpus=0.01, max_retries=0)(_warm_worker).remote()
     return connection
 

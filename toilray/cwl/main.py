@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
 import tempfile
 from typing import IO
 
+from toilray.exceptions import report
 from toilray.options import add_toil_options
 
 
@@ -27,6 +29,12 @@ def make_parser() -> argparse.ArgumentParser:
     group.add_argument("--disable-streaming", action="store_true", default=False,
                        help="Accepted for Toil compatibility: toilray never streams inputs")
     return parser
+
+
+def version() -> str:
+    """What ``--version`` prints and the run's first log line says: toilray's version, and cwltool's."""
+    versions = importlib.metadata.version("toilray"), importlib.metadata.version("cwltool")
+    return "toilray-cwl-runner {} (cwltool {})".format(*versions)
 
 
 def _output_stream() -> IO[str]:
@@ -52,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if args.version:
+        # Answered before Ray is reached.
+        print(version())
+        return 0
     document = (args.workflow or "").split("#", 1)[0]  # 'wf.cwl#main' names a process inside wf.cwl
     if document and "://" not in document and not os.path.exists(document):
         # cwltool would answer with a traceback.
@@ -82,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     executor = ToilrayExecutor(args, worker_runtime, args.bypass_file_store)
     runtime_context = RuntimeContext(vars(args))
     output = _output_stream()
-    connection = warm_up(args.rayAddress)
+    connection = warm_up(args.rayAddress, args.rayConnectTimeout, args.logLevel)
     try:
-        return cwltool.main.main(args=args, executor=executor, runtimeContext=runtime_context, stdout=output)
+        return cwltool.main.main(args=args, executor=executor, runtimeContext=runtime_context, stdout=output,
+                                 versionfunc=version)
     finally:
         output.close()
         if connection is not None:
@@ -100,7 +113,13 @@ def run() -> None:
     Everything the run wrote is durable by then; what is left is Ray's driver teardown, which
     costs about a second per run (the local Ray a run started itself was already stopped).
     """
-    status = main()
+    try:
+        status = main()
+    except (Exception, KeyboardInterrupt) as exc:
+        reported = report(exc)
+        if reported is None:
+            raise
+        status = reported
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

@@ -5,6 +5,9 @@ Layout (the same keys on every storage back end)::
     workflow.json        written last when the store is created: workflow ID, root job ID,
                          the script's module name and code paths. Its absence means the store
                          was never fully created.
+    unstarted            written when the store is created, deleted once workflow.json is: a
+                         store that holds it was made by toilray for a workflow that never
+                         started, so a new run replaces it (no --restart, no clean needed).
     start                the initial job graph (pickled list of JobSpec), written once.
     commits/<jobID>      a job's CommitRecord: its return value, the successors it created,
                          its file deletions. Written once, atomically; it *is* the job's done
@@ -25,8 +28,10 @@ Layout (the same keys on every storage back end)::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
+import re
 import socket
 import time
 import uuid
@@ -43,7 +48,10 @@ from toilray.exceptions import (
 from toilray.jobStores.storage import LeaderLock, Storage
 from toilray.protocol import CommitRecord, JobSpec
 
+logger = logging.getLogger(__name__)
+
 WORKFLOW_KEY = "workflow.json"
+UNSTARTED_KEY = "unstarted"
 START_KEY = "start"
 LOCK_KEY = "leader.lock"
 STATUS_KEY = "status.json"
@@ -54,6 +62,10 @@ LOGS = "logs"
 STATS = "stats"
 FILES = "files"
 SHARED = "shared"
+
+
+# What looks like a locator's kind ('fil:', 's4:'): a path has a '/' or '.' before any ':'.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def parse_locator(locator: str) -> tuple[str, str]:
@@ -69,9 +81,12 @@ def parse_locator(locator: str) -> tuple[str, str]:
     for kind in ("s3://", "gs://", "aws:", "google:"):
         if locator.startswith(kind):
             return kind.rstrip(":/"), locator[len(kind) :]
-    if "://" in locator:
+    scheme = _SCHEME.match(locator)
+    if "://" in locator or scheme:
+        kind = f" '{scheme.group()}'" if scheme else ""
         raise NoSuchJobStoreException(
-            locator, "unknown job store type (use file:PATH, a plain path, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX)"
+            locator, f"unknown job store type{kind} (use file:PATH, a plain path, s3://BUCKET/PREFIX or "
+                     "gs://BUCKET/PREFIX; a path with ':' in its first part needs './' in front)"
         )
     return "file", locator
 
@@ -102,19 +117,30 @@ class JobStore:
     # -- the workflow ------------------------------------------------------------------------
 
     def initialize(self) -> None:
-        """Create the (empty) store for a new workflow; refuse a store that exists."""
+        """Create the (empty) store for a new workflow; refuse a store that exists, unless its
+        workflow never started (then nothing in it can be resumed, and it is replaced)."""
         try:
             created = self._storage.create_root()
+            if not created and self._is_abandoned():
+                logger.info("Replacing the job store %s: its workflow never started", self.locator)
+                self._storage.destroy()
+                created = self._storage.create_root()
         except FileNotFoundError as exc:
             raise NoSuchJobStoreException(self.locator, str(exc)) from None
         if not created:
             raise JobStoreExistsException(self.locator)
+        self._storage.write_bytes(UNSTARTED_KEY, b"")
+
+    def _is_abandoned(self) -> bool:
+        return (self._storage.exists(UNSTARTED_KEY) and not self.is_started()
+                and not self.leader_is_running())
 
     def write_start(self, meta: dict[str, Any], initial_specs: list[JobSpec]) -> None:
         """Record the initial graph, then the workflow metadata that makes the store complete."""
         meta = dict(meta, created=time.time())
         self._storage.write_bytes(START_KEY, pickle.dumps(initial_specs, protocol=pickle.HIGHEST_PROTOCOL))
         self._storage.write_bytes(WORKFLOW_KEY, json.dumps(meta, indent=1).encode())
+        self._storage.delete(UNSTARTED_KEY)
         self._meta = meta
 
     def is_started(self) -> bool:
