@@ -137,8 +137,8 @@ def test_sse_key_is_refused_with_an_object_store(tmp_path: Path) -> None:
     result = _toilray("run", str(script), "s3://no-such-bucket/prefix", "--sseKey", str(key))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "toilray: error: BadOptionError: --sseKey is not used by toilray's s3 job store: it does not encrypt with a key of "
-        "yours; turn on the bucket's default encryption instead"
+        "toilray: error: BadOptionError: --sseKey is not used by toilray's s3 job store: it does not encrypt with "
+        "a key of yours; turn on the bucket's default encryption instead"
     ]
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,55 @@ def test_the_cwl_runner_names_toilrays_version() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"toilray-cwl-runner {version('toilray')} (cwltool {version('cwltool')})"
+
+
+BLOCKED = """
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from toilray.common import Toil
+from toilray.job import Job
+
+
+def blocked(marker):
+    import ray
+
+    # Tell the test which Ray session runs this job, then wait to be killed with the leader.
+    Path(marker).write_text(ray._private.worker.global_worker.node.get_session_dir_path())
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    parser = Job.Runner.getDefaultArgumentParser()
+    parser.add_argument("--marker")
+    options = parser.parse_args()
+    with Toil(options) as toil:
+        toil.start(Job.wrapFn(blocked, options.marker, cores=0.5, memory="50M", disk="10M"))
+"""
+
+
+def _until(condition: Callable[[], object], what: str, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_a_cold_run_killed_with_sigkill_leaves_no_ray_process(tmp_path: Path, no_ray_env: dict[str, str]) -> None:
+    from toilray.lib.ray_reaper import session_processes
+
+    script, marker = tmp_path / "blocked.py", tmp_path / "session"
+    script.write_text(BLOCKED)
+    leader = subprocess.Popen([sys.executable, str(script), f"file:{tmp_path / 'store'}", "--marker", str(marker)],
+                              env=no_ray_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _until(lambda: marker.exists() and marker.read_text(), "the job never started")
+        session = marker.read_text()
+        assert any("DashboardAgent" in p.name() for p in session_processes(session))
+    finally:
+        leader.kill()
+        leader.wait()
+    # Without the reaper Ray's agents outlive the leader by a minute or more.
+    _until(lambda: not session_processes(session), f"processes of {session} outlived the leader", limit=30.0)

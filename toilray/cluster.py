@@ -19,6 +19,7 @@ import ray
 
 from toilray import local_ray
 from toilray.exceptions import RayConnectionError
+from toilray.lib import ray_reaper
 from toilray.lib.conversions import bytes2human
 from toilray.requirements import Requirements
 
@@ -165,8 +166,11 @@ class RayConnection:
         if address:
             _connect(address, timeout, kwargs, log_level)
         else:
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+            context = ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
             self.started_here = True
+            # Lives as long as this process: its end ends whatever is left of this Ray. (ray.init
+            # returns a RayContext here; its annotation says BaseContext, which has no address_info.)
+            self._reaper = ray_reaper.start(context.address_info["session_dir"])  # type: ignore[attr-defined]
 
     def nodes(self, work_dir: str) -> list[NodeCapacity]:
         """The live nodes; the disk of this process's own node is the size of ``work_dir``'s
