@@ -432,18 +432,7 @@ class Job:
 
     def getTopologicalOrderingOfJobs(self) -> list[Job]:
         """The new (not yet scheduled) jobs of this graph, each after all its predecessors."""
-        jobs = [j for j in _connected_jobs(self) if not j._saved]
-        waiting = {id(j): sum(1 for p in j._directPredecessors if not p._saved) for j in jobs}
-        ready = [j for j in jobs if waiting[id(j)] == 0]
-        order: list[Job] = []
-        while ready:
-            job = ready.pop()
-            order.append(job)
-            for successor in job._successors():
-                waiting[id(successor)] -= 1
-                if waiting[id(successor)] == 0:
-                    ready.append(successor)
-        return order
+        return _topological([j for j in _connected_jobs(self) if not j._saved])
 
     # -- Job.Service -------------------------------------------------------------------------
 
@@ -762,6 +751,9 @@ def _check_promises(root: Job, consumers: list[tuple[Job, dict[str, Any]]], comm
     run first (a sibling) fails there at run time unless the sibling happened to finish in
     time; toilray refuses both here, before anything runs, so that no script depends on luck.
     """
+    consumers = [(consumer, promisers) for consumer, promisers in consumers if promisers]
+    if not consumers:
+        return  # most jobs hold no promise: no walk over the graph for them
     graph = _connected_jobs(root)
     jobs = {job._jobStoreID: job for job in graph}
     hosts = {service._serviceID: job for job in graph for service in _all_services(job._services)}
@@ -785,17 +777,19 @@ def _check_promises(root: Job, consumers: list[tuple[Job, dict[str, Any]]], comm
 
 
 def _topological(jobs: list[Job]) -> list[Job]:
-    """``jobs`` (a whole graph) ordered so that every job comes after its predecessors."""
-    waiting = {id(job): len(job._directPredecessors) for job in jobs}
+    """``jobs`` ordered so that each comes after its predecessors among them."""
+    members = {id(job) for job in jobs}
+    waiting = {id(job): sum(1 for p in job._directPredecessors if id(p) in members) for job in jobs}
     ready = [job for job in jobs if waiting[id(job)] == 0]
     order: list[Job] = []
     while ready:
         job = ready.pop()
         order.append(job)
         for successor in job._successors():
-            waiting[id(successor)] -= 1
-            if waiting[id(successor)] == 0:
-                ready.append(successor)
+            if id(successor) in members:
+                waiting[id(successor)] -= 1
+                if waiting[id(successor)] == 0:
+                    ready.append(successor)
     return order
 
 
