@@ -92,7 +92,7 @@ def test_the_import_graph_has_one_direction() -> None:
 LAYERS: list[tuple[str, ...]] = [
     ("toilray.cli", "toilray.cwl", "toilray.__main__"),  # front ends
     ("toilray.common",),  # Toil: runs a workflow
-    ("toilray.leader", "toilray.services", "toilray.run_reports", "toilray.leader_state"),
+    ("toilray.leader", "toilray.services", "toilray.run_reports", "toilray.leader_state", "toilray.leader_results"),
     ("toilray.worker",),
     ("toilray.job",),  # the job API
     ("toilray.config", "toilray.fileStores", "toilray.deferred", "toilray.lib.urls", "toilray.stats",

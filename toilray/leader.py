@@ -28,6 +28,7 @@ from toilray.cluster import RayConnection, placement_resources, why_unschedulabl
 from toilray.config import LeaderLimits
 from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowKilledException
 from toilray.jobStores.jobStore import JobStore
+from toilray.leader_results import ResultKeeper
 from toilray.leader_state import FailureAction, LeaderState
 from toilray.lib.conversions import bytes2human
 from toilray.protocol import LOG_MARK, JobSpec, Outcome, TaskItem, WorkerContext
@@ -82,8 +83,7 @@ class Leader:
         self._max_inflight = max(16, int(4 * self._cpu_slots))
         self._context_ref = ray.put(context)
         self._context = context
-        self._results: dict[str, ray.ObjectRef] = {}
-        self._result_deps: dict[str, frozenset[str]] = {}
+        self._results: ResultKeeper[ray.ObjectRef] = ResultKeeper(None)
         self._cleanup: dict[str, list[str]] = {}
         self._committed_earlier: set[str] = set()
         self._waiting: deque[str] = deque()
@@ -106,12 +106,13 @@ class Leader:
             source: JobSource | None = None) -> Any:
         """Run every job; return the resolved value of job ``result_id``."""
         self._source = source
+        self._results = ResultKeeper(result_id)
         self.store.clear_kill()
         if restarting:
             self._committed_earlier = set(self.store.committed_ids())
             for job_id in list(self.store.failed_ids()):
                 self.store.clear_failure(job_id)
-        self.state.add_jobs(initial_specs)
+        self._add_jobs(initial_specs)
         try:
             self._loop()
         except WorkflowKilledException:
@@ -268,10 +269,12 @@ class Leader:
                 task.timed_out = True
                 ray.cancel(task.refs[0], force=True)
 
-    def resolve_result(self, job_id: str) -> Any:
+    def resolve_result(self, job_id: str, ref: ray.ObjectRef | None = None) -> Any:
+        """The job's return value with its promises resolved; ``ref`` is the job's own result
+        when the caller holds it and the leader may not keep it."""
         def fetch(wanted: str) -> bytes:
-            ref = self._results.get(wanted)
-            return ray.get(ref) if ref is not None else self.store.result_bytes(wanted)
+            found = ref if wanted == job_id and ref is not None else self._results.get(wanted)
+            return ray.get(found) if found is not None else self.store.result_bytes(wanted)
 
         return serialize.PromiseContext({}, fetch).value_of(job_id)
 
@@ -283,8 +286,13 @@ class Leader:
             return False
         specs = self._source.take_jobs()
         if specs:
-            self.state.add_jobs(specs)
+            self._add_jobs(specs)
         return bool(specs)
+
+    def _add_jobs(self, specs: list[JobSpec], parent: str | None = None,
+                  children: tuple[str, ...] = (), followons: tuple[str, ...] = ()) -> None:
+        self.state.add_jobs(specs, parent, children, followons)
+        self._results.jobs_added(specs)
 
     def _dispatch(self) -> None:
         self._take_source_jobs()
@@ -395,7 +403,7 @@ class Leader:
             ref = self._results.get(dep) or self._services.start_refs.get(dep)
             if ref is not None:
                 refs[dep] = ref
-            stack.extend(self._result_deps.get(dep, ()))
+            stack.extend(self._results.promised_by(dep))
         return refs
 
     def _submit(self, job_ids: list[str], req: Requirements | None, resolve_only: bool = False) -> None:
@@ -484,28 +492,28 @@ class Leader:
         spec = self.state.spec(job_id)
         for level, text in outcome.messages:
             logger.log(level, "Got message from job at time %s: %s", time.strftime("%m-%d-%Y %H:%M:%S"), text)
-        self.state.add_jobs(outcome.new_specs, job_id, outcome.children, outcome.followons)
+        self._add_jobs(outcome.new_specs, job_id, outcome.children, outcome.followons)
         services = spec.services + outcome.services
         self.state.job_ran(job_id, with_services=bool(services))
         if services:
             self._services.launch(job_id, services)
         self.jobs_run += 0 if outcome.already_committed else 1
-        if result_ref is not None:
-            self._results[job_id] = result_ref
-        if outcome.result_deps:
-            self._result_deps[job_id] = outcome.result_deps
         if outcome.cleanup_files:
             self._cleanup[job_id] = outcome.cleanup_files
         if not outcome.already_committed:
             stats = self._kind_time[spec.name]
             stats[0] += 1
             stats[1] += outcome.wall_time
-        self._after_state_change()
         if self._source is not None:
             # The source owns every job it handed out (they have no successors), and its
-            # callback may hand out more; the value is dropped here once it is delivered.
-            self._source.job_succeeded(job_id, self.resolve_result(job_id))
-            self._results.pop(job_id, None)
+            # callback may hand out more: it gets the value now, so the leader need not keep it.
+            value = self.resolve_result(job_id, result_ref)
+            self._results.job_succeeded(spec, None, outcome.result_deps)
+            self._after_state_change()
+            self._source.job_succeeded(job_id, value)
+        else:
+            self._results.job_succeeded(spec, result_ref, outcome.result_deps)
+            self._after_state_change()
 
     def _failed(self, spec: JobSpec, error: str, log: str) -> None:
         report = f"Job {spec.label()} failed (attempt {self.state.attempt(spec.id)} of {self.state.tries}): {error}"
@@ -533,8 +541,7 @@ class Leader:
         """Make the rerun durable: first uncommit the checkpoint (one atomic delete, after which
         a restart reruns it too), then remove the old subtree's records and cleanup files."""
         self.store.uncommit(checkpoint_id)
-        self._results.pop(checkpoint_id, None)
-        self._result_deps.pop(checkpoint_id, None)
+        self._results.forget(checkpoint_id)
         self._forget_dropped(dropped)
         self.store.clear_failure(checkpoint_id)
 
@@ -548,8 +555,7 @@ class Leader:
         for job_id in dropped:
             self.store.uncommit(job_id)
             self.store.clear_failure(job_id)
-            self._results.pop(job_id, None)
-            self._result_deps.pop(job_id, None)
+            self._results.forget(job_id)
             for file_id in self._cleanup.pop(job_id, ()):
                 self.store.delete_file(file_id)
             if self._services.hosts(job_id):
