@@ -333,6 +333,12 @@ def test_job_module_exports() -> None:
     assert isinstance(host, Job) and host.unitName == "db" and host.memory == 10**8
 
 
+def test_name_is_a_wrapped_functions_unit_name_and_unknown_to_job_as_in_toil() -> None:
+    assert Job.wrapFn(print, name="sample-7").description.unitName == "sample-7"
+    with pytest.raises(TypeError):
+        Job(name="sample-7")  # type: ignore[call-arg]  # Toil's Job.__init__ takes no name either
+
+
 def test_accelerator_strings_parse_as_toils() -> None:
     assert Job(accelerators="cuda:1").accelerators == [{"count": 1, "kind": "gpu", "api": "cuda", "brand": "nvidia"}]
     assert Job(accelerators="nvidia-tesla-k80:2").accelerators == [
@@ -355,7 +361,15 @@ def test_start_and_restart_outside_the_with_block_raise(tmp_path: Path) -> None:
         toil.start(Job())
     with pytest.raises(ToilContextManagerException):
         toil.restart()
+    source = tmp_path / "input.txt"
+    source.write_text("x")
+    with pytest.raises(ToilContextManagerException):
+        toil.importFile(source.as_uri())
     assert not (tmp_path / "store").exists()
+    with toil:
+        file_id = toil.importFile(source.as_uri())
+    with pytest.raises(ToilContextManagerException):  # and after it
+        toil.exportFile(file_id, (tmp_path / "out.txt").as_uri())
 
 
 def test_batch_systems_package() -> None:

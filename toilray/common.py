@@ -186,15 +186,14 @@ class Toil:
 
     @property
     def jobStore(self) -> JobStore:
-        """The open job store (toilray's: front ends keep their own records in it)."""
-        if self._jobStore is None or self.config is None:
-            raise JobException("Use Toil as a context manager: 'with Toil(options) as toil:'")
+        """The open job store (front ends keep their own records in it); only inside the ``with``,
+        so start, restart and file imports and exports outside it raise as in Toil."""
+        if not self._in_context or self._jobStore is None:
+            raise ToilContextManagerException()
         return self._jobStore
 
     def _open_run(self) -> tuple[JobStore, Config, str | None, list[str]]:
         """Checks common to every way of running; where the workflow's code is."""
-        if not self._in_context:
-            raise ToilContextManagerException()
         store = self.jobStore
         assert self.config is not None
         if self._started:
