@@ -769,7 +769,7 @@ def test_human2bytes_rejects(text: Any) -> None:
         ("gpu", ({"count": 1, "kind": "gpu"},)),
         ("nvidia:2", ({"count": 2, "kind": "gpu", "brand": "nvidia"},)),
         ("cuda", ({"count": 1, "kind": "gpu", "api": "cuda", "brand": "nvidia"},)),
-        ("nvidia-tesla-k80", ({"count": 1, "kind": "gpu", "model": "nvidia-tesla-k80"},)),
+        ("nvidia-tesla-k80", ({"count": 1, "kind": "gpu", "model": "nvidia-tesla-k80", "brand": "nvidia"},)),
         ("a100|nvidia|cuda:4", ({"count": 4, "kind": "gpu", "model": "a100", "brand": "nvidia", "api": "cuda"},)),
         ({"brand": "amd", "count": 3}, ({"count": 3, "kind": "gpu", "brand": "amd"},)),
         ({"kind": "gpu"}, ({"count": 1, "kind": "gpu"},)),

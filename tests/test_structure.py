@@ -100,7 +100,8 @@ LAYERS: list[tuple[str, ...]] = [
      "toilray.cluster"),
     ("toilray.jobStores",),
     ("toilray.backends",),
-    ("toilray", "toilray.jobStores.storage", "toilray.protocol", "toilray.serialize", "toilray.requirements",
+    ("toilray", "toilray.jobStores.storage", "toilray.protocol",
+     "toilray.serialize", "toilray.requirements", "toilray.statsAndLogging", "toilray.batchSystems",
      "toilray.options", "toilray.exceptions", "toilray.lib", "toilray.local_ray", "toilray.progress",
      "toilray.realtimeLogger"),  # foundations: import nothing above
 ]

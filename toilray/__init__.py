@@ -3,6 +3,8 @@
 Change ``toil`` to ``toilray`` in a Toil script's imports and it runs on Ray.
 """
 
+import os
+
 from toilray.local_ray import prepare_client_environment
 
 # Before anything imports Ray: its clients read the authentication mode once, at import.
@@ -11,4 +13,15 @@ prepare_client_environment()
 from toilray.exceptions import DeadlockException, FailedJobsException  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["DeadlockException", "FailedJobsException", "__version__"]
+__all__ = ["DeadlockException", "FailedJobsException", "__version__", "physicalDisk", "physicalMemory"]
+
+
+def physicalMemory() -> int:
+    """This machine's physical memory in bytes, as Toil's ``toil.physicalMemory``."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def physicalDisk(directory: str) -> int:
+    """Bytes available to an unprivileged user on the file system holding ``directory``."""
+    stats = os.statvfs(directory)
+    return stats.f_frsize * stats.f_bavail

@@ -20,7 +20,7 @@ import ray
 from toilray import local_ray
 from toilray.exceptions import RayConnectionError
 from toilray.lib import ray_reaper
-from toilray.lib.conversions import bytes2human
+from toilray.lib.conversions import readable_size
 from toilray.requirements import Requirements
 
 logger = logging.getLogger(__name__)
@@ -235,17 +235,17 @@ def why_unschedulable(req: Requirements, nodes: list[NodeCapacity]) -> str | Non
     if req.cores > max(n.cpus for n in nodes):
         problems.append(f"{req.cores:g} cores (the largest node has {max(n.cpus for n in nodes):g})")
     if req.memory > max(n.memory for n in nodes):
-        problems.append(f"{bytes2human(req.memory)} of memory "
-                        f"(the largest node has {bytes2human(max(n.memory for n in nodes))})")
+        problems.append(f"{readable_size(req.memory)} of memory "
+                        f"(the largest node has {readable_size(max(n.memory for n in nodes))})")
     if req.gpus > max(n.gpus for n in nodes):
         problems.append(f"{req.gpus:g} accelerators (the largest node has {max(n.gpus for n in nodes):g})")
     if req.disk > max(_disk(n) for n in nodes):
-        problems.append(f"{bytes2human(req.disk)} of disk "
-                        f"(the largest node has {bytes2human(max(_disk(n) for n in nodes))} for --workDir)")
+        problems.append(f"{readable_size(req.disk)} of disk "
+                        f"(the largest node has {readable_size(max(_disk(n) for n in nodes))} for --workDir)")
     if not problems:
-        disk = "" if biggest.disk is None else f", {bytes2human(biggest.disk)} of disk"
+        disk = "" if biggest.disk is None else f", {readable_size(biggest.disk)} of disk"
         problems.append(f"{req.describe()} on one node (the largest offers {biggest.cpus:g} cores, "
-                        f"{bytes2human(biggest.memory)} of memory{disk}, {biggest.gpus:g} accelerators)")
+                        f"{readable_size(biggest.memory)} of memory{disk}, {biggest.gpus:g} accelerators)")
     return "it asks for " + " and ".join(problems)
 
 

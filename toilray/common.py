@@ -21,6 +21,7 @@ from toilray.exceptions import (
     FailedJobsException,
     JobException,
     NoSuchJobStoreException,
+    ToilContextManagerException,
     ToilrayError,
     WorkflowInterruptedException,
     WorkflowKilledException,
@@ -37,7 +38,7 @@ from toilray.protocol import JobSpec, NodeDirs
 if TYPE_CHECKING:
     from toilray.leader import JobSource
 
-__all__ = ["Config", "Toil"]
+__all__ = ["Config", "Toil", "ToilContextManagerException"]
 
 logger = logging.getLogger("toilray")
 
@@ -122,6 +123,7 @@ class Toil:
         self._lock: LeaderLock | None = None
         self._handlers: list[logging.Handler] = []
         self._started = False
+        self._in_context = False
         self._launch_dir = os.getcwd()
         if not isinstance(sys.excepthook, _UncaughtToilrayErrors):
             sys.excepthook = _UncaughtToilrayErrors()
@@ -142,10 +144,15 @@ class Toil:
             else:
                 store.initialize()
             self._lock = store.lock_leader()
+            store.write_config(config)
         except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
             self._remove_log_handlers()
             raise
         self._jobStore = store
+        self._in_context = True
         return self
 
     def _remove_log_handlers(self) -> None:
@@ -156,6 +163,7 @@ class Toil:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self._in_context = False
         try:
             if self._lock is not None:
                 self._lock.release()
@@ -178,9 +186,10 @@ class Toil:
 
     @property
     def jobStore(self) -> JobStore:
-        """The open job store (toilray's: front ends keep their own records in it)."""
-        if self._jobStore is None or self.config is None:
-            raise JobException("Use Toil as a context manager: 'with Toil(options) as toil:'")
+        """The open job store (front ends keep their own records in it); only inside the ``with``,
+        so start, restart and file imports and exports outside it raise as in Toil."""
+        if not self._in_context or self._jobStore is None:
+            raise ToilContextManagerException()
         return self._jobStore
 
     def _open_run(self) -> tuple[JobStore, Config, str | None, list[str]]:
@@ -294,6 +303,21 @@ class Toil:
     @staticmethod
     def normalize_uri(uri: str, check_existence: bool = False) -> str:
         return urls.normalize_uri(uri, check_existence)
+
+    @staticmethod
+    def parseLocator(locator: str) -> tuple[str, str]:
+        """A locator's (type, rest), as Toil splits it: a path (starting with '/' or '.', or
+        without ':') is 'file'; anything else splits at its first ':'. Types are not checked."""
+        if locator[0] in "/." or ":" not in locator:
+            return "file", locator
+        name, rest = locator.split(":", 1)
+        return name, rest
+
+    @staticmethod
+    def buildLocator(name: str, rest: str) -> str:
+        if ":" in name:
+            raise ValueError(f"Can't have a ':' in the name: '{name}'.")
+        return f"{name}:{rest}"
 
     @staticmethod
     def getJobStore(locator: str) -> JobStore:

@@ -16,6 +16,14 @@ class JobException(ToilrayError):
     """A job was used in a way Toil does not allow."""
 
 
+class ToilContextManagerException(JobException):
+    """``Toil.start``/``restart`` (or another method needing the open store) was called outside
+    ``with Toil(options) as toil:``."""
+
+    def __init__(self) -> None:
+        super().__init__('This method cannot be called outside the "with Toil(...)" context manager.')
+
+
 class JobGraphDeadlockException(JobException):
     """The job graph has a cycle, several roots, or a checkpoint that is not a leaf."""
 

@@ -7,7 +7,7 @@ import logging
 import os
 import uuid
 from argparse import ArgumentParser, Namespace
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -106,61 +106,35 @@ class PromisedRequirement:
         return found
 
 
-class Job:
-    """A unit of work. Override ``run(fileStore)``; its return value is what ``rv()`` promises."""
+class TemporaryID:
+    """Toil's placeholder ID of a job description not yet in a job store; unique, hashable."""
 
-    def __init__(
-        self,
-        memory: int | str | None = None,
-        cores: int | float | str | None = None,
-        disk: int | str | None = None,
-        accelerators: Any = None,
-        preemptible: bool | str | int | None = None,
-        preemptable: bool | str | int | None = None,
-        unitName: str | None = "",
-        checkpoint: bool | None = False,
-        displayName: str | None = "",
-        descriptionClass: Any = None,
-        *,
-        jobStoreID: str | None = None,
-    ) -> None:
-        """Toil's arguments; ``jobStoreID`` (toilray's) gives a job a chosen, stable ID, as the
-        CWL runner does so that a restart recognises invocations that already ran."""
-        if preemptible is None and preemptable is not None:
-            preemptible = preemptable
+    def __init__(self) -> None:
+        self._value = uuid.uuid4()
+
+    def __repr__(self) -> str:
+        return f"TemporaryID({self._value})"
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TemporaryID) and self._value == other._value
+
+
+class Requirer:
+    """Requirements (``memory``, ``cores``, ``disk``, ``accelerators``, ``preemptible``) in any of
+    Toil's spellings, read back as numbers; one not given is the run's default (``assignConfig``),
+    or Toil's built-in one outside a run."""
+
+    def __init__(self, requirements: Mapping[str, Any]) -> None:
         self._requirements: dict[str, Any] = {}
-        for key, value in (
-            ("memory", memory),
-            ("cores", cores),
-            ("disk", disk),
-            ("accelerators", accelerators),
-            ("preemptible", preemptible),
-        ):
+        for key, value in requirements.items():
             if value is not None:
                 self._requirements[key] = self._check_requirement(key, value)
-        self._jobStoreID = jobStoreID or uuid.uuid4().hex
-        self._jobName = self._default_job_name()
-        self._unitName = unitName or ""
-        self._displayName = displayName or self._jobName
-        self._checkpoint = bool(checkpoint)
-        self._init_transient()
-
-    # -- internals ---------------------------------------------------------------------------
-
-    def _init_transient(self) -> None:
-        self._children: list[Job] = []
-        self._followOns: list[Job] = []
-        self._directPredecessors: list[Job] = []
-        self._fileStore: FileStore | None = None
-        self._tempDir: str | None = None
-        self._saved = False
-        self._services: list[Job.Service] = []
-        # The run's default requirements: set when the job is described for a run or loaded by
-        # a worker, and handed on to the successors added to it.
         self._defaults: Requirements | None = None
-
-    def _default_job_name(self) -> str:
-        return type(self).__name__
 
     @staticmethod
     def _check_requirement(key: str, value: Any) -> Any:
@@ -170,19 +144,9 @@ class Job:
             return value
         return parse_requirement(key, value)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for key in _TRANSIENT:
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._init_transient()
-
     def _requirement(self, key: str) -> Any:
-        """What the job asks for: its own value (a promised one resolved), else the run's default
-        (Toil's built-in one for a job that is not part of a run yet)."""
+        """What is asked for: the value given (a promised one resolved), else the run's default
+        (Toil's built-in one when there is no run yet)."""
         value = self._requirements.get(key)
         if value is None:
             return getattr(self._defaults or TOIL_DEFAULTS, key)
@@ -196,30 +160,17 @@ class Job:
     def _resolved_requirements(self) -> Requirements:
         return Requirements(**{key: self._requirement(key) for key in REQUIREMENT_KEYS})
 
-    def _successors(self) -> list[Job]:
-        return self._children + self._followOns
-
-    def _run(self, fileStore: FileStore) -> Any:
-        """What the worker calls; EncapsulatedJob and wrappers refine ``run`` itself."""
-        return self.run(fileStore)
-
-    # -- properties --------------------------------------------------------------------------
+    def assignConfig(self, config: Any) -> None:
+        """Take the defaults of requirements not given from a ``Config`` (``--defaultMemory``, ...)."""
+        self._defaults = config.defaults
 
     @property
-    def jobStoreID(self) -> str:
-        return self._jobStoreID
+    def requirements(self) -> dict[str, Any]:
+        """The requirements given explicitly, parsed."""
+        return dict(self._requirements)
 
-    @property
-    def jobName(self) -> str:
-        return self._jobName
-
-    @property
-    def unitName(self) -> str:
-        return self._unitName
-
-    @property
-    def displayName(self) -> str:
-        return self._displayName
+    def requirements_string(self) -> str:
+        return self._resolved_requirements().describe()
 
     @property
     def memory(self) -> int:
@@ -262,6 +213,123 @@ class Job:
         self._requirements["preemptible"] = self._check_requirement("preemptible", value)
 
     preemptable = preemptible
+
+
+class JobDescription(Requirer):
+    """What the leader knows of a job in Toil: its requirements and names, and its ID
+    (a ``TemporaryID`` until it is stored). toilray's leader works from ``JobSpec``s; this is
+    for scripts that build or inspect descriptions (``Job.description``)."""
+
+    def __init__(self, requirements: Mapping[str, Any], jobName: str, unitName: str | None = "",
+                 displayName: str | None = "", local: bool | None = None, files: Any = None) -> None:
+        super().__init__(requirements)
+        self.local = bool(local)
+        self.jobName = _text(jobName)
+        self.unitName = _text(unitName)
+        self.displayName = _text(displayName)
+        self.jobStoreID: str | TemporaryID = TemporaryID()
+
+    def __str__(self) -> str:
+        return job_label(self.jobName, self.unitName, str(self.jobStoreID))
+
+
+def _text(name: str | bytes | None) -> str:
+    if isinstance(name, bytes):
+        return name.decode("utf-8", errors="replace")
+    return name or ""
+
+
+class Job(Requirer):
+    """A unit of work. Override ``run(fileStore)``; its return value is what ``rv()`` promises."""
+
+    def __init__(
+        self,
+        memory: int | str | None = None,
+        cores: int | float | str | None = None,
+        disk: int | str | None = None,
+        accelerators: Any = None,
+        preemptible: bool | str | int | None = None,
+        preemptable: bool | str | int | None = None,
+        unitName: str | None = "",
+        checkpoint: bool | None = False,
+        displayName: str | None = "",
+        descriptionClass: Any = None,
+        *,
+        jobStoreID: str | None = None,
+    ) -> None:
+        """Toil's arguments; ``jobStoreID`` (toilray's) gives a job a chosen, stable ID, as the
+        CWL runner does so that a restart recognises invocations that already ran."""
+        if preemptible is None and preemptable is not None:
+            preemptible = preemptable
+        super().__init__({"memory": memory, "cores": cores, "disk": disk, "accelerators": accelerators,
+                          "preemptible": preemptible})
+        self._jobStoreID = jobStoreID or uuid.uuid4().hex
+        self._jobName = self._default_job_name()
+        self._unitName = unitName or ""
+        self._displayName = displayName or self._jobName
+        self._checkpoint = bool(checkpoint)
+        self._init_transient()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _init_transient(self) -> None:
+        self._children: list[Job] = []
+        self._followOns: list[Job] = []
+        self._directPredecessors: list[Job] = []
+        self._fileStore: FileStore | None = None
+        self._tempDir: str | None = None
+        self._saved = False
+        self._services: list[Job.Service] = []
+        # The run's default requirements: set when the job is described for a run or loaded by
+        # a worker, and handed on to the successors added to it.
+        self._defaults: Requirements | None = None
+
+    def _default_job_name(self) -> str:
+        return type(self).__name__
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in _TRANSIENT:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_transient()
+
+    def _successors(self) -> list[Job]:
+        return self._children + self._followOns
+
+    def _run(self, jobGraph: Any = None, fileStore: FileStore | None = None, **kwargs: Any) -> Any:
+        """What the worker calls, with Toil's arguments (``jobGraph`` is always None, as Toil's
+        worker passes it), so that subclasses overriding it as for Toil keep working."""
+        return self.run(self.fileStore if fileStore is None else fileStore)
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def jobStoreID(self) -> str:
+        return self._jobStoreID
+
+    @property
+    def jobName(self) -> str:
+        return self._jobName
+
+    @property
+    def unitName(self) -> str:
+        return self._unitName
+
+    @property
+    def displayName(self) -> str:
+        return self._displayName
+
+    @property
+    def description(self) -> JobDescription:
+        """This job as Toil's leader would describe it: requirements, names and its ID."""
+        description = JobDescription(self._requirements, self._jobName, self._unitName, self._displayName)
+        description._defaults = self._defaults
+        description.jobStoreID = self._jobStoreID
+        return description
 
     @property
     def checkpoint(self) -> bool:
@@ -901,7 +969,7 @@ def run_job(job: Job, file_store: FileStore, cwd: str | None = None) -> RunResul
     try:
         if cwd is not None:
             os.chdir(cwd)
-        value = job._run(file_store)
+        value = job._run(jobGraph=None, fileStore=file_store)
     finally:
         os.chdir(previous)
     job.checkJobGraphForDeadlocks()
@@ -915,9 +983,18 @@ def run_job(job: Job, file_store: FileStore, cwd: str | None = None) -> RunResul
     )
 
 
-def service_host_job(name: str, file_store: FileStore) -> Job:
-    """The job a service's ``start(job)`` and ``stop(job)`` get: a stand-in whose ``fileStore``
-    is the service host's."""
-    job = Job(unitName=name)
+class ServiceHostJob(Job):
+    """The job that hosts a service: what its ``start(job)`` and ``stop(job)`` get (toilray
+    hosts a service in a Ray actor, which makes this job for it)."""
+
+    def __init__(self, service: Job.Service) -> None:
+        super().__init__(**service._requirements, unitName=service.unitName)
+        self._jobName = type(service).__name__
+        self.service = service
+
+
+def service_host_job(service: Job.Service, file_store: FileStore) -> ServiceHostJob:
+    """The host job of a loaded service, with the service host's ``fileStore``."""
+    job = ServiceHostJob(service)
     job._fileStore = file_store
     return job

@@ -30,7 +30,7 @@ from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowK
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_results import ResultKeeper
 from toilray.leader_state import FailureAction, LeaderState
-from toilray.lib.conversions import bytes2human
+from toilray.lib.conversions import readable_size
 from toilray.protocol import LOG_MARK, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.requirements import Requirements
 from toilray.run_reports import STATUS_INTERVAL, RunReports
@@ -370,10 +370,10 @@ class Leader:
         if limits.max_cores is not None and req.cores > limits.max_cores:
             return f"it asks for {req.cores:g} cores but --maxCores is {limits.max_cores:g}"
         if limits.max_memory is not None and req.memory > limits.max_memory:
-            return (f"it asks for {bytes2human(req.memory)} of memory "
-                    f"but --maxMemory is {bytes2human(limits.max_memory)}")
+            return (f"it asks for {readable_size(req.memory)} of memory "
+                    f"but --maxMemory is {readable_size(limits.max_memory)}")
         if limits.max_disk is not None and req.disk > limits.max_disk:
-            return f"it asks for {bytes2human(req.disk)} of disk but --maxDisk is {bytes2human(limits.max_disk)}"
+            return f"it asks for {readable_size(req.disk)} of disk but --maxDisk is {readable_size(limits.max_disk)}"
         return why_unschedulable(req, self._nodes)
 
     def _fits(self, req: Requirements) -> bool:

@@ -141,6 +141,21 @@ def parse_log_level(text: str) -> str:
         ) from None
 
 
+def add_log_level_options(group: argparse.ArgumentParser | Any, default_level: str = "INFO") -> None:
+    """The log level flags (--logLevel, --logDebug, ...), --logFile and --rotatingLogging: what
+    ``add_toil_options`` and ``toilray.statsAndLogging.add_logging_options`` both offer."""
+    for flag, level in (("--logOff", "CRITICAL"), ("--logCritical", "CRITICAL"), ("--logError", "ERROR"),
+                        ("--logWarning", "WARNING"), ("--logInfo", "INFO"), ("--logDebug", "DEBUG")):
+        group.add_argument(flag, dest="logLevel", action="store_const", const=level, default=default_level,
+                           help=f"Log at level {level} and above (default: --logLevel {default_level}).")
+    group.add_argument("--logLevel", type=parse_log_level, default=default_level,
+                       help=f"OFF, CRITICAL, ERROR, WARN, INFO or DEBUG (default {default_level}).")
+    group.add_argument("--logFile", default=None,
+                       help="Also write the leader's log to this file (default: stderr only).")
+    group.add_argument("--rotatingLogging", action="store_true", default=False,
+                       help="Rotate the --logFile at --maxLogFileSize bytes, keeping one old file (default off).")
+
+
 def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bool = False) -> None:
     """Add every workflow option (and the job store argument) to an argparse parser."""
     if jobstore_as_flag:
@@ -172,16 +187,7 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
                            "with an error saying what to check (default 15).")
 
     logs = parser.add_argument_group("toilray logging options")
-    for flag, level in (("--logOff", "CRITICAL"), ("--logCritical", "CRITICAL"), ("--logError", "ERROR"),
-                        ("--logWarning", "WARNING"), ("--logInfo", "INFO"), ("--logDebug", "DEBUG")):
-        logs.add_argument(flag, dest="logLevel", action="store_const", const=level, default="INFO",
-                          help=f"Log at level {level} and above (default: --logLevel INFO).")
-    logs.add_argument("--logLevel", type=parse_log_level, default="INFO",
-                      help="OFF, CRITICAL, ERROR, WARN, INFO or DEBUG (default INFO).")
-    logs.add_argument("--logFile", default=None,
-                      help="Also write the leader's log to this file (default: stderr only).")
-    logs.add_argument("--rotatingLogging", action="store_true", default=False,
-                      help="Rotate the --logFile at --maxLogFileSize bytes, keeping one old file (default off).")
+    add_log_level_options(logs)
     logs.add_argument("--maxLogFileSize", type=_size, default=64000,
                       help="Keep at most this many bytes of each job's log (default 64000; 0 keeps all).")
     logs.add_argument("--writeLogs", nargs="?", const=".", default=None, metavar="DIR",

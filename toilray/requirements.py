@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from toilray.lib.conversions import bytes2human, human2bytes
+from toilray.lib.conversions import human2bytes, readable_size
 
 _GPU_KINDS = {"gpu", "nvidia", "amd", "cuda", "rocm", "opencl"}
 
@@ -34,7 +34,7 @@ class Requirements:
         return replace(self, memory=max(self.memory, memory))
 
     def describe(self) -> str:
-        text = f"{self.cores:g} core(s), {bytes2human(self.memory)} of memory, {bytes2human(self.disk)} of disk"
+        text = f"{self.cores:g} core(s), {readable_size(self.memory)} of memory, {readable_size(self.disk)} of disk"
         if self.accelerators:
             text += f", {self.gpus:g} accelerator(s)"
         return text
@@ -125,6 +125,11 @@ def _parse_one_accelerator(spec: Any) -> dict[str, Any]:
             parsed["brand"] = lowered
         elif lowered and lowered not in _GPU_KINDS:
             parsed["model"] = part
+    if "brand" not in parsed and "model" in parsed:
+        # Models often start with their brand ('nvidia-tesla-k80'): Toil's guess, made here too.
+        for brand in ("nvidia", "amd"):
+            if parsed["model"].lower().startswith(brand):
+                parsed["brand"] = brand
     return parsed
 
 

@@ -278,11 +278,12 @@ class ServiceHost:
         prepare_process(ctx)
         deferred = DeferredFunctions(ctx.dirs.deferred)
         self._file_store = FileStore(store_for(ctx), name, _process_dir(ctx, "service"), ctx.launch_dir, deferred)
-        self._job = service_host_job(name, self._file_store)
+        self._job: Any = None
         self._service: Any = None
 
     def start(self, body: bytes) -> bytes:
         self._service = serialize.loads(body)
+        self._job = service_host_job(self._service, self._file_store)
         return serialize.dumps(self._service.start(self._job))[0]
 
     def check(self) -> bool:

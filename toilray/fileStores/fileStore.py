@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from toilray.deferred import DeferredFunctions
 from toilray.fileStores import FileID
+from toilray.fileStores.abstractFileStore import AbstractFileStore
 from toilray.fileStores.cache import NodeCache
 from toilray.jobStores.jobStore import JobStore
 from toilray.lib import urls
@@ -21,8 +22,10 @@ from toilray.lib import urls
 logger = logging.getLogger("toilray.worker")
 
 
-class FileStore:
+class FileStore(AbstractFileStore):
     """Files for one job attempt. Deletions of global files take effect when the job commits."""
+
+    jobStore: JobStore
 
     def __init__(self, job_store: JobStore, job_name: str, scratch_parent: str, launch_dir: str,
                  deferred: DeferredFunctions, cache: NodeCache | None = None) -> None:

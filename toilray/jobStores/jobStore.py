@@ -21,6 +21,8 @@ Layout (the same keys on every storage back end)::
     leader.lock          held by the running leader; a second leader is refused.
     status.json          the leader's latest counts and state, rewritten at most every second,
                          so that `toilray status` never has to read the job records.
+    config.pickle        the Config of the latest leader session, written when it opens the
+                         store: what ``jobStore.config`` gives a job.
     kill                 present when `toilray kill` asked the leader to stop.
     tmp/                 staging area for atomic writes (local stores).
 """
@@ -45,6 +47,7 @@ from toilray.exceptions import (
     NoSuchFileException,
     NoSuchJobStoreException,
 )
+from toilray.jobStores.abstractJobStore import AbstractJobStore
 from toilray.jobStores.storage import LeaderLock, Storage
 from toilray.protocol import CommitRecord, JobSpec
 
@@ -55,6 +58,7 @@ UNSTARTED_KEY = "unstarted"
 START_KEY = "start"
 LOCK_KEY = "leader.lock"
 STATUS_KEY = "status.json"
+CONFIG_KEY = "config.pickle"
 KILL_KEY = "kill"
 COMMITS = "commits"
 FAILURES = "failures"
@@ -105,7 +109,7 @@ def open_storage(locator: str, verify_checksums: bool = True) -> Storage:
     return LocalStorage(os.path.expanduser(rest), locator)
 
 
-class JobStore:
+class JobStore(AbstractJobStore):
     """Typed operations on a workflow's records; see the module docstring for the layout."""
 
     def __init__(self, locator: str, verify_checksums: bool = True) -> None:
@@ -169,6 +173,19 @@ class JobStore:
         meta = dict(self.meta(), **changes)
         self._storage.write_bytes(WORKFLOW_KEY, json.dumps(meta, indent=1).encode())
         self._meta = meta
+
+    def write_config(self, config: Any) -> None:
+        """Record the leader session's ``Config`` (for ``jobStore.config`` in its jobs)."""
+        self._storage.write_bytes(CONFIG_KEY, pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL))
+
+    @property
+    def config(self) -> Any:
+        """The ``Config`` of the latest leader session, read afresh (a worker process outlives
+        sessions); NoSuchJobStoreException before any leader opened the store."""
+        try:
+            return pickle.loads(self._storage.read_bytes(CONFIG_KEY))
+        except FileNotFoundError:
+            raise NoSuchJobStoreException(self.locator, "no leader has opened it yet") from None
 
     def initial_specs(self) -> list[JobSpec]:
         return pickle.loads(self._storage.read_bytes(START_KEY))
