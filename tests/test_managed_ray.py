@@ -200,7 +200,8 @@ def test_a_killed_leader_does_not_keep_the_local_ray_running(runs: Runs) -> None
     leader = subprocess.Popen([sys.executable, str(runs.script), *args], env=runs.env, cwd=runs.tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _until(lambda: out.exists(), "the job never started")
+        _until(lambda: out.exists() or leader.poll() is not None, "the job never started")
+        assert out.exists(), f"the leader exited with status {leader.returncode}"
         state = runs.state()
         assert state is not None and json.loads(out.read_text())["session"] == state["session_dir"]
         assert _ray_daemons(runs.mark)
