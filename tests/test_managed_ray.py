@@ -212,6 +212,19 @@ def test_a_killed_leader_does_not_keep_the_local_ray_running(runs: Runs) -> None
     assert not runs.running()
 
 
+def test_a_run_replaces_the_record_of_a_local_ray_that_was_killed(runs: Runs) -> None:
+    _, seen = runs.run()
+    state = runs.state()
+    assert state is not None
+    os.kill(int(str(state["pid"])), signal.SIGKILL)
+    _until(lambda: not _ray_daemons(runs.mark), "the killed local Ray's processes outlived it")
+    assert runs.state() is not None, "the record of the killed instance is still there"
+    done, seen_again = runs.run()
+    assert "Started a local Ray for toilray runs at" in done.stderr
+    assert seen_again["session"] != seen["session"]
+    assert [p.name for p in runs.home.glob("local-ray-*.leases")] == [f"local-ray-{runs.state()['pid']}.leases"]
+
+
 def test_an_embedded_ray_leaves_nothing_running(runs: Runs) -> None:
     for extra, env in ((("--embeddedRay",), runs.env), ((), {**runs.env, "TOILRAY_EMBEDDED_RAY": "1"})):
         done, seen = runs.run(*extra, env=env)

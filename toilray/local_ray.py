@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -156,11 +157,13 @@ def in_use(instance: LocalRay) -> bool:
 
 
 def _current() -> LocalRay | None:
-    """With the lock held: the running instance; a stale record is removed."""
+    """With the lock held: the running instance; a stale record is removed, with the lease
+    files of instances that are gone (a killed server leaves its own)."""
     instance = _recorded()
     if instance is None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(_state_path())
+        for path in [_state_path(), *glob.glob(os.path.join(glob.escape(_home()), "local-ray-*.leases"))]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
     return instance
 
 
