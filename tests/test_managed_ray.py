@@ -258,6 +258,29 @@ def test_a_run_after_toilrays_code_changed_restarts_the_idle_local_ray(runs: Run
     assert "code changed" not in again.stderr and unchanged["session"] == new["session_dir"]
 
 
+def test_a_run_after_toilrays_code_changed_leaves_a_busy_local_ray_alone(runs: Runs, tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    shutil.copytree(REPO / "toilray", packages / "toilray", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**runs.env, "PYTHONPATH": str(packages)}
+    args, out, _ = runs.args("--block")
+    busy = subprocess.Popen([sys.executable, str(runs.script), *args], env=env, cwd=runs.tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _until(lambda: out.exists() or busy.poll() is not None, "the busy run's job never started")
+        assert out.exists(), f"the busy run exited with status {busy.returncode}"
+        with open(packages / "toilray" / "__init__.py", "a") as init:
+            init.write("EDIT = 1\n")
+        done, seen = runs.run(env=env)
+        assert "toilray's code changed since the local Ray" in done.stderr
+        assert "this run starts a Ray of its own" in done.stderr
+        assert seen["edit"] == 1
+        assert seen["session"] != json.loads(out.read_text())["session"]
+        assert busy.poll() is None, "the busy run kept its Ray"
+    finally:
+        busy.kill()
+        busy.wait()
+
+
 def test_concurrent_runs_on_the_local_ray_keep_environments_temp_dirs_and_modules_apart(runs: Runs,
                                                                                         tmp_path: Path) -> None:
     leaders = {}
