@@ -2,7 +2,9 @@
 
 Starting Ray costs seconds, so the session starts it once (2 CPUs, like the CI machine).
 Workflows run in the test process reuse it; scripts run as subprocesses connect to it
-through RAY_ADDRESS, as a user's script connects to a running cluster.
+through RAY_ADDRESS, as a user's script connects to a running cluster. A run that finds no
+address uses the managed local Ray of $TOILRAY_HOME: the session gives it a directory of its
+own (never the user's ~/.toilray) and stops what was started there at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +24,21 @@ from objectstores import ObjectServers, start_object_servers
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def toilray_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from toilray import local_ray
+
+    home = tmp_path_factory.mktemp("toilray-home")
+    saved = os.environ.get("TOILRAY_HOME")
+    os.environ["TOILRAY_HOME"] = str(home)
+    yield home
+    local_ray.stop()
+    if saved is None:
+        del os.environ["TOILRAY_HOME"]
+    else:
+        os.environ["TOILRAY_HOME"] = saved
 
 
 @pytest.fixture(scope="session")

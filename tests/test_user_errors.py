@@ -59,10 +59,12 @@ def hello(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def no_ray_env(tmp_path: Path) -> dict[str, str]:
-    """An environment with no Ray to find: no RAY_ADDRESS and no toilray local-ray (and, as in a
-    user's shell, no RAY_AUTH_MODE: this process's ray.init set it)."""
+    """An environment with no Ray to find, whose runs start a Ray of their own: no RAY_ADDRESS,
+    no shared local Ray (TOILRAY_EMBEDDED_RAY) and, as in a user's shell, no RAY_AUTH_MODE: this
+    process's ray.init set it."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["TOILRAY_HOME"] = str(tmp_path / "toilray-home")
+    env["TOILRAY_EMBEDDED_RAY"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

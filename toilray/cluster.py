@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -46,15 +47,13 @@ class NodeCapacity:
     disk: float | None = None  # bytes; None: not known, so not checked
 
 
-def running_address(address: str | None) -> str | None:
-    """The Ray cluster to connect to: ``address``, else RAY_ADDRESS, else a running
-    ``toilray local-ray``; None when a run has to start its own Ray."""
+def running_address(address: str | None, embedded: bool = False) -> str | None:
+    """The Ray a run connects to without starting one: ``address``, else RAY_ADDRESS, else the
+    managed local Ray if it runs (unless ``embedded``); None when the run has to start a Ray."""
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
+    if address is None and not embedded:
         local = local_ray.running()
-        if local is not None:
-            logger.info("Using the local Ray instance at %s (toilray local-ray)", local.address)
-            address = local.address
+        address = local.address if local is not None else None
     return address
 
 
@@ -153,18 +152,64 @@ def _quiet_ray_banners(log_level: str) -> None:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(level)
 
 
-class RayConnection:
-    """Ray for one workflow run. Shuts down only an instance it started itself."""
+def _in_words(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:g} minute{'s' * (minutes != 1)}" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g} s"
 
-    def __init__(self, address: str | None, timeout: float = 15.0, log_level: str = "INFO") -> None:
+
+def _use_token_auth() -> None:
+    """Make this process a token-authenticating Ray client, as the managed local Ray expects (it
+    started Ray with Ray's defaults). Ray reads the mode from the environment once, at import:
+    Ray's own switch for a process that starts a local cluster re-reads it (_enable_token_auth)."""
+    if "RAY_AUTH_MODE" not in os.environ:
+        from ray._raylet import Config  # type: ignore[attr-defined]
+
+        os.environ["RAY_AUTH_MODE"] = "token"
+        Config.initialize("")
+
+
+def _disconnect_at_exit() -> None:
+    """Leave Ray without its exit handler's pause: that handler sleeps half a second so that
+    workers' log lines reach the terminal, and toilray never forwards them (log_to_driver=False).
+    Registered after Ray's handler, so it runs first; Ray's then has nothing left to do."""
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+class RayConnection:
+    """Ray for one workflow run: the cluster at ``address`` (or RAY_ADDRESS); else the managed
+    local Ray (``toilray.local_ray``), started if none runs, which this process stays attached to
+    until it exits; else, with ``embedded`` or when the managed Ray runs other code and is busy,
+    a Ray of this run's own. Shuts down only an instance it started itself; a connection is left
+    at exit without Ray's exit pause."""
+
+    def __init__(self, address: str | None, timeout: float = 15.0, log_level: str = "INFO", embedded: bool = False,
+                 idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT) -> None:
         self.started_here = False
         if ray.is_initialized():
             return
         _quiet_ray_banners(log_level)
-        address = running_address(address)
+        address = address or os.environ.get("RAY_ADDRESS") or None
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+        attachment = local_ray.attach(idle_timeout) if address is None and not embedded else None
+        if attachment is not None:
+            local = attachment.instance
+            if attachment.started:
+                stops = "runs until" if local.idle_timeout is None else \
+                    f"stops after {_in_words(local.idle_timeout)} without a workflow, or at"
+                logger.info("Started a local Ray for toilray runs at %s; it %s 'toilray local-ray stop'",
+                            local.address, stops)
+            else:
+                logger.info("Using the local Ray instance at %s (toilray local-ray)", local.address)
+            _use_token_auth()
+            # Its workers were started by another process: they get this run's environment, as
+            # the workers of a Ray of the run's own inherit it.
+            kwargs["runtime_env"] = {"env_vars": dict(os.environ)}
+            address = local.address
         if address:
             _connect(address, timeout, kwargs, log_level)
+            atexit.unregister(_disconnect_at_exit)
+            atexit.register(_disconnect_at_exit)
         else:
             context = ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
             self.started_here = True

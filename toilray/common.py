@@ -256,7 +256,8 @@ class Toil:
         config = self.config
         assert config is not None
         store = self.jobStore
-        connection = RayConnection(config.rayAddress, config.rayConnectTimeout, config.logLevel)
+        connection = RayConnection(config.rayAddress, config.rayConnectTimeout, config.logLevel, config.embeddedRay,
+                                   config.localRayIdleTimeout)
         log_server = None
         try:
             if start_meta is not None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from toilray.exceptions import BadOptionError
 from toilray.jobStores.jobStore import parse_locator
-from toilray.options import REPLACED_OPTIONS, batch_system_type, parse_clean, parse_log_level
+from toilray.options import REPLACED_OPTIONS, batch_system_type, embedded_ray, parse_clean, parse_log_level
 from toilray.protocol import WorkerContext
 from toilray.requirements import (
     Requirements,
@@ -111,6 +111,8 @@ class Config:
     realTimeLogging: bool
     rayAddress: str | None
     rayConnectTimeout: float
+    embeddedRay: bool
+    localRayIdleTimeout: float
     retryCount: int
     defaults: Requirements
     maxCores: float | None
@@ -181,6 +183,9 @@ class Config:
         ray_connect_timeout = _checked(float, options.rayConnectTimeout, "--rayConnectTimeout")
         if ray_connect_timeout <= 0:
             raise BadOptionError("--rayConnectTimeout must be positive")
+        idle_timeout = _checked(float, options.localRayIdleTimeout, "--localRayIdleTimeout")
+        if idle_timeout <= 0:
+            raise BadOptionError("--localRayIdleTimeout must be positive")
         return cls(
             jobStore=job_store,
             jobStoreLocator=locator,
@@ -200,6 +205,8 @@ class Config:
             realTimeLogging=bool(options.realTimeLogging),
             rayAddress=options.rayAddress,
             rayConnectTimeout=ray_connect_timeout,
+            embeddedRay=embedded_ray(options.embeddedRay),
+            localRayIdleTimeout=idle_timeout,
             retryCount=retry_count,
             defaults=defaults,
             maxCores=max_cores,

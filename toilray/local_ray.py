@@ -1,29 +1,66 @@
-"""A long-lived local Ray instance that workflows on this machine reuse.
+"""The toilray-managed local Ray that workflows on this machine share.
 
-Starting Ray costs seconds; connecting to a running instance costs well under one. After
-``toilray local-ray start``, every workflow started on this machine without ``--rayAddress``
-(or ``RAY_ADDRESS``) runs on that instance instead of starting its own, until
-``toilray local-ray stop``. The instance is a small Python process in its own session that
-started Ray with ``ray.init`` (so clients connect with Ray's default settings, token
-authentication included) and shuts it down when terminated; stopping it ends that Ray and
-nothing else (unlike ``ray stop``).
+Starting Ray costs seconds; connecting to a running instance costs well under one. A run
+without ``--rayAddress`` (or ``RAY_ADDRESS``) and without ``--embeddedRay`` attaches to the
+managed instance, starting it when none runs; the instance outlives the run and stops by
+itself after its idle timeout without a workflow. ``toilray local-ray start`` starts one that
+stays until ``toilray local-ray stop``.
+
+The instance is a small Python process in its own session (the *server*) that started Ray
+with ``ray.init`` (so clients connect with Ray's default settings, token authentication
+included) and shuts it down when it stops; stopping it ends that Ray and nothing else (unlike
+``ray stop``). Everything lives in the state directory, ``$TOILRAY_HOME`` (default
+``~/.toilray``), and every question is answered by a lock the kernel releases when its holder
+dies, however it dies (``kill -9`` included), so no pid can be stale:
+
+- ``local-ray.json``: where the instance is (address, session, code stamp, idle timeout). The
+  server holds an exclusive ``flock`` on it for as long as it runs: a record nobody holds a
+  lock on is stale and is replaced.
+- ``local-ray.lock``: held while a run looks for, starts, restarts or attaches to an instance,
+  and by the server while it decides to stop, so two runs never start two instances and a run
+  never attaches to one that is stopping.
+- ``local-ray-<pid>.leases``: each attached leader process holds a shared ``flock`` on it until
+  it exits (it stays connected to Ray that long). The server is idle when it can take the
+  lock exclusively; the file's modification time is the last attach, so a run shorter than
+  the server's polling interval still counts.
+
+Upgrading toilray or editing its code must not leave a run on processes that run other code:
+the server records a stamp of the code it runs (toilray's source files, by path, size and
+modification time, with Ray's version and the interpreter). A run whose stamp differs
+restarts the instance when no leader is attached, and otherwise runs on an embedded Ray of
+its own (saying so) rather than stop Ray under the runs that use it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
+import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from typing import IO
 
 from toilray.exceptions import ToilrayError
 from toilray.lib.processes import pid_alive
 
+logger = logging.getLogger(__name__)
+
 _START_TIMEOUT = 120.0
+_STOP_TIMEOUT = 60.0
+DEFAULT_IDLE_TIMEOUT = 600.0
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+# Lease files this process holds a shared lock on, by path: held until the process exits.
+_held_leases: dict[str, IO[str]] = {}
 
 
 class LocalRayError(ToilrayError):
@@ -34,6 +71,19 @@ class LocalRayError(ToilrayError):
 class LocalRay:
     address: str
     pid: int
+    session_dir: str
+    stamp: str
+    idle_timeout: float | None  # None: until 'toilray local-ray stop'
+    num_cpus: int
+    leases: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A run's hold on the managed instance; ``started``: this run started it."""
+
+    instance: LocalRay
+    started: bool
 
 
 def _home() -> str:
@@ -44,87 +94,235 @@ def _state_path() -> str:
     return os.path.join(_home(), "local-ray.json")
 
 
-def running() -> LocalRay | None:
-    """The local instance if one is running (a stale record is removed)."""
-    try:
-        with open(_state_path()) as handle:
-            state = json.load(handle)
-        local = LocalRay(state["address"], int(state["pid"]))
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
-    if pid_alive(local.pid):
-        return local
-    os.unlink(_state_path())
-    return None
+def log_path() -> str:
+    return os.path.join(_home(), "local-ray.log")
 
 
-def prepare_client_environment() -> None:
-    """Let this process connect to the local instance: Ray starts clusters with token
-    authentication but reads whether a client should use it from the environment, once."""
-    if "RAY_AUTH_MODE" not in os.environ and os.path.exists(_state_path()):
-        os.environ["RAY_AUTH_MODE"] = "token"
+def code_stamp() -> str:
+    """A digest of the code a long-lived toilray process runs: toilray's source files (path,
+    size and modification time: no file is read), Ray's version and the interpreter."""
+    digest = hashlib.sha256(f"{version('ray')}\0{sys.executable}\0".encode())
+    for directory, subdirectories, files in os.walk(_PACKAGE):
+        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                info = os.stat(path)
+                digest.update(f"{os.path.relpath(path, _PACKAGE)}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:16]
 
 
-def start(num_cpus: int | None = None) -> LocalRay:
-    """Start the local instance (or return the one already running)."""
-    existing = running()
-    if existing is not None:
-        return existing
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """Hold the state directory's lock (see the module docstring)."""
     os.makedirs(_home(), exist_ok=True)
-    log_path = os.path.join(_home(), "local-ray.log")
-    command = [sys.executable, "-m", "toilray.local_ray", str(num_cpus or os.cpu_count() or 1), _state_path()]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-    deadline = time.monotonic() + _START_TIMEOUT
-    while True:
-        local = running()
-        if local is not None and local.pid == process.pid:
-            return local
-        if process.poll() is not None:
-            raise LocalRayError(f"The local Ray instance exited with status {process.returncode}; see {log_path}")
-        if time.monotonic() > deadline:
-            process.terminate()
-            raise LocalRayError(f"Ray did not start within {_START_TIMEOUT:g} s; see {log_path}")
-        time.sleep(0.2)
+    with open(os.path.join(_home(), "local-ray.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
-def _serve(num_cpus: int, state_path: str) -> None:
-    """The instance's own process: start Ray, record where it is, shut it down on SIGTERM."""
-    import ray
-
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-
-    def shut_down(_signum: int, _frame: object) -> None:
-        ray.shutdown()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, shut_down)
-    tmp = f"{state_path}.{os.getpid()}"
-    with open(tmp, "w") as handle:
-        json.dump({"address": ray.get_runtime_context().gcs_address, "pid": os.getpid()}, handle)
-    os.replace(tmp, state_path)
-    while True:
-        signal.pause()
-
-
-def stop() -> bool:
-    """Stop the local instance; False if none was running."""
-    local = running()
-    if local is None:
+def _unlocked(handle: IO[str], mode: int) -> bool:
+    """Whether ``handle``'s file can be locked in ``mode`` at once (the lock is let go again)."""
+    try:
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(local.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while pid_alive(local.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if pid_alive(local.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(local.pid, signal.SIGKILL)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_state_path())
+    fcntl.flock(handle, fcntl.LOCK_UN)
     return True
 
 
+def _recorded() -> LocalRay | None:
+    """The instance the state file names if its server still holds the file's lock."""
+    try:
+        with open(_state_path()) as handle:
+            if _unlocked(handle, fcntl.LOCK_SH):
+                return None  # its server is gone
+            return LocalRay(**json.load(handle))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def running() -> LocalRay | None:
+    """The managed instance if one is running."""
+    return _recorded()
+
+
+def in_use(instance: LocalRay) -> bool:
+    """Whether a leader is attached to ``instance`` (holds a lease)."""
+    try:
+        with open(instance.leases) as handle:
+            return not _unlocked(handle, fcntl.LOCK_EX)
+    except FileNotFoundError:
+        return False
+
+
+def _current() -> LocalRay | None:
+    """With the lock held: the running instance; a stale record is removed, with the lease
+    files of instances that are gone (a killed server leaves its own)."""
+    instance = _recorded()
+    if instance is None:
+        for path in [_state_path(), *glob.glob(os.path.join(glob.escape(_home()), "local-ray-*.leases"))]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    return instance
+
+
+def _spawn(num_cpus: int, idle_timeout: float | None) -> LocalRay:
+    """With the lock held: start a server and wait until it has recorded its instance."""
+    command = [sys.executable, "-m", "toilray.local_ray", str(num_cpus), "none" if idle_timeout is None else
+               repr(idle_timeout)]
+    # The instance outlives this run, so its Ray session must not live in the run's own temporary
+    # directory (which may be removed, or too deep for Ray's socket paths); RAY_TMPDIR still
+    # chooses. Runs give their workers their own environment, TMPDIR included.
+    env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    env["TOILRAY_HOME"] = _home()
+    with open(log_path(), "w") as log:
+        # Run from the package's parent directory so that the server imports this very toilray.
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=os.path.dirname(_PACKAGE), env=env, start_new_session=True)
+    deadline = time.monotonic() + _START_TIMEOUT
+    while True:
+        instance = _recorded()
+        if instance is not None and instance.pid == process.pid:
+            return instance
+        if process.poll() is not None:
+            raise LocalRayError(f"The local Ray instance exited with status {process.returncode}; see {log_path()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise LocalRayError(f"Ray did not start within {_START_TIMEOUT:g} s; see {log_path()}")
+        time.sleep(0.1)
+
+
+def _terminate(instance: LocalRay) -> None:
+    """With the lock held: stop ``instance``'s server and wait until it has gone."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_state_path())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(instance.pid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_TIMEOUT
+    while pid_alive(instance.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(instance.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(instance.pid, signal.SIGKILL)
+
+
+def start(num_cpus: int | None = None, idle_timeout: float | None = None) -> LocalRay:
+    """Start the managed instance (or return the one already running)."""
+    with _locked():
+        return _current() or _spawn(num_cpus or os.cpu_count() or 1, idle_timeout)
+
+
+def attach(idle_timeout: float) -> Attachment | None:
+    """For a run without an address: the managed instance, started (with ``idle_timeout``) if
+    none runs, with a lease this process holds until it exits. None when the instance runs
+    other code than this process and leaders are attached to it: the run must start its own Ray.
+    """
+    stamp = code_stamp()
+    with _locked():
+        instance = _current()
+        started = False
+        if instance is not None and instance.stamp != stamp:
+            if in_use(instance):
+                logger.warning("toilray's code changed since the local Ray at %s started, and other workflows "
+                               "run on it: this run starts a Ray of its own (the local one is replaced once "
+                               "it is idle)", instance.address)
+                return None
+            logger.info("toilray's code changed since the local Ray at %s started: restarting it",
+                        instance.address)
+            _terminate(instance)
+            instance = _spawn(instance.num_cpus, instance.idle_timeout)
+            started = True
+        elif instance is None:
+            instance = _spawn(os.cpu_count() or 1, idle_timeout)
+            started = True
+        _lease(instance)
+    return Attachment(instance, started)
+
+
+def _lease(instance: LocalRay) -> None:
+    """Hold ``instance``'s lease for the rest of this process's life (see the module docstring)."""
+    if instance.leases not in _held_leases:
+        handle = open(instance.leases, "a")  # noqa: SIM115 (held open until this process exits)
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        _held_leases[instance.leases] = handle
+    os.utime(instance.leases)
+
+
+def stop() -> bool:
+    """Stop the managed instance; False if none was running."""
+    with _locked():
+        instance = _current()
+        if instance is None:
+            return False
+        _terminate(instance)
+    return True
+
+
+def _idle_for(leases: str, idle_since: float | None) -> tuple[bool, float | None]:
+    """Whether no leader is attached, and since when (the last attach counts)."""
+    with open(leases) as handle:
+        if not _unlocked(handle, fcntl.LOCK_EX):
+            return False, None
+    last_attach = os.stat(leases).st_mtime
+    return True, max(idle_since or time.time(), last_attach)
+
+
+def _serve(num_cpus: int, idle_timeout: float | None) -> None:
+    """The server's process: start Ray, record it, stop after ``idle_timeout`` seconds without
+    a leader attached (or on SIGTERM), and shut Ray down."""
+    import ray
+
+    from toilray.lib import ray_reaper
+
+    context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    session_dir = context.address_info["session_dir"]  # type: ignore[attr-defined]
+    # Should this process be killed, its Ray's agents go with it instead of a minute later.
+    _reaper = ray_reaper.start(session_dir)
+    leases = os.path.join(_home(), f"local-ray-{os.getpid()}.leases")
+    open(leases, "a").close()
+
+    def shut_down(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, shut_down)
+    instance = LocalRay(ray.get_runtime_context().gcs_address, os.getpid(), session_dir, code_stamp(),
+                        idle_timeout, num_cpus, leases)
+    record = f"{_state_path()}.{os.getpid()}"
+    try:
+        with open(record, "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # held until this process ends: see running()
+            json.dump(asdict(instance), held)
+            held.flush()
+            os.replace(record, _state_path())
+            _watch(instance, idle_timeout)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leases)
+        ray.shutdown()
+
+
+def _watch(instance: LocalRay, idle_timeout: float | None) -> None:
+    """Return once ``instance`` has been idle for ``idle_timeout`` seconds (never when None);
+    its record is gone by then, so no run attaches to it any more."""
+    if idle_timeout is None:
+        while True:
+            signal.pause()
+    poll = min(1.0, max(0.1, idle_timeout / 10))
+    idle_since: float | None = None
+    while True:
+        time.sleep(poll)
+        idle, idle_since = _idle_for(instance.leases, idle_since)
+        if not idle or idle_since is None or time.time() - idle_since < idle_timeout:
+            continue
+        with _locked():
+            if in_use(instance):
+                continue
+            if _recorded() == instance:
+                os.unlink(_state_path())
+            return
+
+
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2])
+    _serve(int(sys.argv[1]), None if sys.argv[2] == "none" else float(sys.argv[2]))

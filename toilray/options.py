@@ -8,11 +8,13 @@ saying what toilray does instead. None is silently ignored.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from toilray.lib.conversions import human2bytes
+from toilray.local_ray import DEFAULT_IDLE_TIMEOUT
 from toilray.requirements import TOIL_DEFAULTS
 
 CLEAN_CHOICES = ("always", "onError", "never", "onSuccess")
@@ -113,6 +115,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def embedded_ray(flag: bool) -> bool:
+    """Whether a run starts a Ray of its own: --embeddedRay, or TOILRAY_EMBEDDED_RAY set to other than 0."""
+    return bool(flag) or os.environ.get("TOILRAY_EMBEDDED_RAY", "") not in ("", "0")
+
+
 def batch_system_type(text: str) -> str:
     if text in SUPPORTED_BATCH_SYSTEMS:
         return text
@@ -123,7 +130,7 @@ def batch_system_type(text: str) -> str:
         )
     raise argparse.ArgumentTypeError(
         f"{text} is not a toilray batch system: toilray runs every job on Ray "
-        "(embedded by default, or a cluster given with --rayAddress)"
+        "(a local one by default, or a cluster given with --rayAddress)"
     )
 
 
@@ -180,8 +187,15 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
     core.add_argument("--restart", action="store_true", default=False,
                       help="Resume the workflow in the existing job store (default: start a new one).")
     core.add_argument("--rayAddress", default=None,
-                      help="Address of a running Ray cluster (default: $RAY_ADDRESS, else start an embedded "
-                           "Ray sized to this machine).")
+                      help="Address of a running Ray cluster (default: $RAY_ADDRESS, else the local Ray that "
+                           "toilray runs on this machine share, started when none runs).")
+    core.add_argument("--embeddedRay", action="store_true", default=False,
+                      help="Without --rayAddress: start a Ray of this run's own and stop it at the end, instead "
+                           "of using the shared local Ray (default off; TOILRAY_EMBEDDED_RAY=1 turns it on).")
+    core.add_argument("--localRayIdleTimeout", type=_positive_float, default=DEFAULT_IDLE_TIMEOUT,
+                      metavar="SECONDS",
+                      help="When this run starts the shared local Ray: stop it after this many seconds without "
+                           "a workflow (default 600).")
     core.add_argument("--rayConnectTimeout", type=_positive_float, default=15.0, metavar="SECONDS",
                       help="Give up connecting to the Ray cluster of --rayAddress after this many seconds, "
                            "with an error saying what to check (default 15).")
@@ -205,7 +219,7 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
 
     batch = parser.add_argument_group("toilray execution options")
     batch.add_argument("--batchSystem", type=batch_system_type, default="ray",
-                       help="Always Ray (default ray); single_machine is accepted and means an embedded Ray.")
+                       help="Always Ray (default ray); single_machine is accepted and means the same.")
     batch.add_argument("--disableAutoDeployment", action="store_true", default=False,
                        help="Accepted for Toil compatibility; toilray never ships code: workers import the script from "
                             "the leader's paths, so it must be at the same path on every node.")

@@ -200,6 +200,8 @@ def runner_env(runner: Runner, scratch: Path, tmp: Path) -> dict[str, str]:
         # As if the runner's virtualenv were activated: a runner may start helpers by name.
         PATH=f"{runner.executable.parent}{os.pathsep}{env.get('PATH', '')}",
     )
+    if not runner.warm:
+        env["TOILRAY_EMBEDDED_RAY"] = "1"  # each run its own Ray, none left running for the next
     return env
 
 

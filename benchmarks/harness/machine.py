@@ -82,8 +82,9 @@ def header(
         f"({toilray_revision()}), "
         f"Ray {_version(toilray, 'import ray; print(ray.__version__)')}, "
         f"Toil {_version(toil, 'from toil.version import version; print(version)')}",
-        "- Toil: `--batchSystem single_machine`, file job store; toilray: embedded Ray (no `--rayAddress`; "
-        "each run starts and stops its own Ray), file job store; both `--clean always`, `--logLevel WARNING`. "
+        "- Toil: `--batchSystem single_machine`, file job store; toilray: embedded Ray (no `--rayAddress`, "
+        "`TOILRAY_EMBEDDED_RAY=1`; each run starts and stops its own Ray, as the first run of the day does), "
+        "file job store; both `--clean always`, `--logLevel WARNING`. "
         "Plain Ray: `@ray.remote` tasks, no job store.",
         "- *toilray-warm*: the same toilray runs on the machine of a user who ran `toilray local-ray start` "
         "once: a long-lived local Ray instance is already up, and each workflow (no `--rayAddress`, "

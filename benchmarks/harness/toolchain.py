@@ -99,8 +99,9 @@ def make_engines(
     """The engines asked for, each either runnable or carrying the reason it is not.
 
     Each toilray engine gets a private ``TOILRAY_HOME`` under ``workdir``: toilray-warm's is
-    where the harness starts its local Ray instance; the embedded engine's stays empty, so a
-    ``toilray local-ray`` instance of the user's (in ``~/.toilray``) cannot make it warm."""
+    where the harness starts its local Ray instance; the embedded engine's stays empty and its runs
+    set ``TOILRAY_EMBEDDED_RAY``, so neither a ``toilray local-ray`` instance of the user's (in
+    ``~/.toilray``) nor one its own runs would leave behind can make it warm."""
     base = base_env(ray_tmp)
     engines: dict[str, Engine] = {}
     homes = {"toilray": workdir / "toilray-home-embedded", "toilray-warm": workdir / "toilray-home-warm"}
@@ -110,6 +111,10 @@ def make_engines(
         env = dict(base, BENCH_ENGINE="ray" if name == "ray" else "toilray")
         if name in homes:
             env["TOILRAY_HOME"] = str(homes[name])
+        if name == "toilray":
+            # Every run starts and stops its own Ray (as the first run of the day pays Ray's start),
+            # instead of leaving the shared local Ray running for the next.
+            env["TOILRAY_EMBEDDED_RAY"] = "1"
         # The harness's own interpreter, which imports toilray itself.
         warm_home = homes[name] if name == "toilray-warm" else None
         engines[name] = Engine(name, sys.executable, env, local_ray_home=warm_home)

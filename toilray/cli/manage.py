@@ -130,14 +130,14 @@ def kill(job_store: str) -> None:
 
 @click.group("local-ray")
 def local_ray_group() -> None:
-    """A Ray instance kept running on this machine, so that workflows start in a fraction of a second."""
+    """The local Ray that workflows on this machine share (started by the first run that needs it)."""
 
 
 @local_ray_group.command("start")
 @click.option("--num-cpus", type=int, default=None, help="CPUs to offer (default: all of this machine's).")
 @user_errors
 def local_ray_start(num_cpus: int | None) -> None:
-    """Start the local instance (workflows without --rayAddress then use it)."""
+    """Start the local instance, kept until 'toilray local-ray stop' (workflows without --rayAddress use it)."""
     instance = local_ray.start(num_cpus)
     click.echo(f"Local Ray running at {instance.address} (pid {instance.pid}); stop it with 'toilray local-ray stop'")
 
@@ -145,7 +145,7 @@ def local_ray_start(num_cpus: int | None) -> None:
 @local_ray_group.command("stop")
 @user_errors
 def local_ray_stop() -> None:
-    """Stop the local instance and every process it started."""
+    """Stop the local instance and every process it started (runs still attached to it lose their Ray)."""
     click.echo("Stopped the local Ray instance" if local_ray.stop() else "No local Ray instance was running")
 
 
@@ -153,7 +153,13 @@ def local_ray_stop() -> None:
 def local_ray_status() -> None:
     """Say whether the local instance runs, and where."""
     instance = local_ray.running()
-    click.echo(f"running at {instance.address} (pid {instance.pid})" if instance else "not running")
+    if instance is None:
+        click.echo("not running")
+        return
+    until = "until 'toilray local-ray stop'" if instance.idle_timeout is None else \
+        f"until {instance.idle_timeout:g} s without a workflow"
+    attached = "a workflow is attached" if local_ray.in_use(instance) else "no workflow is attached"
+    click.echo(f"running at {instance.address} (pid {instance.pid}, {until}); {attached}")
 
 
 @click.command()

@@ -179,19 +179,19 @@ def _warm_worker() -> None:
     import toilray.cwl.tooljob  # noqa: F401
 
 
-def warm_up(address: str | None, timeout: float, log_level: str) -> RayConnection | None:
+def warm_up(address: str | None, timeout: float, log_level: str, embedded: bool,
+            idle_timeout: float) -> RayConnection | None:
     """Connect to a running Ray and start a worker importing cwltool while the leader loads
     the document.
 
     Ray starts fresh worker processes for every driver; started this early, the first tool
     finds one ready instead of waiting about a second for it. With no Ray running this does
-    nothing: the run starts its own Ray only once the document and inputs are known to be
-    good, so a mistake is reported at once.
+    nothing: the run starts (or attaches to) a Ray only once the document and inputs are known
+    to be good, so a mistake is reported at once.
     """
-    address = running_address(address)
-    if address is None:
+    if running_address(address, embedded) is None:
         return None
-    connection = RayConnection(address, timeout, log_level)
+    connection = RayConnection(address, timeout, log_level, embedded, idle_timeout)
     ray.remote(num_cpus=0.01, max_retries=0)(_warm_worker).remote()
     return connection
 

@@ -11,7 +11,7 @@ import tempfile
 from typing import IO
 
 from toilray.exceptions import report
-from toilray.options import add_toil_options
+from toilray.options import add_toil_options, embedded_ray
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     executor = ToilrayExecutor(args, worker_runtime, args.bypass_file_store)
     runtime_context = RuntimeContext(vars(args))
     output = _output_stream()
-    connection = warm_up(args.rayAddress, args.rayConnectTimeout, args.logLevel)
+    connection = warm_up(args.rayAddress, args.rayConnectTimeout, args.logLevel, embedded_ray(args.embeddedRay),
+                         args.localRayIdleTimeout)
     try:
         return cwltool.main.main(args=args, executor=executor, runtimeContext=runtime_context, stdout=output,
                                  versionfunc=version)
