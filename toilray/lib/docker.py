@@ -1,0 +1,347 @@
+"""Toil's ``toil.lib.docker``: run a job's tool in a container through the Docker SDK.
+
+``apiDockerCall`` has Toil's signature and defaults: the job's working directory (the
+directory a job runs in, as Toil's ``os.getcwd()``) is mounted at ``/data``, a list of lists
+of ``parameters`` is a shell pipeline, and the container is killed and removed when the job
+attempt ends (``deferParam``: RM by default, STOP, or FORGO) through ``job.defer``, whose
+registrations outlive a killed worker (``toilray.deferred``). The defer is registered before
+the container is created, so no container of a job is ever without one. Every container
+carries labels naming the job store and the job, so that it can be found by a person or a
+cleanup (``podman ps -a --filter label=toilray.jobStore=STORE``).
+
+``dockerCall`` and ``dockerCheckOutput`` are Toil's older calls, which took ``docker run``
+options; current Toil only raises for them, toilray runs them on the same SDK.
+
+The engine is the one ``toilray.lib.container_engine`` chooses (``$DOCKER_HOST``, else a
+Docker-API socket that answers). Podman serves that API with a few differences this module
+absorbs: see ``_run_and_collect`` for ``auto_remove``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from typing import IO, Any
+
+import docker
+import docker.errors
+import docker.types
+import requests
+
+from toilray.exceptions import BadOptionError, ContainerEngineError, ContainerImageNotFoundError
+from toilray.lib import container_engine
+
+logger = logging.getLogger(__name__)
+
+FORGO = 0
+STOP = 1
+RM = 2
+
+_YEAR_S = 365 * 24 * 60 * 60
+
+# The labels every container started here carries.
+JOB_STORE_LABEL = "toilray.jobStore"
+JOB_LABEL = "toilray.job"
+
+
+def client(timeout: int = _YEAR_S) -> docker.DockerClient:
+    """A Docker SDK client for the engine ``container_engine`` chooses."""
+    host = container_engine.docker_host()
+    if host is None:
+        tried = ", ".join(container_engine.KNOWN_SOCKETS)
+        podman = container_engine.podman_command()
+        hint = (f"; podman is installed ({podman}): serve its API with "
+                "'podman system service --time=0 unix:///run/podman/podman.sock'") if podman else ""
+        raise ContainerEngineError(f"No container engine answers: DOCKER_HOST is not set and none of {tried} "
+                                   f"serves the Docker Engine API{hint}")
+    try:
+        return docker.DockerClient(base_url=host, version="auto", timeout=timeout)
+    except docker.errors.DockerException as error:
+        raise ContainerEngineError(f"The container engine at {host} does not answer: {error}") from None
+
+
+def getContainerName(job: Any) -> str:
+    """A fresh container name naming the job (Toil's form: ``[a-zA-Z0-9][a-zA-Z0-9_.-]*``)."""
+    parts = ["toilray", str(getattr(job, "jobName", "job")), base64.b64encode(os.urandom(9), b"-_").decode()]
+    return re.sub("[^a-zA-Z0-9_.-]", "", "--".join(parts))
+
+
+def _labels(job: Any) -> dict[str, str]:
+    return {JOB_LABEL: str(job.jobStoreID), JOB_STORE_LABEL: job.fileStore.jobStore.locator}
+
+
+def _command(parameters: list[str] | list[list[str]], entrypoint: str | list[str] | None
+             ) -> tuple[str | list[str] | None, str | list[str] | None]:
+    """(command, entrypoint) for Toil's ``parameters``: a list of lists is a bash pipeline."""
+    if parameters and isinstance(parameters[0], list):
+        chain = " | ".join(" ".join(shlex.quote(arg) for arg in command) for command in parameters)
+        return [f"set -eo pipefail && {chain}"], entrypoint if entrypoint is not None else ["/bin/bash", "-c"]
+    if parameters:
+        return " ".join(shlex.quote(str(arg)) for arg in parameters), entrypoint
+    return None, None
+
+
+def _image_missing(image: str, why: str = "") -> ContainerImageNotFoundError:
+    reason = f": {why}" if why else ""
+    return ContainerImageNotFoundError(
+        f"The container image '{image}' is not on the container engine at {container_engine.docker_host()} "
+        f"and could not be pulled{reason}")
+
+
+def _start(engine: docker.DockerClient, image: str, **options: Any) -> Any:
+    """Create and start a container, pulling its image first when the engine lacks it."""
+    try:
+        container = engine.containers.create(image, **options)
+    except docker.errors.ImageNotFound:
+        try:
+            engine.images.pull(image)
+        except docker.errors.APIError as error:
+            raise _image_missing(image, str(error.explanation or error)) from None
+        try:
+            container = engine.containers.create(image, **options)
+        except docker.errors.ImageNotFound:
+            raise _image_missing(image) from None
+    container.start()
+    return container
+
+
+def _demuxed(engine: docker.DockerClient, container: Any, stdout: bool, stderr: bool) -> Iterator[tuple[Any, Any]]:
+    yield from engine.api.attach(container.id, stdout=stdout, stderr=stderr, stream=True, logs=True, demux=True)
+
+
+def _run_and_collect(engine: docker.DockerClient, image: str, command: Any, stdout: bool, stderr: bool,
+                     stream: bool, demux: bool, remove: bool, **options: Any) -> Any:
+    """Run to completion as ``containers.run(detach=False)`` does; raise ContainerError on a
+    non-zero exit. ``auto_remove`` is done here after the wait, because podman's API then
+    reports every exit status as 0 ("container has already been removed")."""
+    remove_after = remove or bool(options.pop("auto_remove", False))
+    container = _start(engine, image, command=command, **options)
+    if stream:
+        if demux:
+            return _demuxed(engine, container, stdout, stderr)
+        return container.logs(stdout=stdout, stderr=stderr, stream=True, follow=True)
+    try:
+        status = container.wait()["StatusCode"]
+        if demux:
+            out: Any = (container.logs(stdout=True, stderr=False) if stdout else None,
+                        container.logs(stdout=False, stderr=True) if stderr else None)
+        else:
+            out = container.logs(stdout=stdout, stderr=stderr)
+        if status != 0:
+            raise docker.errors.ContainerError(container, status, command, image,
+                                               container.logs(stdout=False, stderr=True))
+        return out
+    finally:
+        if remove_after:
+            container.remove(force=True)
+
+
+def apiDockerCall(
+    job: Any,
+    image: str,
+    parameters: list[str] | list[list[str]] | None = None,
+    deferParam: int | None = None,
+    volumes: dict[str, dict[str, str]] | None = None,
+    working_dir: str | None = None,
+    containerName: str | None = None,
+    entrypoint: str | list[str] | None = None,
+    detach: bool = False,
+    log_config: dict[str, str] | None = None,
+    auto_remove: bool | None = None,
+    remove: bool = False,
+    user: str | None = None,
+    environment: dict[str, str] | None = None,
+    stdout: bool | None = None,
+    stderr: bool = False,
+    stream: bool = False,
+    demux: bool = False,
+    streamfile: str | None = None,
+    accelerators: list[int] | None = None,
+    timeout: int = _YEAR_S,
+    **kwargs: Any,
+) -> Any:
+    """Run ``image`` with ``parameters`` for ``job``; Toil's ``apiDockerCall``.
+
+    Returns the output (bytes; a ``(stdout, stderr)`` tuple with ``demux``; a generator with
+    ``stream``) when ``detach`` is False, else the SDK's Container (after copying its output
+    to ``streamfile``, default ``output.log``, when ``stdout`` or ``stderr`` is asked for).
+    ``working_dir`` (default: the job's working directory) is mounted at ``/data``, which is
+    the container's working directory, unless ``volumes`` says otherwise.
+    """
+    if deferParam not in (None, FORGO, STOP, RM):
+        raise BadOptionError(f"apiDockerCall: deferParam must be FORGO, STOP or RM, not {deferParam!r}")
+    host_dir = os.path.abspath(working_dir if working_dir is not None else os.getcwd())
+    if volumes is None:
+        volumes = {host_dir: {"bind": "/data", "mode": "rw"}}
+        container_dir = "/data"
+    else:
+        container_dir = working_dir if working_dir is not None else "/data"
+    for path in volumes:
+        os.makedirs(path, exist_ok=True)
+    command, entrypoint = _command(parameters or [], entrypoint)
+    name = containerName if containerName is not None else getContainerName(job)
+    if user is None:
+        user = f"{os.getuid()}:{os.getgid()}"
+    engine = client(timeout)
+    if deferParam == STOP:
+        job.defer(dockerStop, name, remove=True)
+    elif deferParam in (None, RM) or remove:
+        job.defer(dockerKill, name, remove=True)
+    options: dict[str, Any] = dict(
+        entrypoint=entrypoint, working_dir=container_dir, name=name, volumes=volumes, user=user,
+        environment=environment, labels={**_labels(job), **kwargs.pop("labels", {})}, **kwargs)
+    if log_config is not None:
+        options["log_config"] = docker.types.LogConfig(**log_config)
+    if accelerators:
+        options["device_requests"] = [docker.types.DeviceRequest(
+            device_ids=[",".join(str(number) for number in accelerators)], capabilities=[["gpu"]])]
+    logger.debug("Calling docker with %r", command)
+    try:
+        if not detach:
+            return _run_and_collect(engine, image, command, stdout is None or stdout, stderr, stream, demux,
+                                    remove, auto_remove=remove if auto_remove is None else auto_remove, **options)
+        container = _start(engine, image, command=command, auto_remove=bool(auto_remove), **options)
+        if stdout or stderr:
+            with open(streamfile or "output.log", "wb") as handle:
+                for chunk in container.logs(stdout=bool(stdout), stderr=stderr, stream=True, follow=True):
+                    handle.write(chunk)
+        return container
+    except requests.exceptions.ConnectionError as error:
+        raise ContainerEngineError(f"Lost the container engine at {container_engine.docker_host()}: {error}") from None
+
+
+def dockerKill(container_name: str, gentleKill: bool = False, remove: bool = False, timeout: int = _YEAR_S) -> None:
+    """Kill (or, with ``gentleKill``, stop) a container, then remove it if asked; nothing
+    happens for a container that does not exist."""
+    engine = client(timeout)
+    try:
+        container = engine.containers.get(container_name)
+        if gentleKill and container.status == "running":
+            container.stop()
+        if remove:
+            container.remove(force=True)  # kills it first if it still runs
+        elif container.status == "running":
+            container.kill()
+    except docker.errors.NotFound:
+        logger.debug("Container %s is gone already", container_name)
+
+
+def dockerStop(container_name: str, remove: bool = False) -> None:
+    """Stop a container gracefully (SIGTERM, then SIGKILL), then remove it if asked."""
+    dockerKill(container_name, gentleKill=True, remove=remove)
+
+
+def containerIsRunning(container_name: str, timeout: int = _YEAR_S) -> bool | None:
+    """True when the container runs, False when it exists but does not, None when it does not exist."""
+    try:
+        return bool(client(timeout).containers.get(container_name).status == "running")
+    except docker.errors.NotFound:
+        return None
+
+
+_DOCKER_OPTIONS_WITH_VALUE = {
+    "-v": "volume", "--volume": "volume", "--name": "name", "-e": "env", "--env": "env", "-w": "working_dir",
+    "--workdir": "working_dir", "--entrypoint": "entrypoint", "-u": "user", "--user": "user",
+    "--log-driver": "log_driver", "--net": "network", "--network": "network",
+}
+_DOCKER_FLAGS = {"--rm": "remove", "-i": None, "-t": None, "--interactive": None, "--tty": None,
+                 "--init": "init", "--privileged": "privileged"}
+
+
+def _parse_docker_parameters(arguments: list[str]) -> dict[str, Any]:
+    """The SDK options for a list of ``docker run`` options, as old ``dockerCall`` took them."""
+    options: dict[str, Any] = {"volumes": {}, "environment": {}}
+    words = iter(arguments)
+    for word in words:
+        flag, _, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        if flag in _DOCKER_FLAGS and not value:
+            if _DOCKER_FLAGS[flag]:
+                options[str(_DOCKER_FLAGS[flag])] = True
+            continue
+        key = _DOCKER_OPTIONS_WITH_VALUE.get(flag)
+        if key is None:
+            raise BadOptionError(f"dockerCall: the docker option '{word}' is not supported (supported: "
+                                 f"{', '.join(sorted({*_DOCKER_OPTIONS_WITH_VALUE, *_DOCKER_FLAGS}))})")
+        if not value:
+            value = next(words, "")
+        if key == "volume":
+            source, _, rest = value.partition(":")
+            target, _, mode = rest.partition(":")
+            options["volumes"][os.path.abspath(source)] = {"bind": target, "mode": mode or "rw"}
+        elif key == "env":
+            variable, _, setting = value.partition("=")
+            options["environment"][variable] = setting if _ else os.environ.get(variable, "")
+        elif key == "log_driver":
+            # The SDK reads a container's output through its log, so a driver that keeps
+            # none ('none', which old dockerCall passed by default) is left out.
+            if value != "none":
+                options["log_config"] = docker.types.LogConfig(type=value)
+        else:
+            options[key] = value
+    return options
+
+
+def _docker(job: Any, tool: str, parameters: list[str] | list[list[str]] | None, workDir: str | None,
+            dockerParameters: list[str] | None, outfile: IO[bytes] | None, defer: int | None) -> bytes:
+    if defer not in (None, FORGO, STOP, RM):
+        raise BadOptionError(f"dockerCall: defer must be FORGO, STOP or RM, not {defer!r}")
+    work_dir = os.path.abspath(workDir if workDir is not None else os.getcwd())
+    if dockerParameters is None:
+        dockerParameters = ["--rm", "-v", f"{work_dir}:/data"]
+    options = _parse_docker_parameters(dockerParameters)
+    remove = bool(options.pop("remove", False))
+    name = options.pop("name", None) or getContainerName(job)
+    command, entrypoint = _command(parameters or [], options.pop("entrypoint", None))
+    if isinstance(command, str):
+        command = shlex.split(command)
+    engine = client()
+    if defer == STOP:
+        job.defer(dockerStop, name, remove=True)
+    elif defer in (None, RM) or remove:
+        job.defer(dockerKill, name, remove=True)
+    call = ["docker", "run", *dockerParameters, tool, *(command or [])]
+    logger.info("Calling docker with %r", call)
+    container = _start(engine, tool, command=command, entrypoint=entrypoint, name=name,
+                       labels=_labels(job), **options)
+    try:
+        output = b""
+        for chunk in container.logs(stdout=True, stderr=False, stream=True, follow=True):
+            if outfile is not None:
+                outfile.write(chunk)
+            else:
+                output += chunk
+        status = container.wait()["StatusCode"]
+        if status != 0:
+            raise subprocess.CalledProcessError(status, call, output, container.logs(stdout=False, stderr=True))
+        return output
+    finally:
+        if remove:
+            container.remove(force=True)
+
+
+def dockerCall(job: Any, tool: str, parameters: list[str] | list[list[str]] | None = None,
+               workDir: str | None = None, dockerParameters: list[str] | None = None,
+               outfile: IO[bytes] | None = None, defer: int | None = None) -> None:
+    """Run ``tool`` (an image) with ``parameters``, ``workDir`` mounted at ``/data``; Toil's
+    old ``dockerCall``: ``dockerParameters`` replace the default ``--rm -v WORKDIR:/data``,
+    stdout goes to ``outfile`` (a binary file) when given; a non-zero exit raises
+    ``subprocess.CalledProcessError``."""
+    _docker(job, tool, parameters, workDir, dockerParameters, outfile, defer)
+
+
+def dockerCheckOutput(job: Any, tool: str, parameters: list[str] | list[list[str]] | None = None,
+                      workDir: str | None = None, dockerParameters: list[str] | None = None,
+                      defer: int | None = None) -> str:
+    """As ``dockerCall``, returning the container's stdout as text (Python 2's
+    ``check_output`` returned a str, which is what the pipelines that call this expect)."""
+    return _docker(job, tool, parameters, workDir, dockerParameters, None, defer).decode()
+
+
+def subprocessDockerCall(*args: Any, **kwargs: Any) -> None:
+    """Removed in Toil, as here: it ran the docker command line, which this module never needs."""
+    raise ContainerEngineError("subprocessDockerCall() has been removed, please switch to apiDockerCall()")
