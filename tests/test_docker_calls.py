@@ -97,6 +97,16 @@ def test_a_missing_image_fails_the_workflow_with_one_line(tmp_path: Path, script
     assert "Traceback" not in done.stderr
 
 
+def test_no_engine_fails_the_workflow_with_one_line(tmp_path: Path, script_env: dict[str, str]) -> None:
+    nowhere = f"unix://{tmp_path / 'no-engine.sock'}"
+    done = run_script(WORKFLOWS / "containers.py", f"file:{tmp_path / 'store'}", "--retryCount", "0",
+                      "--setEnv", f"DOCKER_HOST={nowhere}", env=script_env)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if nowhere in line]
+    assert len(lines) == 1 and "ContainerEngineError" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def start_sleeping_container(tmp_path: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[str], Path]:
     store, pid_file = tmp_path / "store", tmp_path / "worker.pid"
     leader = subprocess.Popen([sys.executable, str(WORKFLOWS / "containers.py"), f"file:{store}", "--sleep",
@@ -124,3 +134,11 @@ def test_toilray_kill_leaves_no_container(tmp_path: Path, script_env: dict[str, 
     _, err = leader.communicate(timeout=180)
     assert leader.returncode == 1 and "was killed" in err, err
     wait_until(lambda: containers_of(store) == [], "the killed workflow's container is removed")
+
+
+def test_a_job_past_max_job_duration_leaves_no_container(tmp_path: Path, script_env: dict[str, str]) -> None:
+    # Long enough for a loaded machine to start the worker and the container before the kill.
+    leader, store = start_sleeping_container(tmp_path, script_env, "--maxJobDuration", "30")
+    _, err = leader.communicate(timeout=180)
+    assert leader.returncode == 1 and "--maxJobDuration" in err, err
+    wait_until(lambda: containers_of(store) == [], "the overdue job's container is removed")

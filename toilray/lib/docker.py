@@ -62,7 +62,8 @@ def client(timeout: int = _YEAR_S) -> docker.DockerClient:
     try:
         return docker.DockerClient(base_url=host, version="auto", timeout=timeout)
     except docker.errors.DockerException as error:
-        raise ContainerEngineError(f"The container engine at {host} does not answer: {error}") from None
+        chosen = " (DOCKER_HOST)" if os.environ.get("DOCKER_HOST") else ""
+        raise ContainerEngineError(f"The container engine at {host}{chosen} does not answer: {error}") from None
 
 
 def getContainerName(job: Any) -> str:
