@@ -57,6 +57,8 @@ def pipeline_style(job: Job) -> dict[str, Any]:
     results["demuxed"] = apiDockerCall(job, IMAGE, ["sh", "-c", "echo out; echo err >&2"], stderr=True, demux=True)
     container = apiDockerCall(job, IMAGE, ["sh", "-c", "echo detached; exit 3"], detach=True)
     results["detached"] = (container.wait()["StatusCode"], container.logs())
+    limit = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    results["memory_limit"] = apiDockerCall(job, IMAGE, ["sh", "-c", limit])
     results["entrypoint"] = apiDockerCall(job, "docker.io/library/bash:4.4", ["-c", "echo moo"])
     work_dir = job.fileStore.getLocalTempDir()
     with open(os.path.join(work_dir, "in.txt"), "w") as handle:
@@ -74,13 +76,14 @@ def test_toil_pipelines_run_their_tools_in_containers(tmp_path: Path, ray_addres
     store = tmp_path / "store"
     options = Job.Runner.getDefaultOptions(f"file:{store}")
     with Toil(options) as toil:
-        results = toil.start(Job.wrapJobFn(pipeline_style, cores=0.1))
+        results = toil.start(Job.wrapJobFn(pipeline_style, cores=0.5, memory="300Mi"))
     assert results["stdout"] == b"hello\n"
     assert results["read_back"] == "made\n"  # written in /data, stored, read back by a child job
     assert b"".join(results["streamed"]) == b"one\ntwo\n"
     assert results["piped"] == b"A\nB\n"
     assert results["demuxed"] == (b"out\n", b"err\n")
     assert results["detached"] == (3, b"detached\n")
+    assert results["memory_limit"] == b"314572800\n"  # the job's memory is the container's limit
     assert results["entrypoint"] == b"moo\n"  # bash:4.4 runs bash with the arguments, as the real image does
     assert results["checked"] == "2 /data/in.txt\n"
     assert results["outfile"] == "line 2\nline 1\n"

@@ -7,7 +7,8 @@ attempt ends (``deferParam``: RM by default, STOP, or FORGO) through ``job.defer
 registrations outlive a killed worker (``toilray.deferred``). The defer is registered before
 the container is created, so no container of a job is ever without one. Every container
 carries labels naming the job store and the job, so that it can be found by a person or a
-cleanup (``podman ps -a --filter label=toilray.jobStore=STORE``).
+cleanup (``podman ps -a --filter label=toilray.jobStore=STORE``), and has the job's cores and
+memory as its limits (Toil sets none), unless the caller passes its own.
 
 ``dockerCall`` and ``dockerCheckOutput`` are Toil's older calls, which took ``docker run``
 options; current Toil only raises for them, toilray runs them on the same SDK.
@@ -74,6 +75,16 @@ def getContainerName(job: Any) -> str:
 
 def _labels(job: Any) -> dict[str, str]:
     return {JOB_LABEL: str(job.jobStoreID), JOB_STORE_LABEL: job.fileStore.jobStore.locator}
+
+
+def _limits(job: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The job's cores and memory as the container's limits, unless the caller set them."""
+    limits: dict[str, Any] = {}
+    if "nano_cpus" not in options and "cpu_quota" not in options:
+        limits["nano_cpus"] = int(job.cores * 1e9)
+    if "mem_limit" not in options:
+        limits["mem_limit"] = int(job.memory)
+    return limits
 
 
 def _command(parameters: list[str] | list[list[str]], entrypoint: str | list[str] | None
@@ -195,7 +206,8 @@ def apiDockerCall(
         job.defer(dockerKill, name, remove=True)
     options: dict[str, Any] = dict(
         entrypoint=entrypoint, working_dir=container_dir, name=name, volumes=volumes, user=user,
-        environment=environment, labels={**_labels(job), **kwargs.pop("labels", {})}, **kwargs)
+        environment=environment, labels={**_labels(job), **kwargs.pop("labels", {})}, **_limits(job, kwargs),
+        **kwargs)
     if log_config is not None:
         options["log_config"] = docker.types.LogConfig(**log_config)
     if accelerators:
@@ -308,7 +320,7 @@ def _docker(job: Any, tool: str, parameters: list[str] | list[list[str]] | None,
     call = ["docker", "run", *dockerParameters, tool, *(command or [])]
     logger.info("Calling docker with %r", call)
     container = _start(engine, tool, command=command, entrypoint=entrypoint, name=name,
-                       labels=_labels(job), **options)
+                       labels=_labels(job), **_limits(job, options), **options)
     try:
         output = b""
         for chunk in container.logs(stdout=True, stderr=False, stream=True, follow=True):
