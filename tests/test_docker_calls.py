@@ -17,7 +17,7 @@ from conftest import run_script
 from toilray.common import Toil
 from toilray.job import Job
 from toilray.lib import container_engine
-from toilray.lib.docker import JOB_STORE_LABEL, apiDockerCall, client, dockerCall, dockerCheckOutput
+from toilray.lib.docker import FORGO, JOB_STORE_LABEL, apiDockerCall, client, dockerCall, dockerCheckOutput
 
 WORKFLOWS = Path(__file__).parent / "workflows"
 IMAGE = "docker.io/library/debian:stable-slim"
@@ -60,6 +60,8 @@ def pipeline_style(job: Job) -> dict[str, Any]:
     limit = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
     results["memory_limit"] = apiDockerCall(job, IMAGE, ["sh", "-c", limit])
     results["entrypoint"] = apiDockerCall(job, "docker.io/library/bash:4.4", ["-c", "echo moo"])
+    results["kept"] = f"kept-{job.jobStoreID[-8:]}"
+    apiDockerCall(job, IMAGE, ["true"], deferParam=FORGO, containerName=results["kept"])
     work_dir = job.fileStore.getLocalTempDir()
     with open(os.path.join(work_dir, "in.txt"), "w") as handle:
         handle.write("line 1\nline 2\n")
@@ -87,7 +89,9 @@ def test_toil_pipelines_run_their_tools_in_containers(tmp_path: Path, ray_addres
     assert results["entrypoint"] == b"moo\n"  # bash:4.4 runs bash with the arguments, as the real image does
     assert results["checked"] == "2 /data/in.txt\n"
     assert results["outfile"] == "line 2\nline 1\n"
-    wait_until(lambda: containers_of(store) == [], "the job's containers are removed")
+    # All containers are removed when the job ends, but the one it asked to keep (FORGO).
+    wait_until(lambda: containers_of(store) == [results["kept"]], "the job's other containers are removed")
+    client().containers.get(results["kept"]).remove(force=True)
 
 
 def test_a_missing_image_fails_the_workflow_with_one_line(tmp_path: Path, script_env: dict[str, str]) -> None:

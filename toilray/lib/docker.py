@@ -3,7 +3,7 @@
 ``apiDockerCall`` has Toil's signature and defaults: the job's working directory (the
 directory a job runs in, as Toil's ``os.getcwd()``) is mounted at ``/data``, a list of lists
 of ``parameters`` is a shell pipeline, and the container is killed and removed when the job
-attempt ends (``deferParam``: RM by default, STOP, or FORGO) through ``job.defer``, whose
+attempt ends (``deferParam``: RM by default; STOP stops it, FORGO leaves it) through ``job.defer``, whose
 registrations outlive a killed worker (``toilray.deferred``). The defer is registered before
 the container is created, so no container of a job is ever without one. Every container
 carries labels naming the job store and the job, so that it can be found by a person or a
@@ -122,6 +122,16 @@ def _start(engine: docker.DockerClient, image: str, **options: Any) -> Any:
     return container
 
 
+def _defer_cleanup(job: Any, name: str, action: int | None, remove: bool) -> None:
+    """Toil's end-of-job action on a container: RM (the default) kills and removes it, STOP
+    stops it, FORGO leaves it; ``remove`` removes it as well. Registered before the container
+    exists, so that even a killed worker's container is cleaned up."""
+    if action == STOP:
+        job.defer(dockerStop, name)
+    if action in (None, RM) or remove:
+        job.defer(dockerKill, name, remove=True)
+
+
 def _demuxed(engine: docker.DockerClient, container: Any, stdout: bool, stderr: bool) -> Iterator[tuple[Any, Any]]:
     yield from engine.api.attach(container.id, stdout=stdout, stderr=stderr, stream=True, logs=True, demux=True)
 
@@ -200,10 +210,7 @@ def apiDockerCall(
     if user is None:
         user = f"{os.getuid()}:{os.getgid()}"
     engine = client(timeout)
-    if deferParam == STOP:
-        job.defer(dockerStop, name, remove=True)
-    elif deferParam in (None, RM) or remove:
-        job.defer(dockerKill, name, remove=True)
+    _defer_cleanup(job, name, deferParam, remove)
     options: dict[str, Any] = dict(
         entrypoint=entrypoint, working_dir=container_dir, name=name, volumes=volumes, user=user,
         environment=environment, labels={**_labels(job), **kwargs.pop("labels", {})}, **_limits(job, kwargs),
@@ -229,17 +236,24 @@ def apiDockerCall(
 
 
 def dockerKill(container_name: str, gentleKill: bool = False, remove: bool = False, timeout: int = _YEAR_S) -> None:
-    """Kill (or, with ``gentleKill``, stop) a container, then remove it if asked; nothing
-    happens for a container that does not exist."""
+    """Kill (or, with ``gentleKill``, stop: SIGTERM, then SIGKILL) a container, then remove it
+    if asked; nothing happens for a container that does not exist."""
     engine = client(timeout)
     try:
         container = engine.containers.get(container_name)
-        if gentleKill and container.status == "running":
-            container.stop()
+        if container.status == "running":
+            try:
+                if gentleKill:
+                    container.stop()
+                else:
+                    container.kill()
+            except docker.errors.APIError:
+                # It may have ended meanwhile (Docker answers 409 then, podman 500).
+                container.reload()
+                if container.status == "running":
+                    raise
         if remove:
-            container.remove(force=True)  # kills it first if it still runs
-        elif container.status == "running":
-            container.kill()
+            container.remove(force=True)
     except docker.errors.NotFound:
         logger.debug("Container %s is gone already", container_name)
 
@@ -313,10 +327,7 @@ def _docker(job: Any, tool: str, parameters: list[str] | list[list[str]] | None,
     if isinstance(command, str):
         command = shlex.split(command)
     engine = client()
-    if defer == STOP:
-        job.defer(dockerStop, name, remove=True)
-    elif defer in (None, RM) or remove:
-        job.defer(dockerKill, name, remove=True)
+    _defer_cleanup(job, name, defer, remove)
     call = ["docker", "run", *dockerParameters, tool, *(command or [])]
     logger.info("Calling docker with %r", call)
     container = _start(engine, tool, command=command, entrypoint=entrypoint, name=name,
