@@ -57,6 +57,9 @@ def pipeline_style(job: Job) -> dict[str, Any]:
     results["demuxed"] = apiDockerCall(job, IMAGE, ["sh", "-c", "echo out; echo err >&2"], stderr=True, demux=True)
     container = apiDockerCall(job, IMAGE, ["sh", "-c", "echo detached; exit 3"], detach=True)
     results["detached"] = (container.wait()["StatusCode"], container.logs())
+    container = apiDockerCall(job, IMAGE, ["echo", "logged"], detach=True, stdout=True, streamfile="detached.log")
+    with open("detached.log") as handle:
+        results["streamfile"] = (container.wait()["StatusCode"], handle.read())
     limit = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
     results["memory_limit"] = apiDockerCall(job, IMAGE, ["sh", "-c", limit])
     results["entrypoint"] = apiDockerCall(job, "docker.io/library/bash:4.4", ["-c", "echo moo"])
@@ -85,6 +88,7 @@ def test_toil_pipelines_run_their_tools_in_containers(tmp_path: Path, ray_addres
     assert results["piped"] == b"A\nB\n"
     assert results["demuxed"] == (b"out\n", b"err\n")
     assert results["detached"] == (3, b"detached\n")
+    assert results["streamfile"] == (0, "logged\n")  # detach=True with stdout: written to the streamfile
     assert results["memory_limit"] == b"314572800\n"  # the job's memory is the container's limit
     assert results["entrypoint"] == b"moo\n"  # bash:4.4 runs bash with the arguments, as the real image does
     assert results["checked"] == "2 /data/in.txt\n"

@@ -105,21 +105,36 @@ def _image_missing(image: str, why: str = "") -> ContainerImageNotFoundError:
         f"and could not be pulled{reason}")
 
 
-def _start(engine: docker.DockerClient, image: str, **options: Any) -> Any:
-    """Create and start a container, pulling its image first when the engine lacks it."""
+def _create(engine: docker.DockerClient, image: str, **options: Any) -> Any:
+    """Create a container, pulling its image first when the engine lacks it."""
     try:
-        container = engine.containers.create(image, **options)
+        return engine.containers.create(image, **options)
     except docker.errors.ImageNotFound:
         try:
             engine.images.pull(image)
         except docker.errors.APIError as error:
             raise _image_missing(image, str(error.explanation or error)) from None
         try:
-            container = engine.containers.create(image, **options)
+            return engine.containers.create(image, **options)
         except docker.errors.ImageNotFound:
             raise _image_missing(image) from None
+
+
+def _start(engine: docker.DockerClient, image: str, **options: Any) -> Any:
+    container = _create(engine, image, **options)
     container.start()
     return container
+
+
+def _start_attached(engine: docker.DockerClient, image: str, stdout: bool, stderr: bool, demux: bool,
+                    **options: Any) -> tuple[Any, Iterator[Any]]:
+    """Start a container and stream its output, attached before it starts as ``docker run``
+    is: the stream ends when the container does (following its log instead can miss the end
+    of a container that exits at once, on podman)."""
+    container = _create(engine, image, **options)
+    output = engine.api.attach(container.id, stdout=stdout, stderr=stderr, stream=True, logs=False, demux=demux)
+    container.start()
+    return container, iter(output)
 
 
 def _defer_cleanup(job: Any, name: str, action: int | None, remove: bool) -> None:
@@ -132,21 +147,15 @@ def _defer_cleanup(job: Any, name: str, action: int | None, remove: bool) -> Non
         job.defer(dockerKill, name, remove=True)
 
 
-def _demuxed(engine: docker.DockerClient, container: Any, stdout: bool, stderr: bool) -> Iterator[tuple[Any, Any]]:
-    yield from engine.api.attach(container.id, stdout=stdout, stderr=stderr, stream=True, logs=True, demux=True)
-
-
 def _run_and_collect(engine: docker.DockerClient, image: str, command: Any, stdout: bool, stderr: bool,
                      stream: bool, demux: bool, remove: bool, **options: Any) -> Any:
     """Run to completion as ``containers.run(detach=False)`` does; raise ContainerError on a
     non-zero exit. ``auto_remove`` is done here after the wait, because podman's API then
     reports every exit status as 0 ("container has already been removed")."""
     remove_after = remove or bool(options.pop("auto_remove", False))
-    container = _start(engine, image, command=command, **options)
     if stream:
-        if demux:
-            return _demuxed(engine, container, stdout, stderr)
-        return container.logs(stdout=stdout, stderr=stderr, stream=True, follow=True)
+        return _start_attached(engine, image, stdout, stderr, demux, command=command, **options)[1]
+    container = _start(engine, image, command=command, **options)
     try:
         status = container.wait()["StatusCode"]
         if demux:
@@ -225,11 +234,13 @@ def apiDockerCall(
         if not detach:
             return _run_and_collect(engine, image, command, stdout is None or stdout, stderr, stream, demux,
                                     remove, auto_remove=remove if auto_remove is None else auto_remove, **options)
-        container = _start(engine, image, command=command, auto_remove=bool(auto_remove), **options)
-        if stdout or stderr:
-            with open(streamfile or "output.log", "wb") as handle:
-                for chunk in container.logs(stdout=bool(stdout), stderr=stderr, stream=True, follow=True):
-                    handle.write(chunk)
+        if not (stdout or stderr):
+            return _start(engine, image, command=command, auto_remove=bool(auto_remove), **options)
+        container, output = _start_attached(engine, image, bool(stdout), stderr, False, command=command,
+                                            auto_remove=bool(auto_remove), **options)
+        with open(streamfile or "output.log", "wb") as handle:
+            for chunk in output:
+                handle.write(chunk)
         return container
     except requests.exceptions.ConnectionError as error:
         raise ContainerEngineError(f"Lost the container engine at {container_engine.docker_host()}: {error}") from None
@@ -330,11 +341,12 @@ def _docker(job: Any, tool: str, parameters: list[str] | list[list[str]] | None,
     _defer_cleanup(job, name, defer, remove)
     call = ["docker", "run", *dockerParameters, tool, *(command or [])]
     logger.info("Calling docker with %r", call)
-    container = _start(engine, tool, command=command, entrypoint=entrypoint, name=name,
-                       labels=_labels(job), **_limits(job, options), **options)
+    container, output_stream = _start_attached(
+        engine, tool, True, False, False, command=command, entrypoint=entrypoint, name=name, labels=_labels(job),
+        **_limits(job, options), **options)
     try:
         output = b""
-        for chunk in container.logs(stdout=True, stderr=False, stream=True, follow=True):
+        for chunk in output_stream:
             if outfile is not None:
                 outfile.write(chunk)
             else:
