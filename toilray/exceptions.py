@@ -142,6 +142,14 @@ class BadOptionError(ToilrayError):
     """An option value that cannot be used."""
 
 
+class ContainerEngineError(ToilrayError):
+    """No container engine answers, or it cannot run what a job asked for."""
+
+
+class ContainerImageNotFoundError(ContainerEngineError):
+    """A container image that the engine neither has nor can pull."""
+
+
 class RayConnectionError(ToilrayError):
     """The Ray cluster named by --rayAddress (or RAY_ADDRESS) cannot be reached."""
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from toilray import serialize
 from toilray.deferred import DeferredFunctions, run_orphaned
+from toilray.exceptions import TRACEBACK_VARIABLE, ToilrayError
 from toilray.fileStores.cache import NodeCache
 from toilray.fileStores.fileStore import FileStore
 from toilray.job import load_job, requirements_of, run_job, service_host_job
@@ -198,7 +199,9 @@ def _execute(
             services=run.services,
         )
     except (Exception, SystemExit) as exc:
-        print(traceback.format_exc(), file=sys.stderr)
+        if not isinstance(exc, ToilrayError) or os.environ.get(TRACEBACK_VARIABLE) == "1":
+            # An error toilray raises on purpose says all in its message (the job's one line).
+            print(traceback.format_exc(), file=sys.stderr)
         return Outcome(item.job_id, ok=False, error=f"{type(exc).__name__}: {exc}"), None
     if not store.commit(record):
         # Another attempt of this job committed first (the leader saw it as lost): keep theirs.
