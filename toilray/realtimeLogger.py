@@ -15,6 +15,8 @@ import threading
 from typing import Any
 
 _LOGGER_NAME = "toilray.worker.realtime"
+# The leader's logger for the messages (Toil's is "toil-rt").
+LEADER_LOGGER_NAME = "toilray-rt"
 _MAX_DATAGRAM = 60000
 
 
@@ -72,13 +74,18 @@ def install_sender(address: tuple[str, int] | None) -> None:
 
 
 class RealtimeLogServer:
-    """In the leader: receive workers' messages and log them as they arrive."""
+    """In the leader: receive workers' messages and log them as they arrive.
+
+    They are records of ``LEADER_LOGGER_NAME``, outside toilray's own logger tree, so that
+    they reach the root logger's handlers as Toil's do: a script that adds a handler sees
+    each message with its text as sent (``Toil`` sets the logger's level and handlers).
+    """
 
     def __init__(self, host: str) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind((host, 0))
         self.address: tuple[str, int] = (host, self._socket.getsockname()[1])
-        self._logger = logging.getLogger("toilray.realtime")
+        self._logger = logging.getLogger(LEADER_LOGGER_NAME)
         self._thread = threading.Thread(target=self._serve, name="toilray-realtime-log", daemon=True)
         self._thread.start()
 
@@ -90,7 +97,7 @@ class RealtimeLogServer:
                 return
             try:
                 message = json.loads(data)
-                self._logger.log(int(message["level"]), "%s", message["message"])
+                self._logger.log(int(message["level"]), str(message["message"]))
             except (ValueError, KeyError, TypeError):
                 continue
 
