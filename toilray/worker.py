@@ -31,7 +31,7 @@ from toilray.fileStores.fileStore import FileStore
 from toilray.job import load_job, requirements_of, run_job, service_host_job
 from toilray.jobStores.jobStore import JobStore
 from toilray.options import clean_applies
-from toilray.protocol import CommitRecord, Outcome, TaskItem, WorkerContext
+from toilray.protocol import CommitRecord, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.realtimeLogger import install_sender
 from toilray.requirements import Requirements
 
@@ -211,24 +211,31 @@ def _execute(
 
 
 # Most jobs one task runs in a chain, so that the leader still hears back regularly.
-_MAX_CHAIN = 1000
+MAX_CHAIN = 1000
 
 
 def _chained_successor(ctx: WorkerContext, outcome: Outcome, limit: Requirements | None,
-                       values: dict[str, bytes]) -> TaskItem | None:
-    """The lone successor a job just created, if it can run right here, right now.
+                       values: dict[str, bytes], planned: JobSpec | None) -> TaskItem | None:
+    """The lone successor of the job just run, if it can run right here, right now.
 
-    It must be the only new job, fit in this task's resources, need no services, not be a
-    checkpoint, and need only return values this process already has.
+    That is ``planned`` (the lone successor the job had before it ran, as the leader saw
+    it) when the run made no new successors, or else the run's only new job. It must fit in
+    this task's resources, need no services, not be a checkpoint, and need only return
+    values this process already has.
     """
-    if not ctx.chaining or limit is None or not outcome.ok or outcome.already_committed:
+    if not ctx.chaining or limit is None or not outcome.ok or outcome.already_committed or outcome.services:
         return None
-    if len(outcome.new_specs) != 1 or outcome.services:
-        return None
-    spec = outcome.new_specs[0]
+    made = outcome.children + outcome.followons
+    if planned is not None:
+        if made:
+            return None
+        spec = planned
+    else:
+        if len(outcome.new_specs) != 1 or len(made) != 1 or made[0] != outcome.new_specs[0].id:
+            return None
+        spec = outcome.new_specs[0]
     req = spec.requirements
-    if (spec.services or spec.checkpoint or req is None or (spec.id,) not in (outcome.children, outcome.followons)
-            or len(outcome.children) + len(outcome.followons) != 1):
+    if spec.services or spec.checkpoint or req is None:
         return None
     if req.cores > limit.cores or req.memory > limit.memory or req.gpus > limit.gpus or req.disk > limit.disk:
         return None
@@ -239,13 +246,15 @@ def _chained_successor(ctx: WorkerContext, outcome: Outcome, limit: Requirements
     return TaskItem(spec.id, spec.name, spec.body, 1)
 
 
-def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskItem], dep_ids: list[str],
-             *dep_values: bytes) -> tuple[Any, ...]:
+def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskItem], planned: list[JobSpec],
+             dep_ids: list[str], *dep_values: bytes) -> tuple[Any, ...]:
     """The Ray task body. Returns the outcomes, then each given job's pickled return value.
 
-    After the given jobs it may run a chain of successors (each the lone new job of the one
-    before, see ``_chained_successor``); their outcomes follow in the list, their values are
-    read from the job store by whoever needs them.
+    After the given jobs it may run a chain of successors (each the lone successor of the
+    one before, see ``_chained_successor``): first the ``planned`` ones, which the leader
+    knew of when it issued the task, each the lone successor of the one before. Their
+    outcomes follow in the list, their values are read from the job store by whoever
+    needs them.
     """
     prepare_process(ctx)
     values = dict(zip(dep_ids, dep_values, strict=True))
@@ -258,8 +267,8 @@ def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskIte
     if len(items) == 1 and results[0] is not None:
         values[items[0].job_id] = results[0]
         outcome = outcomes[0]
-        for _ in range(_MAX_CHAIN):
-            successor = _chained_successor(ctx, outcome, limit, values)
+        for step in range(MAX_CHAIN):
+            successor = _chained_successor(ctx, outcome, limit, values, planned[step] if step < len(planned) else None)
             if successor is None:
                 break
             outcome, result = _run_one(ctx, successor, values)
