@@ -86,20 +86,39 @@ class RealtimeLogServer:
         self._socket.bind((host, 0))
         self.address: tuple[str, int] = (host, self._socket.getsockname()[1])
         self._logger = logging.getLogger(LEADER_LOGGER_NAME)
+        # The serving thread looks at _closing between datagrams and at least this often.
+        self._socket.settimeout(0.2)
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="toilray-realtime-log", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
+        while not self._closing.is_set():
+            try:
+                data, _ = self._socket.recvfrom(_MAX_DATAGRAM + 1024)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._show(data)
+
+    def _show(self, data: bytes) -> None:
+        try:
+            message = json.loads(data)
+            self._logger.log(int(message["level"]), str(message["message"]))
+        except (ValueError, KeyError, TypeError):
+            return
+
+    def close(self) -> None:
+        """Stop listening, after showing what already arrived: a job's last messages are in
+        the socket's buffer by the time the leader hears that the job finished."""
+        self._closing.set()
+        self._thread.join()
+        self._socket.setblocking(False)
         while True:
             try:
                 data, _ = self._socket.recvfrom(_MAX_DATAGRAM + 1024)
             except OSError:
-                return
-            try:
-                message = json.loads(data)
-                self._logger.log(int(message["level"]), str(message["message"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-
-    def close(self) -> None:
+                break
+            self._show(data)
         self._socket.close()
