@@ -104,26 +104,42 @@ def test_caught_failed_jobs_exception_has_toils_attributes(tmp_path: Path, scrip
     assert last_json(done.stdout) == {"jobStoreLocator": store, "numberOfFailedJobs": 1, "exit_code": 1}
 
 
+def stats_lines(store: str, env: dict[str, str]) -> list[str]:
+    stats = toilray("stats", store, env=env)
+    assert stats.returncode == 0, stats.stderr
+    return stats.stdout.splitlines()
+
+
+def workers_and_jobs(lines: list[str]) -> tuple[int, list[str], int]:
+    """From `toilray stats`: the Worker count n, the Worker Jobs min/med/ave/max, the Job count n."""
+    worker, job = lines.index("Worker"), lines.index("Job")
+    return (int(lines[worker + 3].split("|")[0]), lines[job + 2].split()[1:],
+            int(lines[job + 5].split("|")[0]))
+
+
 def test_manual_discoverfiles_stats_one_worker_ran_the_chain_and_status_of_the_kept_store(
         tmp_path: Path, script_env: dict[str, str]) -> None:
     store = f"file:{tmp_path / 'store'}"
     done = run_script(WORKFLOWS / "discoverfiles_manual.py", store, "--stats", env=script_env)
     assert done.returncode == 0, done.stderr
 
-    stats = toilray("stats", store, env=script_env)
-    assert stats.returncode == 0, stats.stderr
-    lines = stats.stdout.splitlines()
-    worker = lines.index("Worker")
-    assert lines[worker + 3].split("|")[0].strip() == "1"  # Worker Count n = 1
-    job = lines.index("Job")
-    assert lines[job + 2].split() == ["|", "3", "3", "3", "3"]  # Worker Jobs: min med ave max
-    assert lines[job + 5].split("|")[0].strip() == "3"  # three jobs
+    lines = stats_lines(store, script_env)
+    assert workers_and_jobs(lines) == (1, ["3", "3", "3", "3"], 3)
     for name in ("sysFiles", "userFiles", "discoverFiles"):
         assert f" {name}" in lines
 
     status = toilray("status", store, env=script_env)
     assert status.returncode == 0, status.stderr
     assert "Root job is absent. The workflow may have completed successfully." in status.stdout.splitlines()
+
+
+def test_a_chain_made_by_a_job_runs_in_that_jobs_worker(tmp_path: Path, script_env: dict[str, str]) -> None:
+    # examples/discoverfiles.py: a root job makes the three-job chain; Toil chains all four.
+    store = f"file:{tmp_path / 'store'}"
+    done = run_script(Path(__file__).parent.parent / "examples" / "discoverfiles.py", store, "--stats",
+                      "--paths", str(tmp_path), str(tmp_path), str(tmp_path), env=script_env)
+    assert done.returncode == 0, done.stderr
+    assert workers_and_jobs(stats_lines(store, script_env)) == (1, ["4", "4", "4", "4"], 4)
 
 
 def test_realtime_messages_reach_the_root_logger_at_the_workflows_level(tmp_path: Path,
