@@ -49,7 +49,7 @@ def test_failed_job_keeps_store_and_restart_runs_fixed_code_only(tmp_path: Path,
     assert "flaky" in first.stderr and "RuntimeError: boom from flaky" in first.stderr
     assert "---TOIL WORKER OUTPUT LOG---" in first.stderr
     assert "flaky is about to fail" in first.stderr  # the job's own output reaches the user
-    assert re.search(r"failed: 1 job\(s\) failed \('flaky'", first.stderr)
+    assert re.search(r"contains 1 failed jobs: 'flaky'", first.stderr)
     assert store.is_dir()
     ran = executions(counts)
     assert ran["flaky"] == 2  # --retryCount 1: two attempts

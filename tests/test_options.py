@@ -200,6 +200,13 @@ def test_replaced_options_set_in_code_are_rejected(name: str, value: object) -> 
         Config.from_options(options)
 
 
+@pytest.mark.parametrize(("name", "value"), [("targetTime", 1), ("betaInertia", 0.5), ("scaleInterval", 30)])
+def test_tuning_options_set_in_code_are_accepted_and_noted(name: str, value: object) -> None:
+    options = Job.Runner.getDefaultOptions("file:x")
+    setattr(options, name, value)
+    assert Config.from_options(options).ignoredOptions == (name,)
+
+
 @pytest.mark.parametrize("name", ["slurm", "mesos"])
 def test_replaced_batch_system_set_in_code_is_rejected(name: str) -> None:
     options = Job.Runner.getDefaultOptions("file:x")
@@ -275,6 +282,15 @@ def test_add_toil_options_to_a_fresh_parser() -> None:
     options = parser.parse_args(["file:x", "--retryCount", "4", "--myOwn", "yours"])
     assert (options.jobStore, options.retryCount, options.myOwn) == ("file:x", 4, "yours")
     assert Config.from_options(options).retryCount == 4
+
+
+def test_default_options_take_the_job_store_as_a_keyword_or_any_path(tmp_path: Path) -> None:
+    assert Job.Runner.getDefaultOptions(jobStore="file:kw").jobStore == "file:kw"
+    options = Job.Runner.getDefaultOptions(tmp_path / "store")
+    assert options.jobStore == str(tmp_path / "store")
+    assert Config.from_options(options).jobStoreLocator == f"file:{tmp_path}/store"
+    options.jobStore = tmp_path / "other"  # a pipeline may set a Path after parsing, too
+    assert Config.from_options(options).jobStoreLocator == f"file:{tmp_path}/other"
 
 
 def test_job_store_as_flag(capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,8 +32,9 @@ from toilray.job import Job, make_specs
 from toilray.jobStores.jobStore import JobStore
 from toilray.jobStores.storage import LeaderLock
 from toilray.lib import urls
-from toilray.options import clean_applies
+from toilray.options import REPLACED_OPTIONS, clean_applies
 from toilray.protocol import JobSpec, NodeDirs
+from toilray.realtimeLogger import LEADER_LOGGER_NAME
 
 if TYPE_CHECKING:
     from toilray.leader import JobSource
@@ -97,6 +98,12 @@ class _UncaughtToilrayErrors:
 
 
 def _configure_logging(config: Config) -> list[logging.Handler]:
+    """Handlers (stderr and --logFile) for toilray's own logger and for the one that shows the
+    jobs' RealtimeLogger messages, all at the workflow's level, and the root logger at that
+    level too, as Toil sets it. The realtime messages go on to the root logger's handlers, as
+    Toil's do; toilray's own records do not (a script's root handler would show them twice).
+    When the script gave the root logger handlers (Toil's ``setLoggingFromOptions`` does), the
+    realtime messages are shown by those alone, again so that none is shown twice."""
     fmt = logging.Formatter("[%(asctime)s] [%(levelname).1s] [%(name)s] %(message)s")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.logFile:
@@ -105,11 +112,17 @@ def _configure_logging(config: Config) -> list[logging.Handler]:
                 config.logFile, maxBytes=max(1, config.maxLogFileSize), backupCount=1))
         else:
             handlers.append(logging.FileHandler(config.logFile))
-    for handler in handlers:
+    realtime = logging.getLogger(LEADER_LOGGER_NAME)
+    console_for_realtime = not logging.getLogger().handlers
+    for index, handler in enumerate(handlers):
         handler.setFormatter(fmt)
         logger.addHandler(handler)
-    logger.setLevel(config.logLevel)
+        if index > 0 or console_for_realtime:
+            realtime.addHandler(handler)
+    for configured in (logger, realtime):
+        configured.setLevel(config.logLevel)
     logger.propagate = False
+    logging.getLogger().setLevel(config.logLevel)
     return handlers
 
 
@@ -134,6 +147,8 @@ class Toil:
         config = Config.from_options(self.options)
         self.config = config
         self._handlers = _configure_logging(config)
+        for name in config.ignoredOptions:
+            logger.warning("options.%s has no effect in toilray: %s", name, REPLACED_OPTIONS[name])
         try:
             store = JobStore(config.jobStoreLocator,
                              verify_checksums=not config.disableJobStoreChecksumVerification)
@@ -157,7 +172,8 @@ class Toil:
 
     def _remove_log_handlers(self) -> None:
         for handler in self._handlers:
-            logger.removeHandler(handler)
+            for configured in (logger, logging.getLogger(LEADER_LOGGER_NAME)):
+                configured.removeHandler(handler)
             handler.close()
         self._handlers = []
 

@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 
 from toilray.exceptions import BadOptionError
 from toilray.jobStores.jobStore import parse_locator
-from toilray.options import REPLACED_OPTIONS, batch_system_type, embedded_ray, parse_clean, parse_log_level
+from toilray.options import (
+    REPLACED_OPTIONS,
+    TUNING_ONLY_OPTIONS,
+    batch_system_type,
+    embedded_ray,
+    parse_clean,
+    parse_log_level,
+)
 from toilray.protocol import WorkerContext
 from toilray.requirements import (
     Requirements,
@@ -135,15 +142,20 @@ class Config:
     disableJobStoreChecksumVerification: bool
     badWorker: float
     badWorkerFailInterval: float
+    # Tuning options set in the script's code that toilray has no use for (a warning says so).
+    ignoredOptions: tuple[str, ...] = ()
 
     @classmethod
     def from_options(cls, options: Namespace) -> Config:
         """Resolve and check ``options``; a bad value raises BadOptionError naming the option."""
+        ignored = []
         for name in REPLACED_OPTIONS:
             if getattr(options, name, None) not in (None, False):
-                raise BadOptionError(f"--{name} is not used by toilray: {REPLACED_OPTIONS[name]}")
+                if name not in TUNING_ONLY_OPTIONS:
+                    raise BadOptionError(f"--{name} is not used by toilray: {REPLACED_OPTIONS[name]}")
+                ignored.append(name)
         _checked(batch_system_type, str(options.batchSystem), f"--batchSystem {options.batchSystem}")
-        job_store = options.jobStore
+        job_store = os.fspath(options.jobStore) if options.jobStore else options.jobStore
         if not job_store:
             raise BadOptionError("No job store given (pass a locator such as file:my-store or a path)")
         kind, rest = parse_locator(job_store)
@@ -229,6 +241,7 @@ class Config:
             disableJobStoreChecksumVerification=bool(options.disableJobStoreChecksumVerification),
             badWorker=float(options.badWorker),
             badWorkerFailInterval=float(options.badWorkerFailInterval),
+            ignoredOptions=tuple(ignored),
         )
 
     # Toil's names for the default requirements.

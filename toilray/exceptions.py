@@ -93,16 +93,21 @@ class ConcurrentFileModificationException(JobStoreError):
 
 
 class FailedJobsException(ToilrayError):
-    """Raised by ``Toil.start``/``restart`` when jobs failed and nothing more can run."""
+    """Raised by ``Toil.start``/``restart`` when jobs failed and nothing more can run.
+
+    Its message begins as Toil's does, and it has Toil's attributes (``jobStoreLocator``,
+    ``numberOfFailedJobs``, ``exit_code``): scripts and users match on both.
+    """
 
     def __init__(self, locator: str, failed_jobs: Sequence[str], exit_code: int = 1) -> None:
         self.jobStoreLocator = locator
         self.failed_jobs = list(failed_jobs)
+        self.numberOfFailedJobs = len(self.failed_jobs)
         self.exit_code = exit_code
         names = ", ".join(self.failed_jobs)
         super().__init__(
-            f"The workflow in job store '{locator}' failed: {len(self.failed_jobs)} job(s) "
-            f"failed ({names}). Fix the cause and run again with --restart."
+            f"The job store '{locator}' contains {self.numberOfFailedJobs} failed jobs: {names}. "
+            "Fix the cause and run again with --restart."
         )
 
 

@@ -35,7 +35,7 @@ from toilray.protocol import LOG_MARK, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.requirements import Requirements
 from toilray.run_reports import STATUS_INTERVAL, RunReports
 from toilray.services import ServiceManager
-from toilray.worker import run_jobs
+from toilray.worker import MAX_CHAIN, run_jobs
 
 logger = logging.getLogger("toilray.leader")
 
@@ -255,6 +255,9 @@ class Leader:
             "waiting": max(0, not_run - submitted - len(self._waiting) - len(self.state.failed)),
             "failed": [self.state.spec(j).label() for j in self.state.failed],
             "unfinished": not_run,
+            "withSuccessors": self.state.unfinished_count() - not_run,
+            "withServices": self._services.host_count(),
+            "services": self._services.running_count(),
         })
 
     def _until_next_deadline(self) -> float | None:
@@ -406,17 +409,31 @@ class Leader:
             stack.extend(self._results.promised_by(dep))
         return refs
 
+    def _chain_plan(self, job_id: str) -> list[JobSpec]:
+        """The successors a worker may run after this job, one after the other, as Toil
+        chains jobs: each the lone successor of the one before (the worker checks the rest)."""
+        if not self.limits.batching or self.limits.max_job_duration is not None:
+            return []
+        plan: list[JobSpec] = []
+        successor = self.state.lone_successor(job_id)
+        while successor is not None and len(plan) < MAX_CHAIN:
+            plan.append(self.state.spec(successor))
+            successor = self.state.lone_successor(successor)
+        return plan
+
     def _submit(self, job_ids: list[str], req: Requirements | None, resolve_only: bool = False) -> None:
         specs = [self.state.spec(j) for j in job_ids]
         items = [TaskItem(s.id, s.name, s.body, self.state.attempt(s.id), resolve_only) for s in specs]
-        deps = self._dependency_refs(specs)
+        planned = self._chain_plan(job_ids[0]) if len(job_ids) == 1 and not resolve_only else []
+        deps = self._dependency_refs(specs + planned)
         options: dict[str, Any] = {"num_returns": len(items) + 1}
         if req is None:
             options.update(num_cpus=0.01)
         else:
             options.update(num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None,
                            resources=placement_resources(req, self._nodes) or None)
-        refs = _run_jobs_task.options(**options).remote(self._context_ref, req, items, list(deps), *deps.values())
+        refs = _run_jobs_task.options(**options).remote(self._context_ref, req, items, planned, list(deps),
+                                                         *deps.values())
         task_id = self._next_task
         self._next_task += 1
         duration = self.limits.max_job_duration

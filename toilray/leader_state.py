@@ -118,6 +118,19 @@ class LeaderState:
         """Jobs that have not run yet (an O(unfinished) count: call it for reports only)."""
         return sum(1 for node in self._nodes.values() if not node.ran)
 
+    def lone_successor(self, job_id: str) -> str | None:
+        """The successor that may run right after this job, in the same worker, when the job
+        runs without making new ones (Toil's chaining): the job's only child or follow-on,
+        waiting for nothing else, and neither job has services."""
+        node = self._node(job_id)
+        successors = node.spec.children + node.spec.followons
+        if len(successors) != 1 or node.spec.services or node.ran:
+            return None
+        successor = self._nodes[successors[0]]
+        if successor.waiting != 1 or successor.ran or successor.spec.services:
+            return None
+        return successors[0]
+
     def take_ready(self) -> list[str]:
         # A job can fail for good while still queued here: a worker ran it chained, right after
         # the parent that made it, before the leader ever issued it.

@@ -62,6 +62,14 @@ REPLACED_OPTIONS: dict[str, str] = {
     "maxPreemptibleServiceJobs": "preemptible services count against --maxServiceJobs like any other",
 }
 
+# Replaced options that only tune scaling or polling, which Ray does itself. A pipeline that
+# sets one in its code (cactus sets targetTime) runs on with a warning; on the command line
+# they are refused like the others, as the user can simply leave them out.
+TUNING_ONLY_OPTIONS = frozenset({
+    "targetTime", "betaInertia", "scaleInterval", "preemptibleCompensation", "assumeZeroOverhead",
+    "statePollingWait", "coalesceStatusCalls",
+})
+
 
 class _Replaced(argparse.Action):
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
@@ -318,12 +326,15 @@ def get_default_argument_parser(jobstore_as_flag: bool = False) -> argparse.Argu
     return parser
 
 
-def get_default_options(jobStore: str | None = None, jobstore_as_flag: bool = False) -> argparse.Namespace:
+def get_default_options(jobStore: str | os.PathLike[str] | None = None,
+                        jobstore_as_flag: bool = False) -> argparse.Namespace:
+    """Toil's defaults for a job store given as a locator or any path-like object."""
     parser = get_default_argument_parser(jobstore_as_flag)
+    locator = None if jobStore is None else os.fspath(jobStore)
     if jobstore_as_flag:
-        args = [] if jobStore is None else ["--jobStore", jobStore]
+        args = [] if locator is None else ["--jobStore", locator]
     else:
-        if jobStore is None:
+        if locator is None:
             raise ValueError("getDefaultOptions needs a job store locator")
-        args = [jobStore]
+        args = [locator]
     return parser.parse_args(args)

@@ -15,6 +15,8 @@ import threading
 from typing import Any
 
 _LOGGER_NAME = "toilray.worker.realtime"
+# The leader's logger for the messages (Toil's is "toil-rt").
+LEADER_LOGGER_NAME = "toilray-rt"
 _MAX_DATAGRAM = 60000
 
 
@@ -72,27 +74,51 @@ def install_sender(address: tuple[str, int] | None) -> None:
 
 
 class RealtimeLogServer:
-    """In the leader: receive workers' messages and log them as they arrive."""
+    """In the leader: receive workers' messages and log them as they arrive.
+
+    They are records of ``LEADER_LOGGER_NAME``, outside toilray's own logger tree, so that
+    they reach the root logger's handlers as Toil's do: a script that adds a handler sees
+    each message with its text as sent (``Toil`` sets the logger's level and handlers).
+    """
 
     def __init__(self, host: str) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind((host, 0))
         self.address: tuple[str, int] = (host, self._socket.getsockname()[1])
-        self._logger = logging.getLogger("toilray.realtime")
+        self._logger = logging.getLogger(LEADER_LOGGER_NAME)
+        # The serving thread looks at _closing between datagrams and at least this often.
+        self._socket.settimeout(0.2)
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="toilray-realtime-log", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
+        while not self._closing.is_set():
+            try:
+                data, _ = self._socket.recvfrom(_MAX_DATAGRAM + 1024)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._show(data)
+
+    def _show(self, data: bytes) -> None:
+        try:
+            message = json.loads(data)
+            self._logger.log(int(message["level"]), str(message["message"]))
+        except (ValueError, KeyError, TypeError):
+            return
+
+    def close(self) -> None:
+        """Stop listening, after showing what already arrived: a job's last messages are in
+        the socket's buffer by the time the leader hears that the job finished."""
+        self._closing.set()
+        self._thread.join()
+        self._socket.setblocking(False)
         while True:
             try:
                 data, _ = self._socket.recvfrom(_MAX_DATAGRAM + 1024)
             except OSError:
-                return
-            try:
-                message = json.loads(data)
-                self._logger.log(int(message["level"]), "%s", message["message"])
-            except (ValueError, KeyError, TypeError):
-                continue
-
-    def close(self) -> None:
+                break
+            self._show(data)
         self._socket.close()

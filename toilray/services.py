@@ -81,6 +81,10 @@ class ServiceManager:
     def hosts(self, host: str) -> bool:
         return host in self._hosts
 
+    def host_count(self) -> int:
+        """Host jobs whose services are starting, up or stopping."""
+        return len(self._hosts)
+
     def running_count(self) -> int:
         return sum(1 for s in self._services.values() if s.phase in ("starting", "up", "stopping"))
 

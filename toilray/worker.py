@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ from toilray.fileStores.fileStore import FileStore
 from toilray.job import load_job, requirements_of, run_job, service_host_job
 from toilray.jobStores.jobStore import JobStore
 from toilray.options import clean_applies
-from toilray.protocol import CommitRecord, Outcome, TaskItem, WorkerContext
+from toilray.protocol import CommitRecord, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.realtimeLogger import install_sender
 from toilray.requirements import Requirements
 
@@ -214,41 +215,67 @@ def _execute(
 
 
 # Most jobs one task runs in a chain, so that the leader still hears back regularly.
-_MAX_CHAIN = 1000
+MAX_CHAIN = 1000
 
 
-def _chained_successor(ctx: WorkerContext, outcome: Outcome, limit: Requirements | None,
-                       values: dict[str, bytes]) -> TaskItem | None:
-    """The lone successor a job just created, if it can run right here, right now.
+class _Chain:
+    """What a task knows of the graph around the jobs it runs, to find each one's lone
+    successor (Toil's chaining rule): the successors the leader knew of when it issued the
+    task (``planned``, each the lone successor of the one before), and the jobs the task's
+    own runs made, with how many edges lead to each."""
 
-    It must be the only new job, fit in this task's resources, need no services, not be a
-    checkpoint, and need only return values this process already has.
-    """
-    if not ctx.chaining or limit is None or not outcome.ok or outcome.already_committed:
-        return None
-    if len(outcome.new_specs) != 1 or outcome.services:
-        return None
-    spec = outcome.new_specs[0]
-    req = spec.requirements
-    if (spec.services or spec.checkpoint or req is None or (spec.id,) not in (outcome.children, outcome.followons)
-            or len(outcome.children) + len(outcome.followons) != 1):
-        return None
-    if req.cores > limit.cores or req.memory > limit.memory or req.gpus > limit.gpus or req.disk > limit.disk:
-        return None
-    if req.preemptible and not limit.preemptible:
-        return None
-    if not spec.promise_deps <= values.keys():
-        return None
-    return TaskItem(spec.id, spec.name, spec.body, 1)
+    def __init__(self, planned: list[JobSpec]) -> None:
+        self._planned = planned
+        self._made: dict[str, JobSpec] = {}
+        self._edges_to: Counter[str] = Counter()
+
+    def successor(self, ctx: WorkerContext, step: int, job_id: str, outcome: Outcome, limit: Requirements | None,
+                  values: dict[str, bytes]) -> TaskItem | None:
+        """The lone successor of the job just run, if it can run right here, right now.
+
+        It must wait for nothing else, fit in this task's resources, need no services, not
+        be a checkpoint, and need only return values this process already has.
+        """
+        if not ctx.chaining or limit is None or not outcome.ok or outcome.already_committed or outcome.services:
+            return None
+        for spec in outcome.new_specs:
+            self._made[spec.id] = spec
+            self._edges_to.update((*spec.children, *spec.followons))
+        made = outcome.children + outcome.followons
+        self._edges_to.update(made)
+        if step < len(self._planned):
+            known: tuple[str, ...] = (self._planned[step].id,)
+        elif job_id in self._made:
+            known = self._made[job_id].children + self._made[job_id].followons
+        else:
+            known = ()
+        successors = known + made
+        if len(successors) != 1:
+            return None
+        found = self._planned[step] if step < len(self._planned) else self._made.get(successors[0])
+        if found is None or (found.id in self._made and self._edges_to[found.id] != 1):
+            return None
+        spec = found
+        req = spec.requirements
+        if spec.services or spec.checkpoint or req is None:
+            return None
+        if req.cores > limit.cores or req.memory > limit.memory or req.gpus > limit.gpus or req.disk > limit.disk:
+            return None
+        if req.preemptible and not limit.preemptible:
+            return None
+        if not spec.promise_deps <= values.keys():
+            return None
+        return TaskItem(spec.id, spec.name, spec.body, 1)
 
 
-def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskItem], dep_ids: list[str],
-             *dep_values: bytes) -> tuple[Any, ...]:
+def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskItem], planned: list[JobSpec],
+             dep_ids: list[str], *dep_values: bytes) -> tuple[Any, ...]:
     """The Ray task body. Returns the outcomes, then each given job's pickled return value.
 
-    After the given jobs it may run a chain of successors (each the lone new job of the one
-    before, see ``_chained_successor``); their outcomes follow in the list, their values are
-    read from the job store by whoever needs them.
+    After a lone given job it may run a chain of successors, each the lone successor of the
+    one before (see ``_Chain``): first the ``planned`` ones, which the leader knew of when
+    it issued the task, then ones the chain's jobs made. Their outcomes follow in the list,
+    their values are read from the job store by whoever needs them.
     """
     prepare_process(ctx)
     values = dict(zip(dep_ids, dep_values, strict=True))
@@ -260,9 +287,10 @@ def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskIte
         results.append(result)
     if len(items) == 1 and results[0] is not None:
         values[items[0].job_id] = results[0]
-        outcome = outcomes[0]
-        for _ in range(_MAX_CHAIN):
-            successor = _chained_successor(ctx, outcome, limit, values)
+        chain = _Chain(planned)
+        job_id, outcome = items[0].job_id, outcomes[0]
+        for step in range(MAX_CHAIN):
+            successor = chain.successor(ctx, step, job_id, outcome, limit, values)
             if successor is None:
                 break
             outcome, result = _run_one(ctx, successor, values)
@@ -270,7 +298,8 @@ def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskIte
             outcomes.append(outcome)
             if result is None:
                 break
-            values[successor.job_id] = result
+            job_id = successor.job_id
+            values[job_id] = result
     return (outcomes, *results)
 
 

@@ -48,6 +48,9 @@ def workflow_status(store: JobStore) -> dict[str, Any]:
         "waiting": recorded.get("waiting", 0),
         "failed": recorded.get("failed", []),
         "unfinished": recorded.get("unfinished", 0),
+        "withSuccessors": recorded.get("withSuccessors", 0),
+        "withServices": recorded.get("withServices", 0) if running else 0,
+        "services": recorded.get("services", 0) if running else 0,
         "leader": recorded.get("leader") if running else None,
         "updated": recorded.get("updated"),
     }
@@ -65,6 +68,29 @@ _ADVICE = {
     "running": "The workflow is running.",
     "not started": "The workflow has not started yet.",
 }
+
+
+def _toil_lines(info: dict[str, Any], job_store: str, with_logs: int) -> list[str]:
+    """The lines Toil's ``toil status`` prints (users grep for them), from the same counts.
+
+    A job that ran but waits for its successors is what Toil calls a job with children;
+    jobs with log files are the failed ones, whose reports the store keeps for ``--failed``.
+    """
+    if info["state"] == "completed":
+        return ["Root job is absent. The workflow may have completed successfully."]
+    if info["state"] == "not started":
+        return []
+    not_run, with_children, failed = info["unfinished"], info["withSuccessors"], len(info["failed"])
+    considered = not_run + with_children
+    ready = info["ready"] + info["queued"] + info["running"]
+    return [
+        f"There are {considered} unfinished jobs, {with_children} parent jobs with children, "
+        f"{info['withServices']} jobs with services, {info['services']} services, and {failed} totally failed "
+        f"jobs currently in {job_store}.",
+        f"Of the {considered} jobs considered, there are {failed} completely failed jobs, {with_children} jobs "
+        f"with children, {ready} jobs ready to run, 0 zombie jobs, {info['withServices']} jobs with services, "
+        f"{info['services']} services, and {with_logs} jobs with log files currently in {job_store}.",
+    ]
 
 
 @click.command()
@@ -95,6 +121,8 @@ def status(job_store: str, as_json: bool, show_failed: bool, fail_if_not_complet
         for label in info["failed"]:
             click.echo(f"Failed: {label}")
         click.echo(_ADVICE.get(info["state"], ""))
+        for line in _toil_lines(info, job_store, sum(1 for _ in store.failed_ids()) if info["failed"] else 0):
+            click.echo(line)
         for job_id, report in info.get("failedJobs", {}).items():
             click.echo(f"\n=== failed job {job_id} ===\n{report.rstrip()}")
     if fail_if_not_complete and info["state"] != "completed":
