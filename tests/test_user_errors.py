@@ -151,10 +151,13 @@ def _status(store: Path, env: dict[str, str]) -> dict[str, object]:
 
 def test_ctrl_c_stops_with_one_line_and_status_130_and_restart_finishes(tmp_path: Path,
                                                                        script_env: dict[str, str]) -> None:
-    store, counts = tmp_path / "store", tmp_path / "counts"
+    store, counts, gate = tmp_path / "store", tmp_path / "counts", tmp_path / "gate"
     counts.mkdir()
+    # All but 10 children wait for the gate, which opens only for the restart: the interrupt
+    # lands in a run that is certainly unfinished.
     leader = subprocess.Popen([sys.executable, str(WORKFLOWS / "fan_out.py"), f"file:{store}", "--countDir",
-                               str(counts), "--n", "100", "--seconds", "0.3"], env=script_env,
+                               str(counts), "--n", "100", "--seconds", "0.3", "--gate", str(gate),
+                               "--ungated", "10"], env=script_env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -176,6 +179,7 @@ def test_ctrl_c_stops_with_one_line_and_status_130_and_restart_finishes(tmp_path
         f"toilray: interrupted: The workflow in job store 'file:{store}' was interrupted; resume it by running "
         "the same command with --restart")
     assert _status(store, script_env)["state"] == "interrupted"
+    gate.touch()
     resumed = run_script(WORKFLOWS / "fan_out.py", f"file:{store}", "--countDir", str(counts), "--restart",
                          env=script_env)
     assert resumed.returncode == 0, resumed.stderr
@@ -186,7 +190,8 @@ def test_kill_is_not_followed_by_fix_the_problem_advice(tmp_path: Path, script_e
     store, counts = tmp_path / "store", tmp_path / "counts"
     counts.mkdir()
     leader = subprocess.Popen([sys.executable, str(WORKFLOWS / "fan_out.py"), f"file:{store}", "--countDir",
-                               str(counts), "--n", "100", "--seconds", "0.3", "--kill_polling_interval", "0.5"],
+                               str(counts), "--n", "100", "--seconds", "0.3", "--kill_polling_interval", "0.5",
+                               "--gate", str(tmp_path / "never"), "--ungated", "3"],
                               env=script_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
