@@ -138,6 +138,11 @@ class RayConnectionError(ToilrayError):
     """The Ray cluster named by --rayAddress (or RAY_ADDRESS) cannot be reached."""
 
 
+class ExplainedJobFailure(ToilrayError):
+    """A job could not do its work for a reason its one-line message gives in full (e.g. a CWL
+    tool's container image that is not there): the worker logs that line, not a traceback."""
+
+
 # Exit statuses of an uncaught error, the same for a script run with python and for `toilray`.
 USAGE_ERROR = 2  # a mistake in what was asked: a bad store, option, script or address (as click uses)
 WORKFLOW_FAILED = 1  # the workflow ran and did not finish

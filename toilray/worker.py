@@ -26,6 +26,7 @@ from typing import Any
 
 from toilray import serialize
 from toilray.deferred import DeferredFunctions, run_orphaned
+from toilray.exceptions import ExplainedJobFailure
 from toilray.fileStores.cache import NodeCache
 from toilray.fileStores.fileStore import FileStore
 from toilray.job import load_job, requirements_of, run_job, service_host_job
@@ -198,7 +199,8 @@ def _execute(
             services=run.services,
         )
     except (Exception, SystemExit) as exc:
-        print(traceback.format_exc(), file=sys.stderr)
+        explained = isinstance(exc, ExplainedJobFailure)
+        print(f"{type(exc).__name__}: {exc}" if explained else traceback.format_exc(), file=sys.stderr)
         return Outcome(item.job_id, ok=False, error=f"{type(exc).__name__}: {exc}"), None
     if not store.commit(record):
         # Another attempt of this job committed first (the leader saw it as lost): keep theirs.
