@@ -209,6 +209,20 @@ def test_strict_limits_reach_the_container(tmp_path: Path, script_env: dict[str,
 
 
 @needs_podman
+def test_a_tool_failing_in_a_container_fails_the_run(tmp_path: Path, script_env: dict[str, str]) -> None:
+    tool = tmp_path / "fails.cwl"
+    tool.write_text(json.dumps({
+        "cwlVersion": "v1.2", "class": "CommandLineTool",
+        "requirements": {"DockerRequirement": {"dockerPull": "debian:stable-slim"}},
+        "inputs": [], "outputs": [], "baseCommand": ["sh", "-c", "echo leaving-with-3 >&2; exit 3"]}))
+    done = run_cwl("--retryCount", "0", "--outdir", str(tmp_path / "out"), str(tool), env=script_env, cwd=tmp_path,
+                   containers=True)
+    assert done.returncode == 1
+    assert "leaving-with-3" in done.stderr
+    assert "permanentFail" in done.stderr
+
+
+@needs_podman
 def test_missing_image_fails_with_one_line(tmp_path: Path, script_env: dict[str, str]) -> None:
     tool = tmp_path / "missing.cwl"
     tool.write_text(json.dumps({

@@ -5,11 +5,13 @@ The leader picks the engine once (``choose_engine``) from what ``toilray.lib.con
 finds: cwltool's docker mode, with ``DOCKER_HOST`` set for the ``docker`` command it runs, when
 a Docker Engine API answers; else cwltool's podman mode. An engine the user named
 (``--podman``, ``--singularity``, ``--user-space-docker-cmd``) or ``--no-container`` is left
-as given. Workers build tools with ``make_tool``, whose CommandLineTool differs from cwltool's
-in three ways: the node cache that input directories link into is mounted too (read-only),
-podman run as root works (cwltool always asks for ``--userns=keep-id``, which podman allows
-only rootless), and an image that cannot be found or pulled fails the tool with one line
-naming the image and the engine.
+as given.
+
+Workers build tools with ``make_tool``, whose CommandLineTool differs from cwltool's: the node
+cache that input directories link into is mounted too (read-only); docker mode removes the
+container itself (see ToilrayDockerJob); podman run as root works (cwltool always asks for
+``--userns=keep-id``, which podman allows only rootless); and an image that cannot be found or
+pulled fails the tool with one line naming the image and the engine.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
+import uuid
 from argparse import Namespace
 from typing import Any
 
@@ -88,10 +92,26 @@ def _with_link_targets(runtime: tuple[list[str], str | None],
 
 
 class ToilrayDockerJob(DockerCommandLineJob):
-    """cwltool's docker-mode job, failing on a missing image with one line."""
+    """cwltool's docker-mode job, failing on a missing image with one line, and removing the
+    container itself: ``docker run --rm`` against podman's Docker API (4.3) exits 0 whatever
+    the tool's exit status, so the container is named instead and removed once it ended."""
+
+    container_name: str | None = None
 
     def create_runtime(self, env: Any, runtimeContext: RuntimeContext) -> tuple[list[str], str | None]:
-        return _with_link_targets(super().create_runtime(env, runtimeContext), runtimeContext)
+        command, cidfile = _with_link_targets(super().create_runtime(env, runtimeContext), runtimeContext)
+        if "--rm" in command:
+            self.container_name = f"toilray-cwl-{uuid.uuid4().hex}"
+            command[command.index("--rm")] = f"--name={self.container_name}"
+        return command, cidfile
+
+    def run(self, runtimeContext: RuntimeContext, tmpdir_lock: threading.Lock | None = None) -> None:
+        try:
+            super().run(runtimeContext, tmpdir_lock)
+        finally:
+            if self.container_name is not None:
+                subprocess.run([self.docker_exec, "rm", "--force", self.container_name], capture_output=True,
+                               check=False)
 
     def get_image(self, docker_requirement: dict[str, str], pull_image: bool, force_pull: bool,
                   tmp_outdir_prefix: str) -> bool:
