@@ -184,23 +184,28 @@ def test_docker_requirement_runs_in_a_container(store: str, tmp_path: Path, scri
     assert podman_lines("ps", "-a", "--filter", f"id={container}", "--format", "{{.ID}}") == []
 
 
+def run_tool(tmp_path: Path, env: dict[str, str], base_command: list[str], *options: str,
+             image: str | None = "debian:stable-slim", outputs: Any = (),
+             **document: Any) -> subprocess.CompletedProcess[str]:
+    """Run a one-tool CWL document (in a container of ``image``) with ``--retryCount 0``."""
+    requirements = {**document.pop("requirements", {}),
+                    **({"DockerRequirement": {"dockerPull": image}} if image else {})}
+    tool = tmp_path / "tool.cwl"
+    tool.write_text(json.dumps({"cwlVersion": "v1.2", "class": "CommandLineTool", "requirements": requirements,
+                                "inputs": [], "outputs": outputs, "baseCommand": base_command, **document}))
+    return run_cwl("--retryCount", "0", *options, "--outdir", str(tmp_path / "out"), str(tool), env=env,
+                   cwd=tmp_path, containers=image is not None)
+
+
 @needs_podman
 def test_strict_limits_reach_the_container(tmp_path: Path, script_env: dict[str, str]) -> None:
-    tool = tmp_path / "limits.cwl"
-    tool.write_text(json.dumps({
-        "cwlVersion": "v1.2", "class": "CommandLineTool",
-        "requirements": {"DockerRequirement": {"dockerPull": "debian:stable-slim"},
-                         "ResourceRequirement": {"ramMin": 300, "coresMin": 1}},
-        "inputs": [], "outputs": {"limits": "stdout"}, "stdout": "limits.txt",
-        # cgroup v2 names, else v1's.
-        "baseCommand": ["sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null"
-                        " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes;"
-                        " cat /sys/fs/cgroup/cpu.max 2>/dev/null"
-                        " || echo `cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us`"
-                        " `cat /sys/fs/cgroup/cpu/cpu.cfs_period_us`"],
-    }))
-    done = run_cwl("--strict-memory-limit", "--strict-cpu-limit", "--outdir", str(tmp_path / "out"), str(tool),
-                   env=script_env, cwd=tmp_path, containers=True)
+    # cgroup v2 names, else v1's.
+    show = ("cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes;"
+            " cat /sys/fs/cgroup/cpu.max 2>/dev/null"
+            " || echo `cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us` `cat /sys/fs/cgroup/cpu/cpu.cfs_period_us`")
+    done = run_tool(tmp_path, script_env, ["sh", "-c", show], "--strict-memory-limit", "--strict-cpu-limit",
+                    requirements={"ResourceRequirement": {"ramMin": 300, "coresMin": 1}},
+                    outputs={"limits": "stdout"}, stdout="limits.txt")
     assert done.returncode == 0, done.stderr[-3000:]
     memory, cpu = Path(json.loads(done.stdout)["limits"]["path"]).read_text().splitlines()
     assert int(memory) == 300 * 2**20
@@ -210,13 +215,7 @@ def test_strict_limits_reach_the_container(tmp_path: Path, script_env: dict[str,
 
 @needs_podman
 def test_a_tool_failing_in_a_container_fails_the_run(tmp_path: Path, script_env: dict[str, str]) -> None:
-    tool = tmp_path / "fails.cwl"
-    tool.write_text(json.dumps({
-        "cwlVersion": "v1.2", "class": "CommandLineTool",
-        "requirements": {"DockerRequirement": {"dockerPull": "debian:stable-slim"}},
-        "inputs": [], "outputs": [], "baseCommand": ["sh", "-c", "echo leaving-with-3 >&2; exit 3"]}))
-    done = run_cwl("--retryCount", "0", "--outdir", str(tmp_path / "out"), str(tool), env=script_env, cwd=tmp_path,
-                   containers=True)
+    done = run_tool(tmp_path, script_env, ["sh", "-c", "echo leaving-with-3 >&2; exit 3"])
     assert done.returncode == 1
     assert "leaving-with-3" in done.stderr
     assert "permanentFail" in done.stderr
@@ -224,17 +223,26 @@ def test_a_tool_failing_in_a_container_fails_the_run(tmp_path: Path, script_env:
 
 @needs_podman
 def test_missing_image_fails_with_one_line(tmp_path: Path, script_env: dict[str, str]) -> None:
-    tool = tmp_path / "missing.cwl"
-    tool.write_text(json.dumps({
-        "cwlVersion": "v1.2", "class": "CommandLineTool",
-        "requirements": {"DockerRequirement": {"dockerPull": "toilray-test/no-such-image:1"}},
-        "inputs": [], "outputs": [], "baseCommand": "true"}))
-    done = run_cwl("--retryCount", "0", "--outdir", str(tmp_path / "out"), str(tool), env=script_env, cwd=tmp_path,
-                   containers=True, timeout=300)
+    done = run_tool(tmp_path, script_env, ["true"], image="toilray-test/no-such-image:1")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     reason = "ImageNotFound: Container image toilray-test/no-such-image:1 not found by docker"
     assert [line for line in done.stderr.splitlines() if line.startswith(reason)], done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("image", [None, pytest.param("debian:stable-slim", marks=needs_podman)],
+                         ids=["no-container", "container"])
+def test_an_output_linking_outside_the_tool_is_not_retrieved(image: str | None, tmp_path: Path,
+                                                              script_env: dict[str, str]) -> None:
+    # In a container the link names a path of the host's (the container has no such file): no
+    # less outside the tool's output directory.
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the tool's\n")
+    done = run_tool(tmp_path, script_env, ["ln", "-s", str(outside), "link.txt"], image=image,
+                    outputs={"link": {"type": "File", "outputBinding": {"glob": "link.txt"}}})
+    assert done.returncode == 1
+    assert f"OutputLinkOutside: The output link.txt is a link to {outside}" in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
 
 
 # -- conformance tests with the job store on S3 (moto's server) -------------------------------------

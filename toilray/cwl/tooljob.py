@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from toilray.cwl import files
-from toilray.exceptions import NoSuchFileException, ToilrayError
+from toilray.exceptions import ExplainedJobFailure, NoSuchFileException, ToilrayError
 from toilray.job import Job
 
 logger = logging.getLogger("toilray.cwl")
@@ -37,6 +37,10 @@ RUNTIME_KEYS = (
 
 class CWLToolFailed(ToilrayError):
     """The tool ran but its process status was not 'success'."""
+
+
+class OutputLinkOutside(ExplainedJobFailure):
+    """A tool's output is a symbolic link to a file outside its output directory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,12 @@ class CWLToolJob(Job):
             context.tmp_outdir_prefix = os.path.join(self.runtime["bypass_dir"], os.path.basename(work), "")
             context.move_outputs = "leave"
             context.rm_tmpdir = False
+        elif not self.runtime.get("tmpdir_prefix") and not self.runtime.get("tmp_outdir_prefix"):
+            # _store_outputs stores them from where the tool wrote them: cwltool's moving would
+            # first resolve their links, hiding one that leads outside the tool's directories.
+            # They are inside ``work``, which toilray removes when the job ends.
+            context.move_outputs = "leave"
+            context.rm_tmpdir = False
         os.makedirs(os.path.dirname(context.tmpdir_prefix), exist_ok=True)
         os.makedirs(os.path.dirname(context.tmp_outdir_prefix), exist_ok=True)
         environment = dict(self.runtime.get("environment", {}))
@@ -186,7 +196,9 @@ class CWLToolJob(Job):
         if status != "success" or output is None:
             raise CWLToolFailed(f"Tool {self.unitName} finished with status {status}")
         if not self.bypass_file_store:
-            _store_outputs(output, fileStore, originals)
+            allowed = (os.path.dirname(context.tmp_outdir_prefix), os.path.join(work, "in"), *context.link_targets,
+                       *{os.path.dirname(os.path.realpath(path)) for path in originals})
+            _store_outputs(output, fileStore, originals, allowed)
         return {"output": output, "status": status}
 
 
@@ -271,13 +283,19 @@ def _top_files(obj: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _store_outputs(output: Any, fileStore: Any, originals: dict[str, str]) -> None:
-    """Put every local File and Directory of the output object into the job store."""
+def _store_outputs(output: Any, fileStore: Any, originals: dict[str, str], allowed: tuple[str, ...]) -> None:
+    """Put every local File and Directory of the output object into the job store; a file whose
+    links lead outside the ``allowed`` directories (the tool's output directories, its inputs')
+    is refused, as the CWL standard asks."""
     store = fileStore.jobStore
 
     def store_file(path: str) -> str:
         if path in originals:
             return originals[path]
+        target = os.path.realpath(path)
+        if not any(target == root or target.startswith(root.rstrip("/") + "/") for root in allowed):
+            raise OutputLinkOutside(f"The output {os.path.basename(path)} is a link to {target}, outside the "
+                                    "tool's output directory: not retrieved")
         return files.file_location(str(fileStore.writeGlobalFile(path)))
 
     def visit(obj: dict[str, Any]) -> None:
