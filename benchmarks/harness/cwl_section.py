@@ -78,6 +78,14 @@ def summary(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _container_text(data: dict[str, Any]) -> str:
+    # A JSON written before containers were the default ran with --no-container.
+    if not data.get("containers", False):
+        return "runner option `--no-container`"
+    return ("with containers: DockerRequirement in the machine's engine, `DOCKER_HOST` its Docker API "
+            "socket")
+
+
 def section(data: dict[str, Any]) -> Section:
     runners = _measured(data)
     selection = data["selection"]
@@ -87,8 +95,8 @@ def section(data: dict[str, Any]) -> Section:
         else f"{data['selected']} of the {data['suite_tests']} tests of the CWL v1.2 conformance suite (`{selection}`)"
     )
     lines = [
-        f"{scope}, run by cwltest {data['cwltest_version']} (`-j{data['jobs']}`, runner option "
-        f"`--no-container`) on {data['date']}: `{data['command']}`. "
+        f"{scope}, run by cwltest {data['cwltest_version']} (`-j{data['jobs']}`, {_container_text(data)}) "
+        f"on {data['date']}: `{data['command']}`. "
         f"Machine: {describe_text(data['machine'])}.",
         "",
     ]
