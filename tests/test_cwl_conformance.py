@@ -28,9 +28,6 @@ EXPECTED_FAILURES = {
     # A file name with '#', which cwltool's default strict path check rejects (it passes with
     # --relax-path-checks), in cwltool too.
     "filename_with_hash_mark",
-    # It relies on the image's ENTRYPOINT: it passes where the bash:4.4 stand-in has one, as
-    # .ci/setup-tests now builds it, and fails with an older stand-in that has none.
-    "docker_entrypoint",
 }
 
 
