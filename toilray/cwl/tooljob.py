@@ -197,7 +197,8 @@ class CWLToolJob(Job):
             raise CWLToolFailed(f"Tool {self.unitName} finished with status {status}")
         if not self.bypass_file_store:
             allowed = (os.path.dirname(context.tmp_outdir_prefix), os.path.join(work, "in"), *context.link_targets,
-                       *{os.path.dirname(os.path.realpath(path)) for path in originals})
+                       *{os.path.dirname(os.path.realpath(path)) for path in originals},
+                       *_document_paths(json.loads(self.doc.document)))
             _store_outputs(output, fileStore, originals, allowed)
         return {"output": output, "status": status}
 
@@ -281,6 +282,17 @@ def _top_files(obj: Any) -> list[dict[str, Any]]:
     if isinstance(obj, list):
         return [found for value in obj for found in _top_files(value)]
     return []
+
+
+def _document_paths(document: Any) -> set[str]:
+    """The local files and directories the tool's document itself names (e.g. in its
+    InitialWorkDirRequirement), which cwltool stages as links."""
+    found = set()
+    for obj in files.walk_files(document):
+        path = files.local_path(str(obj.get("location", "")))
+        if path is not None and os.path.isabs(path):
+            found.add(os.path.realpath(path))
+    return found
 
 
 def _store_outputs(output: Any, fileStore: Any, originals: dict[str, str], allowed: tuple[str, ...]) -> None:
