@@ -1,13 +1,15 @@
-"""toilray-cwl-runner: scatter parallelism, restart, errors, and conformance tests on S3.
+"""toilray-cwl-runner: scatter parallelism, restart, errors, containers, and conformance tests on S3.
 
 Every run is a real ``toilray-cwl-runner`` process connected to the session's Ray (2 CPUs)
-through RAY_ADDRESS; its tools are real subprocesses.
+through RAY_ADDRESS; its tools are real subprocesses, and a DockerRequirement's tool runs in a
+real container of the machine's engine (podman, through its Docker Engine API socket).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -37,10 +39,15 @@ CONFORMANCE = find_conformance()
 RUNNER = str(Path(sys.executable).parent / "toilray-cwl-runner")
 
 
-def run_cwl(*args: str, env: dict[str, str], cwd: Path | str | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([RUNNER, "--no-container", *args], env=env, cwd=cwd, capture_output=True, text=True,
+def run_cwl(*args: str, env: dict[str, str], cwd: Path | str | None = None, timeout: float = 600,
+            containers: bool = False) -> subprocess.CompletedProcess[str]:
+    options = [] if containers else ["--no-container"]
+    return subprocess.run([RUNNER, *options, *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
+
+
+needs_podman = pytest.mark.skipif(shutil.which("podman") is None,
+                                  reason="no container engine here (.ci/setup-tests installs podman)")
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:
@@ -131,6 +138,113 @@ def test_bad_input_gets_cwltool_message(tmp_path: Path, script_env: dict[str, st
     assert done.stdout.strip() in ("", "{}")
 
 
+# -- DockerRequirement: the tool runs in a container -----------------------------------------------
+
+
+def podman_lines(*args: str) -> list[str]:
+    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout.split()
+
+
+@needs_podman
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_docker_requirement_runs_in_a_container(store: str, tmp_path: Path, script_env: dict[str, str],
+                                                request: pytest.FixtureRequest) -> None:
+    (tmp_path / "data.txt").write_text("hello\n")
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "sub" / "b.txt").write_text("inside the tree\n")
+    (tmp_path / "job.yml").write_text(json.dumps({
+        "data": {"class": "File", "location": "data.txt"}, "tree": {"class": "Directory", "location": "tree"},
+        "host_path": str(tmp_path / "data.txt")}))
+    env, store_args = script_env, ["--jobStore", f"file:{tmp_path / 'store'}"]
+    if store == "s3":
+        object_env = request.getfixturevalue("object_env")
+        env = {**script_env, **object_env}
+        store_args = ["--jobStore", f"s3://toilray-cwl-tests/container-{uuid.uuid4().hex[:8]}",
+                      *[arg for name, value in object_env.items() for arg in ("--setEnv", f"{name}={value}")]]
+    done = run_cwl(*store_args, "--outdir", str(tmp_path / "out"), str(WORKFLOWS / "in_container.cwl"), "job.yml",
+                   env=env, cwd=tmp_path, containers=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = json.loads(done.stdout)
+    report = dict(line.split(" ", 1) for line in Path(output["report"]["path"]).read_text().splitlines())
+    # Inside the container: its own file system (the host's path is not there), the input
+    # mounted read-only at cwltool's staging path, and the input directory's files readable.
+    assert report["staged"].startswith("/var/lib/cwl/"), report
+    assert report["input"] == "read-only", report
+    assert report["tree"] == "inside the tree", report
+    assert report["host"] == "path absent", report
+    assert Path(output["copy"]["path"]).read_text() == "hello\n"
+    assert (tmp_path / "data.txt").read_text() == "hello\n"
+    # The container's hostname is its ID: podman ran it from the image and removed it after.
+    container = report["hostname"]
+    events = podman_lines("events", "--stream=false", "--since", "30m", "--filter", f"container={container}",
+                          "--format", "{{.Status}}:{{.Image}}")
+    assert "create:docker.io/library/debian:stable-slim" in events, events
+    assert "remove:docker.io/library/debian:stable-slim" in events, events
+    assert podman_lines("ps", "-a", "--filter", f"id={container}", "--format", "{{.ID}}") == []
+
+
+def run_tool(tmp_path: Path, env: dict[str, str], base_command: list[str], *options: str,
+             image: str | None = "debian:stable-slim", outputs: Any = (),
+             **document: Any) -> subprocess.CompletedProcess[str]:
+    """Run a one-tool CWL document (in a container of ``image``) with ``--retryCount 0``."""
+    requirements = {**document.pop("requirements", {}),
+                    **({"DockerRequirement": {"dockerPull": image}} if image else {})}
+    tool = tmp_path / "tool.cwl"
+    tool.write_text(json.dumps({"cwlVersion": "v1.2", "class": "CommandLineTool", "requirements": requirements,
+                                "inputs": [], "outputs": outputs, "baseCommand": base_command, **document}))
+    return run_cwl("--retryCount", "0", *options, "--outdir", str(tmp_path / "out"), str(tool), env=env,
+                   cwd=tmp_path, containers=image is not None)
+
+
+@needs_podman
+def test_strict_limits_reach_the_container(tmp_path: Path, script_env: dict[str, str]) -> None:
+    # cgroup v2 names, else v1's.
+    show = ("cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes;"
+            " cat /sys/fs/cgroup/cpu.max 2>/dev/null"
+            " || echo `cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us` `cat /sys/fs/cgroup/cpu/cpu.cfs_period_us`")
+    done = run_tool(tmp_path, script_env, ["sh", "-c", show], "--strict-memory-limit", "--strict-cpu-limit",
+                    requirements={"ResourceRequirement": {"ramMin": 300, "coresMin": 1}},
+                    outputs={"limits": "stdout"}, stdout="limits.txt")
+    assert done.returncode == 0, done.stderr[-3000:]
+    memory, cpu = Path(json.loads(done.stdout)["limits"]["path"]).read_text().splitlines()
+    assert int(memory) == 300 * 2**20
+    quota, period = cpu.split()
+    assert int(quota) == int(period)  # one core
+
+
+@needs_podman
+def test_a_tool_failing_in_a_container_fails_the_run(tmp_path: Path, script_env: dict[str, str]) -> None:
+    done = run_tool(tmp_path, script_env, ["sh", "-c", "echo leaving-with-3 >&2; exit 3"])
+    assert done.returncode == 1
+    assert "leaving-with-3" in done.stderr
+    assert "permanentFail" in done.stderr
+
+
+@needs_podman
+def test_missing_image_fails_with_one_line(tmp_path: Path, script_env: dict[str, str]) -> None:
+    done = run_tool(tmp_path, script_env, ["true"], image="toilray-test/no-such-image:1")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    reason = "ContainerImageNotFoundError: Container image toilray-test/no-such-image:1 not found by docker"
+    assert [line for line in done.stderr.splitlines() if reason in line], done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("image", [None, pytest.param("debian:stable-slim", marks=needs_podman)],
+                         ids=["no-container", "container"])
+def test_an_output_linking_outside_the_tool_is_not_retrieved(image: str | None, tmp_path: Path,
+                                                              script_env: dict[str, str]) -> None:
+    # In a container the link names a path of the host's (the container has no such file): no
+    # less outside the tool's output directory.
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the tool's\n")
+    done = run_tool(tmp_path, script_env, ["ln", "-s", str(outside), "link.txt"], image=image,
+                    outputs={"link": {"type": "File", "outputBinding": {"glob": "link.txt"}}})
+    assert done.returncode == 1
+    assert f"OutputLinkOutside: The output link.txt is a link to {outside}" in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+
+
 # -- conformance tests with the job store on S3 (moto's server) -------------------------------------
 
 S3_SUBSET = [
@@ -140,6 +254,9 @@ S3_SUBSET = [
     "workflow_step_in_loadContents", "secondary_files_workflow_propagation", "valuefrom_wf_step",
     "scatter_embedded_subworkflow",
 ]
+# In containers: files staged from the node cache, outputs (an output directory, secondary files
+# of an array, an initial work directory's) stored on S3.
+S3_DOCKER_SUBSET = ["dockeroutputdir", "filesarray_secondaryfiles", "initial_workdir_output", "stdin_shorcut"]
 
 
 def conformance_tests() -> dict[str, dict[str, Any]]:
@@ -148,7 +265,8 @@ def conformance_tests() -> dict[str, dict[str, Any]]:
     return {shortname(test["id"]): test for test in tests}
 
 
-@pytest.mark.parametrize("test_id", S3_SUBSET)
+@pytest.mark.parametrize("test_id", S3_SUBSET + [pytest.param(test_id, marks=needs_podman)
+                                                 for test_id in S3_DOCKER_SUBSET])
 def test_conformance_subset_with_s3_job_store(test_id: str, tmp_path: Path, script_env: dict[str, str],
                                               object_env: dict[str, str]) -> None:
     test = conformance_tests()[test_id]
@@ -157,7 +275,7 @@ def test_conformance_subset_with_s3_job_store(test_id: str, tmp_path: Path, scri
     args = ["--jobStore", store, *set_env, "--outdir", str(tmp_path / "out"), test["tool"]]
     if test.get("job"):
         args.append(test["job"])
-    done = run_cwl(*args, env={**script_env, **object_env}, cwd=CONFORMANCE)
+    done = run_cwl(*args, env={**script_env, **object_env}, cwd=CONFORMANCE, containers=test_id in S3_DOCKER_SUBSET)
     assert done.returncode == 0, done.stderr[-3000:]
     try:
         compare(test["output"], json.loads(done.stdout))

@@ -31,6 +31,7 @@ from harness.config import CWL_RESULTS, REPO, RESULTS, TOIL_VENV
 from harness.local_ray import LocalRay
 from harness.process import kill_tree
 from harness.toolchain import base_env
+from toilray.lib import container_engine
 
 SUITE_ENV = "TOILRAY_CWL_CONFORMANCE"
 SUITE_BESIDE = Path("shared", "conformance", "cwl-v1.2")
@@ -106,6 +107,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help=f"The page --write-results updates (default {RESULTS})."
+    )
+    parser.add_argument(
+        "--no-container",
+        action="store_true",
+        help="Pass --no-container to the runners (default: containers, on the engine toilray.lib.container_engine "
+        "finds; DOCKER_HOST is set to its Docker API socket for cwltool's docker command).",
     )
     parser.add_argument("--keep", action="store_true", help="Keep the scratch directory (JUnit reports, cwltest logs).")
     options = parser.parse_args(argv)
@@ -190,8 +197,9 @@ def selection_text(options: argparse.Namespace) -> str | None:
 
 def runner_env(runner: Runner, scratch: Path, tmp: Path) -> dict[str, str]:
     """cwltest's environment, which each test's runner inherits: no ``RAY_ADDRESS``, a private
-    ``TOILRAY_HOME`` (the warm instance's, never a user's own), and temporary files (cwltest's
-    output directories, the runners' job stores) where the script removes them."""
+    ``TOILRAY_HOME`` (the warm instance's, never a user's own), temporary files (cwltest's
+    output directories, the runners' job stores) where the script removes them, and the Docker
+    API socket that toilray would choose as ``DOCKER_HOST`` (cwltool's docker mode reads it)."""
     # Short: Ray's socket paths under scratch/ray must fit in 107 bytes.
     env = base_env(scratch / "ray")
     env.update(
@@ -202,6 +210,9 @@ def runner_env(runner: Runner, scratch: Path, tmp: Path) -> dict[str, str]:
     )
     if not runner.warm:
         env["TOILRAY_EMBEDDED_RAY"] = "1"  # each run its own Ray, none left running for the next
+    docker_host = container_engine.docker_host()
+    if docker_host is not None:
+        env["DOCKER_HOST"] = docker_host
     return env
 
 
@@ -244,7 +255,7 @@ def cwltest_command(runner: Runner, chosen: list[Test] | None, options: argparse
         argv += ["-n", number_ranges(chosen)]
     if options.timeout is not None:
         argv += ["--timeout", str(options.timeout)]
-    return [*argv, "--", "--no-container"]
+    return [*argv, "--", "--no-container"] if options.no_container else argv
 
 
 def run_cwltest(argv: list[str], runner: Runner, suite: Path, env: dict[str, str], logfile: Path) -> tuple[int, float]:
@@ -375,6 +386,7 @@ def run(options: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "selection": None if len(chosen) == len(suite_tests) else selection_text(options),
         "selected": len(chosen),
         "jobs": options.jobs,
+        "containers": not options.no_container,
         "timeout_s": options.timeout,
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "command": command_line(argv),

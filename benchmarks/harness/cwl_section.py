@@ -78,6 +78,40 @@ def summary(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Why a test fails on this machine, where the cause is known (with containers unless said).
+FAILURE_REASONS = {
+    "networkaccess": "its tool fetches http://commonwl.org, and no network is reachable here",
+    "filename_with_hash_mark": "cwltool's default strict path check rejects the input `item #1.txt`; "
+    "it passes with `--relax-path-checks`",
+    "docker_entrypoint": "it needs the image's ENTRYPOINT, which older bash:4.4 stand-ins lack",
+    "iwd-fileobjs1": "in the run of 2026-12-02 only: a file that the tool's own InitialWorkDirRequirement names "
+    "(staged as a link) was refused as an output linking outside the tool's directory; passes since the fix",
+    "iwd-fileobjs2": "as iwd-fileobjs1",
+    "cwloutput_nolimit": "with `--no-container`: its tool needs Docker, and in a `required` test cwltest counts "
+    "an unsupported feature as a failure",
+}
+# Failures that only cwltool has.
+CWLTOOL_REASONS = {
+    "illegal_symlink": "cwltool retrieves the output link to a file outside the tool's directory (here it "
+    "names a file of the host's /tmp)",
+}
+
+
+def _with_reason(test_id: str, runner: str, data: dict[str, Any]) -> str:
+    reason = (CWLTOOL_REASONS.get(test_id) if runner == "cwltool" else None) or FAILURE_REASONS.get(test_id)
+    if reason is None or (test_id == "cwloutput_nolimit" and data.get("containers", False)):
+        return f"`{test_id}`"
+    return f"`{test_id}` ({reason})"
+
+
+def _container_text(data: dict[str, Any]) -> str:
+    # A JSON written before containers were the default ran with --no-container.
+    if not data.get("containers", False):
+        return "runner option `--no-container`"
+    return ("with containers: DockerRequirement in the machine's engine, `DOCKER_HOST` its Docker API "
+            "socket")
+
+
 def section(data: dict[str, Any]) -> Section:
     runners = _measured(data)
     selection = data["selection"]
@@ -87,8 +121,8 @@ def section(data: dict[str, Any]) -> Section:
         else f"{data['selected']} of the {data['suite_tests']} tests of the CWL v1.2 conformance suite (`{selection}`)"
     )
     lines = [
-        f"{scope}, run by cwltest {data['cwltest_version']} (`-j{data['jobs']}`, runner option "
-        f"`--no-container`) on {data['date']}: `{data['command']}`. "
+        f"{scope}, run by cwltest {data['cwltest_version']} (`-j{data['jobs']}`, {_container_text(data)}) "
+        f"on {data['date']}: `{data['command']}`. "
         f"Machine: {describe_text(data['machine'])}.",
         "",
     ]
@@ -146,7 +180,7 @@ def section(data: dict[str, Any]) -> Section:
         for what, key in (("Failed", "failed_ids"), ("Unsupported", "unsupported_ids")):
             ids = runner[key]
             if ids or what == "Failed":
-                shown = ", ".join(f"`{test_id}`" for test_id in ids) or "none"
+                shown = ", ".join(_with_reason(test_id, runner["name"], data) for test_id in ids) or "none"
                 lines += [f"{what} ({runner['name']}, {len(ids)}): {shown}", ""]
     return Section(KEY, TITLE, lines)
 

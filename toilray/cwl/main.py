@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from cwltool.context import RuntimeContext
     from cwltool.utils import DEFAULT_TMP_PREFIX
 
+    from toilray.cwl.containers import choose_engine
     from toilray.cwl.executor import ToilrayExecutor, warm_up
     from toilray.cwl.tooljob import RUNTIME_KEYS
 
@@ -76,11 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--restart needs the --jobStore of the run to resume")
         made_dir = tempfile.mkdtemp(prefix="toilray-cwl-")
         args.jobStore = "file:" + os.path.join(made_dir, "jobstore")
+    docker_host = choose_engine(args)
     worker_runtime = {key: getattr(args, key) for key in RUNTIME_KEYS if hasattr(args, key)}
     for key in ("tmpdir_prefix", "tmp_outdir_prefix"):
         if worker_runtime.get(key) in (None, DEFAULT_TMP_PREFIX):
             # Each job then works inside its own scratch directory, which toilray cleans up.
             worker_runtime.pop(key, None)
+    if docker_host is not None:
+        worker_runtime["docker_host"] = docker_host
     if args.preserve_entire_environment:
         worker_runtime["environment"] = dict(os.environ)
     elif args.preserve_environment:

@@ -39,6 +39,10 @@ class CWLToolFailed(ToilrayError):
     """The tool ran but its process status was not 'success'."""
 
 
+class OutputLinkOutside(ToilrayError):
+    """A tool's output is a symbolic link to a file outside its output directory."""
+
+
 @dataclass(frozen=True, slots=True)
 class ToolDocument:
     """Everything needed to rebuild a cwltool Process in another process."""
@@ -107,12 +111,13 @@ def build_tool(doc: ToolDocument, store: Any, runtime: dict[str, Any]) -> Any:
     tool = _tools.get(doc.key)
     if tool is None:
         from cwltool.context import LoadingContext
-        from cwltool.workflow import default_make_tool
         from ruamel.yaml.comments import CommentedMap
         from schema_salad.sourceline import cmap
 
+        from toilray.cwl.containers import make_tool
+
         context = LoadingContext()
-        context.construct_tool_object = default_make_tool
+        context.construct_tool_object = make_tool
         schema = _load_schema(store)
         context.avsc_names = schema["names"]
         # The leader's cwltool checked the expressions when it loaded the document.
@@ -123,7 +128,7 @@ def build_tool(doc: ToolDocument, store: Any, runtime: dict[str, Any]) -> Any:
         context.singularity = bool(runtime.get("singularity"))
         context.metadata = json.loads(doc.metadata)
         # cwltool expects ruamel's maps and lists (it reads their line numbers for messages).
-        tool = default_make_tool(cast(CommentedMap, cmap(json.loads(doc.document))), context)
+        tool = make_tool(cast(CommentedMap, cmap(json.loads(doc.document))), context)
         tool.formatgraph = schema["graph"]
         _tools[doc.key] = tool
     return tool
@@ -141,18 +146,20 @@ class CWLToolJob(Job):
         self.bypass_file_store = bypass_file_store
 
     def run(self, fileStore: Any) -> dict[str, Any]:
-        from cwltool.context import RuntimeContext
+        from cwltool.errors import WorkflowException
         from cwltool.executors import SingleJobExecutor
+
+        from toilray.cwl.containers import ToolRuntimeContext, missing_image
 
         tool = build_tool(self.doc, fileStore.jobStore, self.runtime)
         work = fileStore.getLocalTempDir()
         job_order = copy.deepcopy(self.job_order)
         originals: dict[str, str] = {}
+        context = ToolRuntimeContext(dict(self.runtime))
         if self.bypass_file_store:
             _forget_listings(job_order)
         else:
-            _fetch_inputs(job_order, fileStore, os.path.join(work, "in"), originals)
-        context = RuntimeContext(dict(self.runtime))
+            context.link_targets = _fetch_inputs(job_order, fileStore, os.path.join(work, "in"), originals)
         context.basedir = work
         context.outdir = os.path.join(work, "out")
         if not self.runtime.get("tmpdir_prefix"):
@@ -166,14 +173,33 @@ class CWLToolJob(Job):
             context.tmp_outdir_prefix = os.path.join(self.runtime["bypass_dir"], os.path.basename(work), "")
             context.move_outputs = "leave"
             context.rm_tmpdir = False
+        elif not self.runtime.get("tmpdir_prefix") and not self.runtime.get("tmp_outdir_prefix"):
+            # _store_outputs stores them from where the tool wrote them: cwltool's moving would
+            # first resolve their links, hiding one that leads outside the tool's directories.
+            # They are inside ``work``, which toilray removes when the job ends.
+            context.move_outputs = "leave"
+            context.rm_tmpdir = False
         os.makedirs(os.path.dirname(context.tmpdir_prefix), exist_ok=True)
         os.makedirs(os.path.dirname(context.tmp_outdir_prefix), exist_ok=True)
-        with _environment(self.runtime.get("environment", {})):
-            output, status = SingleJobExecutor().execute(tool, job_order, context, logger=_cwl_logger())
+        environment = dict(self.runtime.get("environment", {}))
+        if self.runtime.get("docker_host"):
+            # For the docker command cwltool runs (the container itself does not see it).
+            environment["DOCKER_HOST"] = self.runtime["docker_host"]
+        with _environment(environment):
+            try:
+                output, status = SingleJobExecutor().execute(tool, job_order, context, logger=_cwl_logger())
+            except WorkflowException as exc:
+                missing = missing_image(exc)
+                if missing is None:
+                    raise
+                raise missing from None
         if status != "success" or output is None:
             raise CWLToolFailed(f"Tool {self.unitName} finished with status {status}")
         if not self.bypass_file_store:
-            _store_outputs(output, fileStore, originals)
+            allowed = (os.path.dirname(context.tmp_outdir_prefix), os.path.join(work, "in"), *context.link_targets,
+                       *{os.path.dirname(os.path.realpath(path)) for path in originals},
+                       *_document_paths(json.loads(self.doc.document)))
+            _store_outputs(output, fileStore, originals, allowed)
         return {"output": output, "status": status}
 
 
@@ -199,12 +225,19 @@ def _cwl_logger() -> logging.Logger:
     return _logger
 
 
-def _fetch_inputs(job_order: Any, fileStore: Any, into: str, originals: dict[str, str]) -> None:
-    """Give every stored File and Directory a local path on this node."""
+def _fetch_inputs(job_order: Any, fileStore: Any, into: str, originals: dict[str, str]) -> tuple[str, ...]:
+    """Give every stored File and Directory a local path on this node; return the directories
+    outside ``into`` that the files of input directories link to (the node cache's)."""
     manifests = files.ManifestCache(fileStore.jobStore)
+    link_targets: set[str] = set()
 
     def fetch_file(file_id: str) -> str:
         return str(fileStore.readGlobalFile(file_id))
+
+    def fetch_into(file_id: str, dest: str) -> None:
+        fileStore.readGlobalFile(file_id, userPath=dest)
+        if os.path.islink(dest):
+            link_targets.add(os.path.dirname(os.path.realpath(dest)))
 
     def place(obj: dict[str, Any], path: str) -> None:
         originals[path] = obj["location"]
@@ -218,8 +251,7 @@ def _fetch_inputs(job_order: Any, fileStore: Any, into: str, originals: dict[str
             place(obj, fetch_file(files.file_id_of(location)))
         elif location.startswith(files.DIR_SCHEME):
             root = os.path.join(into, os.urandom(8).hex(), obj.get("basename") or "dir")
-            files.build_tree(manifests.subtree(location), root,
-                             lambda file_id, dest: fileStore.readGlobalFile(file_id, userPath=dest))
+            files.build_tree(manifests.subtree(location), root, fetch_into)
             place(obj, root)
             # cwltool lists the directory again, as deep as the tool's loadListing asks (a listing
             # shipped along can differ from what cwltool itself would give the tool).
@@ -231,6 +263,7 @@ def _fetch_inputs(job_order: Any, fileStore: Any, into: str, originals: dict[str
 
     for obj in _top_files(job_order):
         visit(obj)
+    return tuple(sorted(link_targets))
 
 
 def _forget_listings(job_order: Any) -> None:
@@ -251,13 +284,30 @@ def _top_files(obj: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _store_outputs(output: Any, fileStore: Any, originals: dict[str, str]) -> None:
-    """Put every local File and Directory of the output object into the job store."""
+def _document_paths(document: Any) -> set[str]:
+    """The local files and directories the tool's document itself names (e.g. in its
+    InitialWorkDirRequirement), which cwltool stages as links."""
+    found = set()
+    for obj in files.walk_files(document):
+        path = files.local_path(str(obj.get("location", "")))
+        if path is not None and os.path.isabs(path):
+            found.add(os.path.realpath(path))
+    return found
+
+
+def _store_outputs(output: Any, fileStore: Any, originals: dict[str, str], allowed: tuple[str, ...]) -> None:
+    """Put every local File and Directory of the output object into the job store; a file whose
+    links lead outside the ``allowed`` directories (the tool's output directories, its inputs')
+    is refused, as the CWL standard asks."""
     store = fileStore.jobStore
 
     def store_file(path: str) -> str:
         if path in originals:
             return originals[path]
+        target = os.path.realpath(path)
+        if not any(target == root or target.startswith(root.rstrip("/") + "/") for root in allowed):
+            raise OutputLinkOutside(f"The output {os.path.basename(path)} is a link to {target}, outside the "
+                                    "tool's output directory: not retrieved")
         return files.file_location(str(fileStore.writeGlobalFile(path)))
 
     def visit(obj: dict[str, Any]) -> None:
