@@ -186,6 +186,9 @@ class RayConnection:
     def __init__(self, address: str | None, timeout: float = 15.0, log_level: str = "INFO", embedded: bool = False,
                  idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT) -> None:
         self.started_here = False
+        # Whether the workers start from this process's environment; those of the shared local
+        # Ray were started by its server, so the run ships its environment to them instead.
+        self.workers_inherit_environment = True
         if ray.is_initialized():
             return
         _quiet_ray_banners(log_level)
@@ -202,9 +205,9 @@ class RayConnection:
             else:
                 logger.info("Using the local Ray instance at %s (toilray local-ray)", local.address)
             _use_token_auth()
-            # Its workers were started by another process: they get this run's environment, as
-            # the workers of a Ray of the run's own inherit it.
-            kwargs["runtime_env"] = {"env_vars": dict(os.environ)}
+            # Not a runtime_env: Ray then sets up an environment per run before its first worker
+            # starts, about a second of every run.
+            self.workers_inherit_environment = False
             address = local.address
         if address:
             _connect(address, timeout, kwargs, log_level)

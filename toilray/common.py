@@ -280,7 +280,8 @@ class Toil:
                 store.write_start(start_meta, specs)
             log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
             context = config.worker_context(store.meta()["workflowID"], self._launch_dir, paths, module,
-                                            log_server.address if log_server else None)
+                                            log_server.address if log_server else None,
+                                            None if connection.workers_inherit_environment else dict(os.environ))
             leader = Leader(store, connection, context, config.leader_limits(),
                             RunReports(store, config.report_options()))
             succeeded = False

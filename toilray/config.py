@@ -264,7 +264,8 @@ class Config:
     # -- the views ---------------------------------------------------------------------------
 
     def worker_context(self, workflow_id: str, launch_dir: str, code_paths: list[str], main_module: str | None,
-                       realtime_log_address: tuple[str, int] | None) -> WorkerContext:
+                       realtime_log_address: tuple[str, int] | None,
+                       leader_env: dict[str, str] | None = None) -> WorkerContext:
         return WorkerContext(
             locator=self.jobStoreLocator,
             workflow_id=workflow_id,
@@ -274,6 +275,7 @@ class Config:
             main_module=main_module,
             defaults=self.defaults,
             env=self.env,
+            leader_env=leader_env,
             max_log_size=self.maxLogFileSize,
             clean_work_dir=self.cleanWorkDir,
             bad_worker=self.badWorker,

@@ -123,6 +123,8 @@ class WorkerContext:
     return_all_logs: bool = False
     realtime_log_address: tuple[str, int] | None = None
     verify_checksums: bool = True
+    # The leader's environment, for workers that were not started from it (the shared local Ray's).
+    leader_env: dict[str, str] | None = None
 
     @property
     def dirs(self) -> NodeDirs:

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -47,6 +48,14 @@ def prepare_process(ctx: WorkerContext) -> None:
     global _prepared_for
     if _prepared_for == ctx.workflow_id:
         return
+    if ctx.leader_env is not None:
+        # As if started from the leader: its variables (Ray's workers serve one run only, so
+        # nothing leaks between runs), its PYTHONPATH's modules, its TMPDIR for temp files.
+        os.environ.update(ctx.leader_env)
+        for path in reversed(ctx.leader_env.get("PYTHONPATH", "").split(os.pathsep)):
+            if path and path not in sys.path:
+                sys.path.insert(0, path)
+        tempfile.tempdir = None
     for path in reversed(ctx.code_paths):
         if path not in sys.path:
             sys.path.insert(0, path)
