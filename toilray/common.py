@@ -136,7 +136,6 @@ class Toil:
         self._lock: LeaderLock | None = None
         self._handlers: list[logging.Handler] = []
         self._started = False
-        self._in_context = False
         self._launch_dir = os.getcwd()
         if not isinstance(sys.excepthook, _UncaughtToilrayErrors):
             sys.excepthook = _UncaughtToilrayErrors()
@@ -167,7 +166,6 @@ class Toil:
             self._remove_log_handlers()
             raise
         self._jobStore = store
-        self._in_context = True
         return self
 
     def _remove_log_handlers(self) -> None:
@@ -179,13 +177,12 @@ class Toil:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._in_context = False
+        store, self._jobStore = self._jobStore, None
         try:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
             succeeded = kind is None
-            store = self._jobStore
             if store is not None and self.config is not None:
                 if clean_applies(self.config.clean, succeeded) or (not succeeded and not store.is_started()):
                     # A workflow that never started leaves nothing to resume: no store is kept.
@@ -204,7 +201,7 @@ class Toil:
     def jobStore(self) -> JobStore:
         """The open job store (front ends keep their own records in it); only inside the ``with``,
         so start, restart and file imports and exports outside it raise as in Toil."""
-        if not self._in_context or self._jobStore is None:
+        if self._jobStore is None:
             raise ToilContextManagerException()
         return self._jobStore
 

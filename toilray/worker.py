@@ -247,9 +247,9 @@ class _Chain:
         """
         if not ctx.chaining or limit is None or not outcome.ok or outcome.already_committed or outcome.services:
             return None
-        for spec in outcome.new_specs:
-            self._made[spec.id] = spec
-            self._edges_to.update((*spec.children, *spec.followons))
+        for new in outcome.new_specs:
+            self._made[new.id] = new
+            self._edges_to.update((*new.children, *new.followons))
         made = outcome.children + outcome.followons
         self._edges_to.update(made)
         if step < len(self._planned):
@@ -261,10 +261,9 @@ class _Chain:
         successors = known + made
         if len(successors) != 1:
             return None
-        found = self._planned[step] if step < len(self._planned) else self._made.get(successors[0])
-        if found is None or (found.id in self._made and self._edges_to[found.id] != 1):
+        spec = self._planned[step] if step < len(self._planned) else self._made.get(successors[0])
+        if spec is None or (spec.id in self._made and self._edges_to[spec.id] != 1):
             return None
-        spec = found
         req = spec.requirements
         if spec.services or spec.checkpoint or req is None:
             return None
