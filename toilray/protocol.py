@@ -71,6 +71,8 @@ class CommitRecord:
     deleted_files: list[str]
     cleanup_files: list[str]
     services: tuple[ServiceSpec, ...] = ()
+    # The job's name, for readers of the store (jobs a JobSource gives have no spec in it).
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

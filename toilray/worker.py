@@ -207,6 +207,7 @@ def _execute(
             deleted_files=file_store.deleted_files,
             cleanup_files=file_store.cleanup_files,
             services=run.services,
+            name=item.name,
         )
     except (Exception, SystemExit) as exc:
         if not isinstance(exc, ToilrayError) or os.environ.get(TRACEBACK_VARIABLE) == "1":

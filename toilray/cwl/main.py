@@ -112,23 +112,32 @@ def main(argv: list[str] | None = None) -> int:
             os.rmdir(made_dir)
 
 
-def run() -> None:
-    """The ``toilray-cwl-runner`` command: ``main``, then a quick exit.
-
-    Everything the run wrote is durable by then; what is left is Ray's driver teardown, which
-    costs about a second per run (the local Ray a run started itself was already stopped).
-    """
+def reported_main(argv: list[str] | None = None) -> int:
+    """``main``, with toilray's own errors (and a Ctrl-C) reported as one line: the exit status."""
     try:
-        status = main()
+        return main(argv)
     except (Exception, KeyboardInterrupt) as exc:
         reported = report(exc)
         if reported is None:
             raise
-        status = reported
+        return reported
+
+
+def quick_exit(status: int) -> None:
+    """Exit at once with ``status``, once what is buffered is written.
+
+    Everything the run wrote is durable by then; what is left is Ray's driver teardown, which
+    costs about a second per run (the local Ray a run started itself was already stopped).
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()
     os._exit(status)
+
+
+def run() -> None:
+    """The ``toilray-cwl-runner`` command: ``main``, then a quick exit."""
+    quick_exit(reported_main())
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import IO, Any
 
 from toilray.exceptions import (
@@ -107,6 +108,17 @@ def open_storage(locator: str, verify_checksums: bool = True) -> Storage:
     from toilray.backends.storage.local import LocalStorage
 
     return LocalStorage(os.path.expanduser(rest), locator)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """One job of the workflow as its records tell it (for the WES server's tasks)."""
+
+    job_id: str
+    name: str
+    finished: bool  # committed: it ran to its end and never runs again
+    failure: str | None  # its latest failure report, if an attempt failed
+    logs: tuple[tuple[int, str], ...]  # what its attempts printed, oldest first
 
 
 class JobStore(AbstractJobStore):
@@ -269,6 +281,34 @@ class JobStore(AbstractJobStore):
         attempts = sorted(int(name.rsplit(".", 1)[1]) for name in self._storage.list(LOGS)
                           if name.startswith(f"{job_id}."))
         return [(n, self._storage.read_bytes(f"{LOGS}/{job_id}.{n}").decode(errors="replace")) for n in attempts]
+
+    def job_summaries(self) -> list[JobSummary]:
+        """Every job the workflow has created so far, with whether it finished, failed, and its logs:
+        the initial graph and what each finished job added, in creation order; then the jobs a
+        JobSource gave (the CWL runner's), known only by their commit or failure records."""
+        committed = set(self.committed_ids())
+        failures = self.failure_reports()
+        with_logs = {name.rsplit(".", 1)[0] for name in self._storage.list(LOGS)}
+        summaries: list[JobSummary] = []
+        seen: set[str] = set()
+
+        def walk(pending: list[tuple[str, str]]) -> None:
+            while pending:
+                job_id, name = pending.pop(0)
+                if job_id in seen:
+                    continue
+                seen.add(job_id)
+                record = self.read_commit(job_id) if job_id in committed else None
+                if record is not None:
+                    pending.extend((spec.id, spec.display_name or spec.name) for spec in record.new_specs)
+                    name = name or record.name
+                summaries.append(JobSummary(job_id, name or "job", record is not None, failures.get(job_id),
+                                            tuple(self.read_logs(job_id)) if job_id in with_logs else ()))
+
+        walk([(spec.id, spec.display_name or spec.name) for spec in self.initial_specs()])
+        for job_id in sorted((committed | set(failures)) - seen):
+            walk([(job_id, "")])
+        return summaries
 
     def failed_ids(self) -> Iterator[str]:
         return self._storage.list(FAILURES)

@@ -1,0 +1,161 @@
+"""``toilray server``: the WES API as clients use it — curl as in Toil's manual, wes-client,
+schemathesis — against a real server process whose runs execute on the session's Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import REPO
+from wes import TOKEN, WesServer, wait_for
+
+from toilray.server.attachments import AttachmentError, write_attachments
+
+WES_FILES = REPO / "tests" / "workflows" / "wes"
+MAX_UPLOAD = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> Iterator[WesServer]:
+    base = tmp_path_factory.mktemp("wes")
+    token = base / "token"
+    token.write_text(TOKEN + "\n")
+    env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONUNBUFFERED="1")
+    wes = WesServer(base / "workflows", env, ("--token-file", str(token), "--max_upload", str(MAX_UPLOAD)))
+    wes.start()
+    yield wes
+    wes.stop()
+
+
+def curl(*args: str) -> dict[str, object]:
+    done = subprocess.run(["curl", "--silent", "--show-error", "--location", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_manual_curl_examples(server: WesServer) -> None:
+    """The manual's example: multipart POST with attachments and ';filename=' paths, status, the run log."""
+    auth = f"Authorization: Bearer {TOKEN}"
+    posted = curl("--request", "POST", f"{server.api}/runs", "--header", auth,
+                  "--form", 'workflow_url="example.cwl"',
+                  "--form", 'workflow_type="cwl"',
+                  "--form", 'workflow_type_version="v1.0"',
+                  "--form", 'workflow_params="{\\"message\\": \\"Hello world!\\"}"',
+                  "--form", f'workflow_attachment=@"{WES_FILES}/example.cwl"',
+                  "--form", f'workflow_attachment=@"{WES_FILES}/2.fasta";filename=inputs/test.fasta',
+                  "--form", f'workflow_attachment=@"{WES_FILES}/2.fastq";filename=inputs/test.fastq')
+    run_id = str(posted["run_id"])
+    execution = server.work_dir / run_id / "execution"
+    assert sorted(str(p.relative_to(execution)) for p in execution.rglob("*")) == [
+        "example.cwl", "inputs", "inputs/test.fasta", "inputs/test.fastq", "wes_inputs.json"]
+    assert (execution / "inputs/test.fasta").read_bytes() == (WES_FILES / "2.fasta").read_bytes()
+    wait_for(lambda: curl("--header", auth, f"{server.api}/runs/{run_id}/status")["state"] == "COMPLETE",
+             240, "the CWL run to complete")
+    log = curl("--header", auth, f"{server.api}/runs/{run_id}")
+    assert log["request"] == {  # type: ignore[comparison-overlap]
+        "workflow_attachment": ["example.cwl", "inputs/test.fasta", "inputs/test.fastq"],
+        "workflow_url": "example.cwl", "workflow_type": "cwl", "workflow_type_version": "v1.0",
+        "workflow_params": {"message": "Hello world!"}, "tags": {}, "workflow_engine_parameters": {},
+        "workflow_engine": None, "workflow_engine_version": None}
+    run_log = log["run_log"]
+    assert isinstance(run_log, dict) and run_log["exit_code"] == 0 and run_log["end_time"]
+    output = log["outputs"]["output"]  # type: ignore[index]
+    assert Path(output["path"]).read_text() == "Hello world!\n"
+    stderr = requests.get(run_log["stderr"], headers=server.headers(), timeout=30)
+    assert "Final process status is success" in stderr.text
+    # The tasks come from the job store's records: the CWL tool's job, finished.
+    tasks = server.get(f"/runs/{run_id}/tasks")["task_logs"]
+    assert tasks and all(task["exit_code"] == 0 for task in tasks), tasks
+    assert server.get(f"/runs/{run_id}/tasks/{tasks[0]['id']}")["name"] == tasks[0]["name"]
+    listed = server.get("/runs")["runs"]
+    assert {"run_id": run_id, "state": "COMPLETE"}.items() <= next(r for r in listed if r["run_id"] == run_id).items()
+
+
+def test_python_workflow_cancel_and_engine_parameters(server: WesServer, tmp_path: Path) -> None:
+    """A py run takes its workflow_params as options; cancel stops its leader; only allowed engine
+    parameters pass."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    fields = {"workflow_url": "gated.py", "workflow_type": "py", "workflow_type_version": "3",
+              "workflow_params": json.dumps({"marks": str(marks), "gate": str(tmp_path / "never"), "tag": "c"}),
+              "workflow_engine_parameters": json.dumps({"--logLevel": "INFO"})}
+    run_id = server.submit(fields, [("workflow_attachment", ("gated.py", (WES_FILES / "gated.py").read_bytes()))])
+    wait_for(lambda: (marks / "first-c").exists(), 240, "the first job to run")
+    assert "--logLevel=INFO" in server.get(f"/runs/{run_id}")["run_log"]["cmd"]
+    leader = server.leaders()[run_id]
+    cancelled = requests.post(f"{server.api}/runs/{run_id}/cancel", headers=server.headers(), timeout=30)
+    assert cancelled.json() == {"run_id": run_id}
+    assert server.wait_state(run_id, {"CANCELED", "COMPLETE", "EXECUTOR_ERROR"}) == "CANCELED"
+    assert run_id not in server.leaders() and not os.path.exists(f"/proc/{leader}/status")
+    refused = requests.post(f"{server.api}/runs", headers=server.headers(), timeout=30,
+                            data=dict(fields, workflow_engine_parameters='{"--workDir": "/"}'),
+                            files=[("workflow_attachment", ("gated.py", b"pass"))])
+    assert refused.status_code == 400 and "--workDir" in refused.json()["msg"]
+
+
+def test_unauthenticated_requests_get_401(server: WesServer) -> None:
+    assert requests.get(f"{server.api}/service-info", timeout=30).status_code == 200
+    for method, path in (("GET", "/runs"), ("POST", "/runs"), ("GET", "/runs/x"), ("GET", "/runs/x/status"),
+                         ("POST", "/runs/x/cancel"), ("GET", "/runs/x/tasks"), ("GET", "/runs/x/tasks/y"),
+                         ("GET", "/runs/x/stderr")):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+            response = requests.request(method, server.api + path, headers=headers, timeout=30)
+            assert response.status_code == 401, (method, path, headers, response.text)
+            assert response.json()["status_code"] == 401
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd-wes", "inputs/../../x", "a/../../../x"])
+def test_path_traversal_is_refused(server: WesServer, name: str) -> None:
+    before = set(os.listdir(server.work_dir))
+    response = requests.post(f"{server.api}/runs", headers=server.headers(), timeout=30,
+                             data={"workflow_url": "example.cwl", "workflow_type": "CWL",
+                                   "workflow_type_version": "v1.0"},
+                             files=[("workflow_attachment", ("example.cwl", b"cwlVersion: v1.0")),
+                                    ("workflow_attachment", (name, b"escaped"))])
+    assert response.status_code == 400, response.text
+    assert set(os.listdir(server.work_dir)) == before
+    assert not (server.work_dir.parent / "x").exists() and not Path("/etc/passwd-wes").exists()
+    assert not any(p.name == "x" for p in server.work_dir.parent.rglob("x"))
+
+
+def test_workflow_url_outside_the_run_and_big_uploads_are_refused(server: WesServer) -> None:
+    for url in ("/etc/passwd", "file:///etc/passwd", "../token", "missing.cwl"):
+        response = requests.post(f"{server.api}/runs", headers=server.headers(), timeout=30,
+                                 data={"workflow_url": url, "workflow_type": "CWL", "workflow_type_version": "v1.0"},
+                                 files=[("workflow_attachment", ("example.cwl", b"cwlVersion: v1.0"))])
+        assert response.status_code == 400, (url, response.text)
+    response = requests.post(f"{server.api}/runs", headers=server.headers(), timeout=30,
+                             data={"workflow_url": "big", "workflow_type": "CWL", "workflow_type_version": "v1.0"},
+                             files=[("workflow_attachment", ("big", b"x" * (MAX_UPLOAD + 1)))])
+    assert response.status_code == 413, response.text
+
+
+def test_attachment_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    """A name that passes through a link in the run's directory never writes where it points."""
+    root, outside = tmp_path / "run", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    (root / "file-link").symlink_to(outside / "target")
+    for name in ("link/x", "file-link"):
+        with pytest.raises(AttachmentError), open(WES_FILES / "2.fasta", "rb") as stream:
+            write_attachments(str(root), [(name, stream)], MAX_UPLOAD)
+    assert list(outside.iterdir()) == []
+
+
+def test_no_unauthenticated_listening_beyond_loopback(tmp_path: Path) -> None:
+    for args, said in ((["--host", "0.0.0.0", "--insecure-no-auth"], "refusing to listen on 0.0.0.0"),
+                       ([], "no token")):
+        done = subprocess.run([sys.executable, "-m", "toilray", "server", "--port", "1",
+                               "--work_dir", str(tmp_path / "w"), *args],
+                              capture_output=True, text=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if k != "TOILRAY_WES_TOKEN"})
+        assert done.returncode != 0
+        assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
