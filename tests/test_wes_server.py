@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -159,3 +160,49 @@ def test_no_unauthenticated_listening_beyond_loopback(tmp_path: Path) -> None:
                               env={k: v for k, v in os.environ.items() if k != "TOILRAY_WES_TOKEN"})
         assert done.returncode != 0
         assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr, done.stderr
+
+
+def test_sigkill_of_the_server_loses_no_run(tmp_path: Path, ray_address: str) -> None:
+    """Two runs running and one queued when the server is SIGKILLed (one leader killed with it):
+    after a restart all three complete, and no job that had finished ran again."""
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONUNBUFFERED="1")
+    wes = WesServer(tmp_path / "workflows", env, ("--token-file", str(token), "-w", "2"))
+    marks, gate = tmp_path / "marks", tmp_path / "gate"
+    marks.mkdir()
+    script = [("workflow_attachment", ("gated.py", (WES_FILES / "gated.py").read_bytes()))]
+
+    def fields(tag: str) -> dict[str, str]:
+        return {"workflow_url": "gated.py", "workflow_type": "py", "workflow_type_version": "3",
+                "workflow_params": json.dumps({"marks": str(marks), "gate": str(gate), "tag": tag})}
+
+    wes.start()
+    try:
+        runs = {tag: wes.submit(fields(tag), script) for tag in ("a", "b", "c")}
+        wait_for(lambda: (marks / "first-a").exists() and (marks / "first-b").exists(), 240,
+                 "the first jobs of two runs to finish")
+        assert wes.get(f"/runs/{runs['c']}/status")["state"] == "QUEUED"
+        leaders = wes.leaders()
+        assert set(leaders) == {runs["a"], runs["b"]}
+        wes.kill()
+        # Run a's leader dies too: it must be resumed from its job store, not adopted.
+        os.killpg(leaders[runs["a"]], signal.SIGKILL)
+        wait_for(lambda: runs["a"] not in wes.leaders(), 60, "run a's leader to die")
+        wes.start()
+        for tag in ("a", "b"):
+            # a goes back to QUEUED, then runs again (resumed) within a moment.
+            assert wes.wait_state(runs[tag], {"RUNNING", "COMPLETE", "EXECUTOR_ERROR"}) == "RUNNING"
+        assert wes.leaders()[runs["b"]] == leaders[runs["b"]]
+        gate.touch()
+        for tag, run_id in runs.items():
+            assert wes.wait_state(run_id, {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"}) == "COMPLETE", (
+                tag, (wes.work_dir / run_id / "stderr").read_text()[-3000:])
+            assert (wes.work_dir / run_id / "stdout").read_text().strip().endswith(tag)
+        # Every first job ran exactly once (a's was finished when its leader died).
+        for tag in ("a", "b", "c"):
+            assert len((marks / f"first-{tag}").read_text().split()) == 1, tag
+        assert "--restart" in wes.get(f"/runs/{runs['a']}")["run_log"]["cmd"]
+        assert "adopted" in "\n".join(wes.get(f"/runs/{runs['b']}")["run_log"]["system_logs"])
+    finally:
+        wes.stop()
