@@ -136,6 +136,10 @@ def test_workflow_url_outside_the_run_and_big_uploads_are_refused(server: WesSer
                              data={"workflow_url": "big", "workflow_type": "CWL", "workflow_type_version": "v1.0"},
                              files=[("workflow_attachment", ("big", b"x" * (MAX_UPLOAD + 1)))])
     assert response.status_code == 413, response.text
+    # A body that is not multipart at all (schemathesis found Starlette's own answer to it).
+    response = requests.post(f"{server.api}/runs", timeout=30, data=b"--x\r\n[None]--x--\r\n",
+                             headers={**server.headers(), "Content-Type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 400 and set(response.json()) == {"msg", "status_code"}, response.text
 
 
 def test_attachment_through_a_symlink_is_refused(tmp_path: Path) -> None:
@@ -206,3 +210,29 @@ def test_sigkill_of_the_server_loses_no_run(tmp_path: Path, ray_address: str) ->
         assert "adopted" in "\n".join(wes.get(f"/runs/{runs['b']}")["run_log"]["system_logs"])
     finally:
         wes.stop()
+
+
+def test_schemathesis_finds_no_error_and_no_schema_violation(server: WesServer, tmp_path: Path) -> None:
+    """A bounded schemathesis run against the served OpenAPI document, with one real run (and one of
+    its tasks) for the operations that need an ID; the failing-check names are what a failure prints."""
+    run_id = server.submit({"workflow_url": "gated.py", "workflow_type": "py", "workflow_type_version": "3",
+                            "workflow_params": json.dumps({"marks": str(tmp_path), "gate": str(tmp_path),
+                                                           "tag": "s"})},
+                           [("workflow_attachment", ("gated.py", (WES_FILES / "gated.py").read_bytes()))])
+    assert server.wait_state(run_id, {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"}) == "COMPLETE"
+    task_id = server.get(f"/runs/{run_id}/tasks")["task_logs"][0]["id"]
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(f'[parameters]\n"path.run_id" = "{run_id}"\n"path.task_id" = "{task_id}"\n')
+    report = tmp_path / "junit.xml"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run",
+         f"{server.api}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                     "response_schema_conformance,response_headers_conformance,negative_data_rejection,"
+                     "missing_required_header,ignored_auth",
+         "--max-examples", "30", "--seed", "2", "--phases", "examples,coverage,fuzzing",
+         "--report", "junit", "--report-junit-path", str(report)],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, NO_COLOR="1"))
+    assert done.returncode == 0, done.stdout[-5000:]
+    assert "11 passed" in done.stdout or " passed" in done.stdout, done.stdout[-2000:]
+    assert report.exists()

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from toilray.exceptions import ToilrayError
@@ -112,8 +113,9 @@ def create_app(manager: RunManager, token: str | None, swagger_ui: bool = False,
 
     guarded = [Depends(authorized)]
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's own errors (a malformed multipart body, a wrong method) are WES ErrorResponses too.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"msg": str(exc.detail), "status_code": exc.status_code},
                             status_code=exc.status_code, headers=exc.headers)
 
@@ -249,7 +251,7 @@ def create_app(manager: RunManager, token: str | None, swagger_ui: bool = False,
     text_responses: dict[int | str, dict[str, Any]] = {
         **_ERRORS, 200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "The log"}}
 
-    @app.get(f"{BASE_PATH}/runs/{{run_id}}/tasks/{{task_id}}/log", response_class=PlainTextResponse,
+    @app.get(f"{BASE_PATH}/runs/{{run_id}}/tasks/{{task_id}}/log", response_model=None,
              responses=text_responses, dependencies=guarded, operation_id="GetTaskLog", tags=["toilray"])
     def get_task_log(run_id: str, task_id: str) -> PlainTextResponse:
         record_of(run_id)
@@ -269,12 +271,12 @@ def create_app(manager: RunManager, token: str | None, swagger_ui: bool = False,
         except FileNotFoundError:
             return PlainTextResponse("")
 
-    @app.get(f"{BASE_PATH}/runs/{{run_id}}/stdout", response_class=PlainTextResponse, responses=text_responses,
+    @app.get(f"{BASE_PATH}/runs/{{run_id}}/stdout", response_model=None, responses=text_responses,
              dependencies=guarded, operation_id="GetRunStdout", tags=["toilray"])
     def get_stdout(run_id: str) -> PlainTextResponse:
         return stream_log(run_id, "stdout")
 
-    @app.get(f"{BASE_PATH}/runs/{{run_id}}/stderr", response_class=PlainTextResponse, responses=text_responses,
+    @app.get(f"{BASE_PATH}/runs/{{run_id}}/stderr", response_model=None, responses=text_responses,
              dependencies=guarded, operation_id="GetRunStderr", tags=["toilray"])
     def get_stderr(run_id: str) -> PlainTextResponse:
         return stream_log(run_id, "stderr")
