@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from browser import open_page
 from conftest import REPO
 from wes import TOKEN, WesServer, wait_for
 
@@ -236,3 +237,30 @@ def test_schemathesis_finds_no_error_and_no_schema_violation(server: WesServer, 
     assert done.returncode == 0, done.stdout[-5000:]
     assert "11 passed" in done.stdout or " passed" in done.stdout, done.stdout[-2000:]
     assert report.exists()
+
+
+def test_page_lists_runs_with_live_state_and_logs(server: WesServer, tmp_path: Path) -> None:
+    """The page at / in headless Chromium: a run's state changes on the page without a reload,
+    and its stderr link shows the run's log."""
+    gate = tmp_path / "gate"
+    run_id = server.submit({"workflow_url": "gated.py", "workflow_type": "py", "workflow_type_version": "3",
+                            "workflow_params": json.dumps({"marks": str(tmp_path), "gate": str(gate), "tag": "p"})},
+                           [("workflow_attachment", ("gated.py", (WES_FILES / "gated.py").read_bytes()))])
+    server.wait_state(run_id, {"RUNNING"})
+    state = f"document.querySelector('#run-{run_id} .state')?.textContent"
+    with open_page(f"{server.url}/#token={TOKEN}") as page:
+        wait_for(lambda: page.evaluate(state) == "RUNNING", 120, "the page to show the run RUNNING")
+        # The token left the address bar once read (it stays in the tab's sessionStorage).
+        assert TOKEN not in page.evaluate("location.href")
+        gate.touch()
+        wait_for(lambda: page.evaluate(state) == "COMPLETE", 240, "the page to show the run COMPLETE")
+        page.evaluate(f"document.querySelector('#run-{run_id} .log-stderr').click()")
+        wait_for(lambda: "Workflow finished" in (page.evaluate("document.getElementById('log').textContent") or ""),
+                 60, "the run's stderr on the page")
+        page.evaluate(f"document.querySelector('#run-{run_id} .log-tasks').click()")
+        wait_for(lambda: "wait_for_gate" in (page.evaluate("document.getElementById('log').textContent") or ""),
+                 60, "the run's tasks on the page")
+    with open_page(f"{server.url}/") as page:
+        # Without the token the page asks for one and shows no run.
+        wait_for(lambda: page.evaluate("document.getElementById('auth')?.hidden === false"), 60, "the token prompt")
+        assert page.evaluate("document.querySelectorAll('#runs tr').length") == 0
