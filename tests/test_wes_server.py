@@ -8,13 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from browser import open_page
 from conftest import REPO
+from test_cwl import CONFORMANCE, needs_podman
 from wes import TOKEN, WesServer, wait_for
 
 from toilray.server.attachments import AttachmentError, write_attachments
@@ -264,3 +267,54 @@ def test_page_lists_runs_with_live_state_and_logs(server: WesServer, tmp_path: P
         # Without the token the page asks for one and shows no run.
         wait_for(lambda: page.evaluate("document.getElementById('auth')?.hidden === false"), 60, "the token prompt")
         assert page.evaluate("document.querySelectorAll('#runs tr').length") == 0
+
+
+def test_wes_client_runs_a_cwl_workflow(tmp_path: Path, ray_address: str) -> None:
+    """wes-service's client end to end. It sends no Authorization header with its POST, so it
+    talks to a server on loopback with --insecure-no-auth (what that option is for)."""
+    env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONUNBUFFERED="1")
+    env.pop("TOILRAY_WES_TOKEN", None)
+    wes = WesServer(tmp_path / "workflows", env, ("--insecure-no-auth",))
+    wes.start()
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "wes-client"), f"--host=127.0.0.1:{wes.port}", "--proto=http",
+             str(WES_FILES / "example.cwl"), str(WES_FILES / "example-job.json")],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "State is COMPLETE" in done.stderr
+        outputs = json.loads(done.stdout)
+        assert Path(outputs["output"]["path"]).read_text() == "Hello from wes-client\n"
+        listed = subprocess.run([str(Path(sys.executable).parent / "wes-client"), f"--host=127.0.0.1:{wes.port}",
+                                 "--proto=http", "--list"], capture_output=True, text=True, timeout=120)
+        assert json.loads(listed.stdout)["runs"][0]["state"] == "COMPLETE"
+    finally:
+        wes.stop()
+
+
+# A spread of the CWL v1.2 suite: a tool's command line, InitialWorkDir with expressions, a
+# container (podman), stdin/stdout, an ExpressionTool, scatter, dot-product scatter, a subworkflow.
+CONFORMANCE_SUBSET = ("cl_basic_generation", "initworkdir_expreng_requirements", "stdout_redirect_docker",
+                      "stdinout_redirect_docker", "expression_any", "wf_wc_scatter", "wf_scatter_two_dotproduct",
+                      "nested_workflow")
+
+
+@needs_podman
+def test_cwl_conformance_subset_through_wes(server: WesServer, tmp_path: Path) -> None:
+    """cwltest runs a subset of the conformance suite with a cwl-runner that submits each test to
+    the server (tests/wes_cwl_runner.py), as Toil's own WES tests do."""
+    runner = tmp_path / "wes-cwl-runner"
+    runner.write_text(f"#!/bin/sh\nexec {sys.executable} {REPO / 'tests' / 'wes_cwl_runner.py'} \"$@\"\n")
+    runner.chmod(0o755)
+    junit = tmp_path / "conformance.xml"
+    ids = [test.get("id") for test in yaml.safe_load((CONFORMANCE / "conformance_tests.yaml").read_text())]
+    numbers = ",".join(str(ids.index(name) + 1) for name in CONFORMANCE_SUBSET)
+    env = dict(server.env, WES_URL=server.url, WES_TOKEN=TOKEN)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "cwltest"), "--test", "conformance_tests.yaml", "--tool", str(runner),
+         "-j2", "-n", numbers, f"--junit-xml={junit}"],
+        cwd=CONFORMANCE, env=env, capture_output=True, text=True, timeout=900)
+    cases = list(ElementTree.parse(junit).getroot().iter("testcase"))
+    failed = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None
+              or c.find("skipped") is not None]
+    assert len(cases) == len(CONFORMANCE_SUBSET) and not failed, (failed, done.stdout[-3000:])
