@@ -269,12 +269,17 @@ def test_page_lists_runs_with_live_state_and_logs(server: WesServer, tmp_path: P
         assert page.evaluate("document.querySelectorAll('#runs tr').length") == 0
 
 
-def test_wes_client_runs_a_cwl_workflow(tmp_path: Path, ray_address: str) -> None:
+def test_wes_client_runs_a_cwl_workflow(tmp_path: Path, ray_address: str, object_env: dict[str, str]) -> None:
     """wes-service's client end to end. It sends no Authorization header with its POST, so it
-    talks to a server on loopback with --insecure-no-auth (what that option is for)."""
-    env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONUNBUFFERED="1")
+    talks to a server on loopback with --insecure-no-auth (what that option is for). The server
+    copies the outputs to --dest_bucket_base (moto's S3 server)."""
+    import s3fs
+
+    s3 = s3fs.S3FileSystem()
+    s3.mkdir("wes-outputs")
+    env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONUNBUFFERED="1", **object_env)
     env.pop("TOILRAY_WES_TOKEN", None)
-    wes = WesServer(tmp_path / "workflows", env, ("--insecure-no-auth",))
+    wes = WesServer(tmp_path / "workflows", env, ("--insecure-no-auth", "--dest_bucket_base", "s3://wes-outputs/runs"))
     wes.start()
     try:
         done = subprocess.run(
@@ -284,7 +289,12 @@ def test_wes_client_runs_a_cwl_workflow(tmp_path: Path, ray_address: str) -> Non
         assert done.returncode == 0, done.stderr[-3000:]
         assert "State is COMPLETE" in done.stderr
         outputs = json.loads(done.stdout)
-        assert Path(outputs["output"]["path"]).read_text() == "Hello from wes-client\n"
+        run_id = json.loads(subprocess.run(
+            [str(Path(sys.executable).parent / "wes-client"), f"--host=127.0.0.1:{wes.port}", "--proto=http",
+             "--list"], capture_output=True, text=True, timeout=120).stdout)["runs"][0]["run_id"]
+        assert outputs["output"]["location"] == f"s3://wes-outputs/runs/{run_id}/output.txt", outputs
+        s3.invalidate_cache()
+        assert s3.cat_file(f"wes-outputs/runs/{run_id}/output.txt") == b"Hello from wes-client\n"
         listed = subprocess.run([str(Path(sys.executable).parent / "wes-client"), f"--host=127.0.0.1:{wes.port}",
                                  "--proto=http", "--list"], capture_output=True, text=True, timeout=120)
         assert json.loads(listed.stdout)["runs"][0]["state"] == "COMPLETE"

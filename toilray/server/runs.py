@@ -42,6 +42,7 @@ from toilray.exceptions import ToilrayError
 from toilray.jobStores.jobStore import JobStore, JobSummary
 from toilray.server import state
 from toilray.server.attachments import AttachmentError, inside, safe_relative, write_attachments
+from toilray.server.cwl_leader import DESTINATION_VARIABLE
 from toilray.server.state import RunDatabase, RunRecord
 
 logger = logging.getLogger(__name__)
@@ -321,7 +322,7 @@ class RunManager:
                     open(self.log_path(run_id, "stderr"), "ab") as err:
                 popen = subprocess.Popen(cmd, cwd=self.execution_dir(run_id), stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                         env=self._environment(run_id))
         except OSError as exc:
             self.db.append_log(run_id, f"cannot start the leader: {exc}")
             self.db.update(run_id, state=state.SYSTEM_ERROR, end_time=time.time())
@@ -334,6 +335,12 @@ class RunManager:
         self.db.update(run_id, **fields)
         self.db.append_log(run_id, f"{'resumed' if resume else 'started'} leader pid {popen.pid}")
         self._live[run_id] = _Live(popen, process)
+
+    def _environment(self, run_id: str) -> dict[str, str]:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.settings.dest_bucket_base:
+            env[DESTINATION_VARIABLE] = self.settings.dest_bucket_base.rstrip("/") + "/" + run_id
+        return env
 
     def command(self, record: RunRecord, resume: bool) -> list[str]:
         """The leader's command line for a run (``resume``: continue its job store)."""
