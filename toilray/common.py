@@ -213,6 +213,7 @@ class Toil:
             raise JobException("A workflow was already started in this job store")
         module, paths = _code_location()
         serialize.set_main_module_name(module, is_leader=True)
+        serialize.set_main_definitions(serialize.capture_main_definitions())
         self._started = True
         return store, self.config, module, paths
 
@@ -278,7 +279,8 @@ class Toil:
             log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
             context = config.worker_context(store.meta()["workflowID"], self._launch_dir, paths, module,
                                             log_server.address if log_server else None,
-                                            None if connection.workers_inherit_environment else dict(os.environ))
+                                            None if connection.workers_inherit_environment else dict(os.environ),
+                                            serialize.main_definitions())
             leader = Leader(store, connection, context, config.leader_limits(),
                             RunReports(store, config.report_options()))
             succeeded = False
