@@ -1,4 +1,5 @@
-"""Workflows written, run, cancelled and resumed from the cells of real Jupyter kernels.
+"""Workflows written, run, cancelled and resumed from the cells of real Jupyter kernels, and the
+example notebook run, rendered to HTML and looked at in headless Chromium.
 
 nbclient runs the cells in an ipykernel, as Jupyter would. Job functions, a lambda and a Job
 subclass are defined in cells (a kernel's ``__main__`` cannot be imported: they go by value),
@@ -10,19 +11,34 @@ running Ray given by address (the test session's).
 
 from __future__ import annotations
 
+import io
+import json
+import subprocess
 import textwrap
 from collections import Counter
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+from nbconvert import HTMLExporter
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "notebooks" / "read_counts.ipynb"
+# Copies of what nbconvert's pages load from a CDN, put there by .ci/setup-tests.
+WIDGET_JS = REPO / ".venv" / "share" / "toilray-tests" / "widgets"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 CELL_TIMEOUT = 300
 
 
 def execute(cells: list[str], cwd: Path) -> nbformat.NotebookNode:
     """Run ``cells`` in one new kernel; the executed notebook (widget state saved)."""
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells])
+    return execute_notebook(nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells]), cwd)
+
+
+def execute_notebook(notebook: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
     NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(cwd)}}).execute()
     return notebook
@@ -130,3 +146,113 @@ def test_cells_fail_fix_restart_in_a_new_kernel_and_cancel(tmp_path: Path, ray_a
     assert runs(tmp_path / "ran") == {"a": 1, "bb": 1, "c": 2, "ddd": 1}
     assert text_of(second.cells[1]).strip() == "['quick', 'slow1', 'slow2']"
     assert runs(tmp_path / "waited") == {"quick": 1, "slow1": 2, "slow2": 2}
+
+
+def outputs(cell: nbformat.NotebookNode, mimetype: str) -> list[str]:
+    return [o["data"][mimetype] for o in cell.outputs if mimetype in o.get("data", {})]
+
+
+def progress_bars(notebook: nbformat.NotebookNode) -> list[dict[str, object]]:
+    """The saved state of each cell's progress bar, in cell order: value, max, style and text."""
+    state = notebook.metadata["widgets"][WIDGET_STATE]["state"]
+    bars = []
+    for cell in notebook.cells:
+        for view in outputs(cell, "application/vnd.jupyter.widget-view+json") if cell.cell_type == "code" else []:
+            box = state[view["model_id"]]["state"]
+            label, bar, text = (state[child.removeprefix("IPY_MODEL_")]["state"] for child in box["children"])
+            bars.append({"value": bar["value"], "max": bar["max"], "style": bar["bar_style"],
+                         "text": label["value"] + text["value"]})
+    return bars
+
+
+def longest_run(image: object, colour: tuple[int, int, int]) -> int:
+    """The longest horizontal run of pixels of about ``colour`` in the image."""
+    import numpy
+
+    close = (numpy.abs(numpy.asarray(image, dtype=numpy.int16) - colour) <= 30).all(axis=2)
+    # Per row, the run lengths are the gaps between the pixels that are not close.
+    edges = numpy.pad(~close, ((0, 0), (1, 1)), constant_values=True)
+    best = 0
+    for row in edges:
+        breaks = numpy.flatnonzero(row)
+        best = max(best, int(numpy.diff(breaks).max()) - 1)
+    return best
+
+
+# ipywidgets' colours for a bar that ended well (tqdm's "success") and one that did not ("danger").
+GREEN, RED = (56, 142, 60), (211, 47, 47)
+
+
+def test_example_notebook_runs_and_its_progress_bars_render(tmp_path: Path) -> None:
+    notebook = execute_notebook(nbformat.read(EXAMPLE, as_version=4), tmp_path)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    run, fix, table, attempts, timeline, started, waited = code[2:]
+    assert "contains 1 failed jobs: 'count_reads'" in text_of(run)
+    # The failed job's log is a block of its own, not only lines of the log.
+    blocks = outputs(run, "text/html")
+    assert len(blocks) == 1 and "<details" in blocks[0] and "UnicodeDecodeError" in blocks[0]
+    assert "Traceback" in blocks[0]
+    assert "'sample': 'sample_C', 'reads': 2000" in outputs(fix, "text/plain")[-1]
+    assert "<table" in outputs(table, "text/html")[0]
+    frame = outputs(attempts, "text/plain")[0]
+    assert "count_reads" in frame and "False" in frame
+    figure = json.loads(json.dumps(outputs(timeline, "application/vnd.plotly.v1+json")[0]))
+    assert figure["data"]
+    assert text_of(started).strip() == "started: running"
+    assert text_of(waited).strip() == "completed 4400 reads"
+
+    # The failed run's bar stopped short, in red; the restart's is full and green: all 6 jobs done.
+    failed, fixed = progress_bars(notebook)
+    assert failed["value"] < failed["max"] and failed["style"] == "danger" and "failed=1" in str(failed["text"])
+    assert fixed["value"] == fixed["max"] == 6 and fixed["style"] == "success"
+    assert "6/6" in str(fixed["text"]) and "failed=0" in str(fixed["text"]) and "job/s" in str(fixed["text"])
+
+    # Rendered as a page (the widget renderer and require.js from local copies: no network).
+    assert (WIDGET_JS / "embed-amd.js").exists(), "run .ci/setup-tests: it fetches the widget renderer"
+    exporter = HTMLExporter(widget_renderer_url=(WIDGET_JS / "embed-amd.js").as_uri(),
+                            require_js_url=(WIDGET_JS / "require.js").as_uri())
+    page = tmp_path / "read_counts.html"
+    page.write_text(exporter.from_notebook_node(notebook)[0])
+    shot = tmp_path / "shot.png"
+    browser = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1200,4000", "--virtual-time-budget=15000",
+         f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=180)
+    assert shot.exists(), browser.stderr
+    from PIL import Image
+
+    image = Image.open(shot).convert("RGB")
+    # A drawn bar: a long stretch of the bar's colour (the page draws nothing else in it).
+    assert longest_run(image, GREEN) >= 200
+    assert 50 <= longest_run(image, RED) < longest_run(image, GREEN)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_progress_line_and_silence_elsewhere() -> None:
+    from toilray.progress import Progress
+
+    terminal = Terminal()
+    progress = Progress(True, terminal)
+    progress.update(1, 2, 1, 0)
+    progress.update(3, 0, 0, 1, force=True)
+    progress.close()
+    last = terminal.getvalue().split("\r")[-1]
+    assert "toilray:  75%" in last and "3/4" in last and "failed=1" in last and "job/s" in last
+    piped = io.StringIO()
+    progress = Progress(True, piped)
+    progress.update(3, 0, 0, 1, force=True)
+    progress.close()
+    assert piped.getvalue() == ""
+
+
+def test_stats_load_names_a_missing_store(tmp_path: Path) -> None:
+    from toilray import stats
+    from toilray.exceptions import NoSuchJobStoreException
+
+    with pytest.raises(NoSuchJobStoreException, match="nowhere"):
+        stats.load(str(tmp_path / "nowhere"))

@@ -8,6 +8,7 @@ process, so the caller (a Jupyter kernel, a WES server) stays free. Both go thro
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from argparse import Namespace
@@ -68,7 +69,11 @@ class Run:
         self._value: Any = None
         self._error: BaseException | None = None
         self._cancel_requested = False
-        self._thread = threading.Thread(target=self._lead, name=f"toilray leader for {self.jobStore}", daemon=True)
+        # The caller's context goes with the leader: a Jupyter kernel keeps there which cell is
+        # running, so that the progress bar and failed jobs' logs show in the cell that started the run.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._lead,),
+                                        name=f"toilray leader for {self.jobStore}", daemon=True)
         self._thread.start()
 
     def _lead(self) -> None:
