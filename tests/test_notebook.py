@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -256,3 +258,27 @@ def test_stats_load_names_a_missing_store(tmp_path: Path) -> None:
 
     with pytest.raises(NoSuchJobStoreException, match="nowhere"):
         stats.load(str(tmp_path / "nowhere"))
+
+
+def wait_for(path: str) -> int:
+    while not os.path.exists(path):
+        time.sleep(0.1)
+    return 4
+
+
+def test_a_run_cancelled_at_once_is_stopped_and_restarts(tmp_path: Path, ray_address: str) -> None:
+    """A cancel that comes while the run is still starting (connecting to Ray) is not lost."""
+    import toilray
+    from toilray.exceptions import WorkflowKilledException
+    from toilray.job import Job
+
+    store = str(tmp_path / "store")
+    go = tmp_path / "go"
+    run = toilray.start(Job.wrapFn(wait_for, str(go)), store, rayAddress=ray_address, disableProgress=True,
+                        kill_polling_interval=0.5)
+    assert run.cancel(timeout=240)
+    assert run.status().state == "cancelled"
+    with pytest.raises(WorkflowKilledException):
+        run.result()
+    go.touch()
+    assert toilray.run(None, store, restart=True, rayAddress=ray_address, disableProgress=True) == 4

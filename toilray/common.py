@@ -158,6 +158,9 @@ class Toil:
             else:
                 store.initialize()
             self._lock = store.lock_leader()
+            # A kill request left by an earlier run is void; one made from now on (while Ray
+            # starts, say) stops this run.
+            store.clear_kill()
             store.write_config(config)
         except BaseException:
             if self._lock is not None:

@@ -107,7 +107,6 @@ class Leader:
         """Run every job; return the resolved value of job ``result_id``."""
         self._source = source
         self._results = ResultKeeper(result_id)
-        self.store.clear_kill()
         if restarting:
             self._committed_earlier = set(self.store.committed_ids())
             for job_id in list(self.store.failed_ids()):
