@@ -5,8 +5,9 @@ nbclient runs the cells in an ipykernel, as Jupyter would. Job functions, a lamb
 subclass are defined in cells (a kernel's ``__main__`` cannot be imported: they go by value),
 a job fails, a *new* kernel redefines the function and restarts, and a non-blocking run is
 cancelled while the kernel goes on answering cells, then restarted to completion. The runs use
-the three places a workflow can run: the managed local Ray, Ray embedded in the kernel, and a
-running Ray given by address (the test session's).
+the three places a workflow can run: Ray embedded in the kernel, the managed local Ray, and a
+running Ray given by address (the test session's; the new kernel's runs both use it, as a
+process keeps the Ray it joined first).
 """
 
 from __future__ import annotations
@@ -98,12 +99,8 @@ def test_cells_fail_fix_restart_in_a_new_kernel_and_cancel(tmp_path: Path, ray_a
         (tmp_path / sub).mkdir()
     first = execute([
         DEFINITIONS.format(work=str(tmp_path)),
-        """
-        try:
-            toilray.run(Job.wrapJobFn(scatter, ["a", "bb", "c", "ddd"]), str(WORK / "store1"), retryCount=0)
-        except toilray.FailedJobsException as failed:
-            print("FAILED:", failed)
-        """,
+        # First in this kernel, so on a Ray of its own (a process keeps the first Ray it joins;
+        # an embedded one ends with its run).
         """
         handle = toilray.start(Job.wrapJobFn(fan_out, ["quick", "slow1", "slow2"]), str(WORK / "store2"),
                                retryCount=0, embeddedRay=True, disableProgress=True, kill_polling_interval=0.5)
@@ -119,12 +116,22 @@ def test_cells_fail_fix_restart_in_a_new_kernel_and_cancel(tmp_path: Path, ray_a
             time.sleep(0.2)
         print("stopped:", handle.cancel(timeout=240), handle.status().state)
         """,
+        # On the managed local Ray.
+        """
+        try:
+            toilray.run(Job.wrapJobFn(scatter, ["a", "bb", "c", "ddd"]), str(WORK / "store1"), retryCount=0,
+                        logLevel="INFO")
+        except toilray.FailedJobsException as failed:
+            print("FAILED:", failed)
+        """,
     ], tmp_path)
-    assert "FAILED:" in text_of(first.cells[1]) and "'count'" in text_of(first.cells[1])
-    assert text_of(first.cells[3]).strip() == "kernel answers: running False"
-    assert text_of(first.cells[4]).strip() == "stopped: True cancelled"
-    assert runs(tmp_path / "ran") == {"a": 1, "bb": 1, "c": 1, "ddd": 1}
+    assert text_of(first.cells[2]).strip() == "kernel answers: running False"
+    assert text_of(first.cells[3]).strip() == "stopped: True cancelled"
     assert runs(tmp_path / "waited") == {"quick": 1, "slow1": 1, "slow2": 1}
+    failing = first.cells[4]
+    assert "FAILED:" in text_of(failing) and "'count'" in text_of(failing)
+    assert "local Ray" in "".join(o.get("text", "") for o in failing.outputs if o.get("name") == "stderr")
+    assert runs(tmp_path / "ran") == {"a": 1, "bb": 1, "c": 1, "ddd": 1}
 
     # A new kernel: only the fixed function is defined; Gather, the lambda and wait_for_go come
     # from the store (the definitions they were made with).
