@@ -158,6 +158,9 @@ class Toil:
             else:
                 store.initialize()
             self._lock = store.lock_leader()
+            # A kill request left by an earlier run is void; one made from now on (while Ray
+            # starts, say) stops this run.
+            store.clear_kill()
             store.write_config(config)
         except BaseException:
             if self._lock is not None:
@@ -213,6 +216,7 @@ class Toil:
             raise JobException("A workflow was already started in this job store")
         module, paths = _code_location()
         serialize.set_main_module_name(module, is_leader=True)
+        serialize.set_main_definitions(serialize.capture_main_definitions())
         self._started = True
         return store, self.config, module, paths
 
@@ -278,7 +282,8 @@ class Toil:
             log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
             context = config.worker_context(store.meta()["workflowID"], self._launch_dir, paths, module,
                                             log_server.address if log_server else None,
-                                            None if connection.workers_inherit_environment else dict(os.environ))
+                                            None if connection.workers_inherit_environment else dict(os.environ),
+                                            serialize.main_definitions())
             leader = Leader(store, connection, context, config.leader_limits(),
                             RunReports(store, config.report_options()))
             succeeded = False

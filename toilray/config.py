@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from argparse import ArgumentTypeError, Namespace
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -265,10 +266,12 @@ class Config:
 
     def worker_context(self, workflow_id: str, launch_dir: str, code_paths: list[str], main_module: str | None,
                        realtime_log_address: tuple[str, int] | None,
-                       leader_env: dict[str, str] | None = None) -> WorkerContext:
+                       leader_env: dict[str, str] | None = None,
+                       main_definitions: dict[str, bytes] | None = None) -> WorkerContext:
         return WorkerContext(
             locator=self.jobStoreLocator,
             workflow_id=workflow_id,
+            run_id=uuid.uuid4().hex,
             work_dir=self.workDir,
             launch_dir=launch_dir,
             code_paths=code_paths,
@@ -276,6 +279,7 @@ class Config:
             defaults=self.defaults,
             env=self.env,
             leader_env=leader_env,
+            main_definitions=main_definitions or {},
             max_log_size=self.maxLogFileSize,
             clean_work_dir=self.cleanWorkDir,
             bad_worker=self.badWorker,

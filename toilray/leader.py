@@ -107,7 +107,6 @@ class Leader:
         """Run every job; return the resolved value of job ``result_id``."""
         self._source = source
         self._results = ResultKeeper(result_id)
-        self.store.clear_kill()
         if restarting:
             self._committed_earlier = set(self.store.committed_ids())
             for job_id in list(self.store.failed_ids()):
@@ -535,7 +534,9 @@ class Leader:
     def _failed(self, spec: JobSpec, error: str, log: str) -> None:
         report = f"Job {spec.label()} failed (attempt {self.state.attempt(spec.id)} of {self.state.tries}): {error}"
         self.store.record_failure(spec.id, f"{report}\n{log}")
-        block = f"\n{LOG_MARK}\n{log.rstrip()}\n{LOG_MARK}" if log else ""
+        # A notebook shows the log as a block of its own; the log record then names the failure only.
+        shown = self._reports.show_failure(report, log)
+        block = f"\n{LOG_MARK}\n{log.rstrip()}\n{LOG_MARK}" if log and not shown else ""
         logger.error("%s%s", report, block)
         failure = self.state.job_failed(spec.id)
         if failure.action is FailureAction.RETRY:

@@ -108,6 +108,8 @@ class WorkerContext:
 
     locator: str
     workflow_id: str
+    # New for every leader run of the workflow: a --restart may ship changed definitions.
+    run_id: str
     work_dir: str
     launch_dir: str
     code_paths: list[str]
@@ -127,6 +129,8 @@ class WorkerContext:
     verify_checksums: bool = True
     # The leader's environment, for workers that were not started from it (the shared local Ray's).
     leader_env: dict[str, str] | None = None
+    # An unimportable __main__'s functions and classes, by value (see toilray.serialize).
+    main_definitions: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def dirs(self) -> NodeDirs:

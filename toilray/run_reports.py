@@ -106,6 +106,10 @@ class RunReports:
             self._status_logged = now
             logger.info("Workflow status: %d done, %d running, %d queued, %d failed", done, running, queued, failed)
 
+    def show_failure(self, report: str, log: str) -> bool:
+        """Show a failed attempt's log to the user watching (a notebook); whether it was shown."""
+        return self._progress.job_failed(report, log)
+
     def close(self) -> None:
         self._progress.close()
         write_records(self._store, self._records)

@@ -5,8 +5,16 @@ Two rules shape this module:
 * Functions and classes defined at the top level of the workflow script (``__main__``) are
   pickled *by reference* to the script's importable module name, not by value. A worker
   imports the script to find them, so ``--restart`` after editing the script runs the edited
-  code, as Toil promises. Lambdas, nested functions and notebook cells (no importable module)
-  still travel by value through cloudpickle.
+  code, as Toil promises. Lambdas and nested functions still travel by value through
+  cloudpickle.
+* When ``__main__`` is not importable (a Jupyter kernel, ``python -c``), the functions and
+  classes it defines travel by value *and* by name. The leader captures the current definition
+  of each of them when a run starts (:func:`capture_main_definitions`) and ships those with the
+  run; a job body names what it uses and carries the definition it was made with as a fallback.
+  A worker uses the run's definition, so a ``--restart`` from a kernel whose cells redefined a
+  function runs the new code for the jobs that had not finished, as a script's restart does;
+  in the kernel itself the name resolves to the kernel's own object (``isinstance`` holds for
+  returned values).
 * A ``Promise`` pickles as a call to a resolver (``toilray.job``) that asks
   :func:`active_context` for the value. Unpickling a job body inside a
   :class:`PromiseContext` therefore replaces every promise, however deeply nested, by the
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import logging
 import pickle
 import sys
 import threading
@@ -28,8 +37,15 @@ from typing import Any
 
 import cloudpickle
 
+logger = logging.getLogger("toilray")
+
 _local = threading.local()
 _main_module_name: str | None = None
+_in_leader = False
+# The run's definitions of an unimportable __main__'s functions and classes, by name (by value).
+_main_definitions: dict[str, bytes] = {}
+# What each definition (the run's or a fallback) unpickled to in this process, by its bytes.
+_resolved: dict[bytes, Any] = {}
 
 
 def set_main_module_name(name: str | None, is_leader: bool) -> None:
@@ -38,14 +54,79 @@ def set_main_module_name(name: str | None, is_leader: bool) -> None:
     In the leader process (where the script *is* ``__main__``) the name is also aliased to
     ``__main__`` so that unpickling a reference to it does not import and run it again.
     """
-    global _main_module_name
+    global _main_module_name, _in_leader
     _main_module_name = name
+    _in_leader = is_leader
     if is_leader and name and name not in sys.modules and "__main__" in sys.modules:
         sys.modules[name] = sys.modules["__main__"]
 
 
 def main_module_name() -> str | None:
     return _main_module_name
+
+
+def capture_main_definitions() -> dict[str, bytes]:
+    """The top-level functions and classes of an unimportable ``__main__`` (a notebook's cells),
+    each pickled by value; empty when ``__main__`` is a script's file.
+
+    A definition that cannot be pickled (one that refers to a lock or an open file, say) is left
+    out: a job using it fails to pickle on its own, with cloudpickle's message.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__file__", None):
+        return {}
+    captured = {}
+    for name, value in list(vars(main).items()):
+        if (isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) == "__main__"
+                and value.__qualname__ == name):
+            try:
+                captured[name] = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                logger.debug("%s of __main__ cannot be pickled: %s", name, exc)
+    return captured
+
+
+def set_main_definitions(definitions: Mapping[str, bytes]) -> None:
+    """The run's definitions of ``__main__``'s functions and classes (see the module's notes)."""
+    _main_definitions.clear()
+    _main_definitions.update(definitions)
+    _resolved.clear()
+
+
+def main_definitions() -> dict[str, bytes]:
+    return dict(_main_definitions)
+
+
+def main_definition(qualname: str, fallback: bytes) -> Any:
+    """Unpickling helper: the function or class ``qualname`` of an unimportable ``__main__``."""
+    if _in_leader:
+        try:
+            return _lookup(sys.modules["__main__"], qualname)
+        except AttributeError:
+            pass
+    data = _main_definitions.get(qualname, fallback)
+    found = _resolved.get(data)
+    if found is None:
+        found = _resolved[data] = pickle.loads(data)
+    return found
+
+
+def _names_main_definition(obj: Any) -> bool:
+    """Whether ``obj`` travels by name as one of the run's ``__main__`` definitions.
+
+    In the leader it must be the kernel's current object (an older one kept in a variable
+    travels by value only). In a worker every copy with that name came from the run's
+    definitions (a function's globals hold copies of the functions it calls), so the name is
+    enough: a job created there runs the run's definition, and after a restart the new one.
+    """
+    if obj.__qualname__ not in _main_definitions:
+        return False
+    if not _in_leader:
+        return True
+    try:
+        return _lookup(sys.modules["__main__"], obj.__qualname__) is obj
+    except AttributeError:
+        return False
 
 
 def _lookup(obj: Any, qualname: str) -> Any:
@@ -61,18 +142,18 @@ def import_attribute(module: str, qualname: str) -> Any:
 
 class _Pickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        if (
-            _main_module_name
-            and isinstance(obj, (types.FunctionType, type))
-            and getattr(obj, "__module__", None) == "__main__"
-            and "<" not in obj.__qualname__
-        ):
+        if not (isinstance(obj, (types.FunctionType, type)) and getattr(obj, "__module__", None) == "__main__"
+                and "<" not in obj.__qualname__):
+            return super().reducer_override(obj)
+        if _main_module_name:
             try:
                 found = _lookup(sys.modules["__main__"], obj.__qualname__)
             except AttributeError:
                 found = None
             if found is obj:
                 return import_attribute, (_main_module_name, obj.__qualname__)
+        elif _names_main_definition(obj):
+            return main_definition, (obj.__qualname__, cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
         return super().reducer_override(obj)
 
 

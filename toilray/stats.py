@@ -4,7 +4,8 @@
 One record per job attempt, failed ones included: category (the job's displayName), wall and
 CPU seconds, the worker process's peak memory, the node and process that ran it, and the Ray
 task it ran in (a task that ran several jobs is what Toil calls a worker running chained jobs).
-The page is drawn by ``toilray.stats_page``.
+The page is drawn by ``toilray.stats_page``. In a notebook, :func:`load` gives the records as a
+pandas DataFrame and ``toilray.stats_page.timeline`` the page's timeline as a figure shown inline.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import statistics
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from toilray.exceptions import NoSuchJobStoreException, ToilrayError
 from toilray.jobStores.jobStore import JobStore
+
+if TYPE_CHECKING:
+    import pandas
 
 _SCHEMA = pa.schema([
     ("job_id", pa.string()), ("name", pa.string()), ("category", pa.string()), ("attempt", pa.int32()),
@@ -42,6 +47,33 @@ def read_records(store: JobStore) -> list[dict[str, Any]]:
     # One thread: pyarrow's pool could abort the process at exit (seen once in a short CLI run).
     tables = [pq.read_table(io.BytesIO(data), use_threads=False) for data in store.stats_tables()]
     return pa.concat_tables(tables).to_pylist() if tables else []
+
+
+class NoStatsError(ToilrayError):
+    """The job store holds no statistics (the workflow ran without --stats)."""
+
+
+def records_of(jobStore: str | JobStore) -> list[dict[str, Any]]:
+    """The records of the store (a locator or an open store); NoStatsError when there are none."""
+    store = jobStore if isinstance(jobStore, JobStore) else JobStore(str(jobStore))
+    if not store.root_exists():
+        raise NoSuchJobStoreException(store.locator)
+    records = read_records(store)
+    if not records:
+        raise NoStatsError(f"The job store '{store.locator}' holds no statistics: run the workflow with --stats")
+    return records
+
+
+def load(jobStore: str | JobStore) -> pandas.DataFrame:
+    """The statistics of the workflow in ``jobStore`` as a DataFrame, one row per job attempt
+    (the records ``toilray stats --json`` prints), ``start`` and ``end`` as UTC timestamps.
+    Needs pandas (the ``notebook`` extra)."""
+    import pandas
+
+    frame = pandas.DataFrame.from_records(records_of(jobStore))
+    frame["end"] = pandas.to_datetime(frame["start"] + frame["wall"], unit="s", utc=True)
+    frame["start"] = pandas.to_datetime(frame["start"], unit="s", utc=True)
+    return frame.sort_values("start", ignore_index=True)
 
 
 def _five(values: Sequence[float]) -> tuple[float, float, float, float, float]:

@@ -12,7 +12,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from toilray.stats import workers
+from toilray.jobStores.jobStore import JobStore
+from toilray.stats import records_of, workers
 
 _PALETTE = ("#4e79a7", "#f28e2b", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f", "#bab0ac", "#86bcb6",
             "#8cd17d")
@@ -100,6 +101,14 @@ def _per_category(records: Sequence[dict[str, Any]], categories: Sequence[str], 
     figure.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="white")
     figure.update_yaxes(rangemode="tozero", showgrid=True, gridcolor="#ddd")
     return figure
+
+
+def timeline(jobStore: str | JobStore) -> go.Figure:
+    """The page's timeline of the workflow in ``jobStore`` (every attempt on its node's worker
+    slots) as a plotly figure: a notebook shows it inline."""
+    records = records_of(jobStore)
+    categories = sorted({r["category"] for r in records})
+    return _timeline(records, {c: _PALETTE[i % len(_PALETTE)] for i, c in enumerate(categories)})
 
 
 def render_html(records: Sequence[dict[str, Any]], title: str) -> str:

@@ -44,9 +44,9 @@ _prepared_for: str | None = None
 
 
 def prepare_process(ctx: WorkerContext) -> None:
-    """Once per worker process and workflow: code paths, environment, logging."""
+    """Once per worker process and run of a workflow: code paths, environment, logging."""
     global _prepared_for
-    if _prepared_for == ctx.workflow_id:
+    if _prepared_for == ctx.run_id:
         return
     if ctx.leader_env is not None:
         # As if started from the leader: its variables (Ray's workers serve one run only, so
@@ -60,6 +60,7 @@ def prepare_process(ctx: WorkerContext) -> None:
         if path not in sys.path:
             sys.path.insert(0, path)
     serialize.set_main_module_name(ctx.main_module, is_leader=False)
+    serialize.set_main_definitions(ctx.main_definitions)
     os.environ.update(ctx.env)
     worker_logger = logging.getLogger("toilray.worker")
     worker_logger.setLevel(ctx.log_level)
@@ -69,7 +70,7 @@ def prepare_process(ctx: WorkerContext) -> None:
         worker_logger.addHandler(handler)
         worker_logger.propagate = False
     install_sender(ctx.realtime_log_address)
-    _prepared_for = ctx.workflow_id
+    _prepared_for = ctx.run_id
 
 
 def store_for(ctx: WorkerContext) -> JobStore:

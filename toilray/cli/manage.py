@@ -14,9 +14,9 @@ import click
 
 from toilray import local_ray
 from toilray.cli.errors import user_errors
-from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException, ToilrayError
+from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException
 from toilray.jobStores.jobStore import JobStore
-from toilray.stats import defaults_from_meta, read_records, render_table
+from toilray.stats import NoStatsError, defaults_from_meta, read_records, render_table
 
 
 def open_existing(locator: str) -> JobStore:
@@ -212,7 +212,3 @@ def stats(job_store: str, as_json: bool, html_path: str | None) -> None:
         click.echo(json.dumps(records, indent=1))
     else:
         click.echo(render_table(records, defaults_from_meta(store.meta())))
-
-
-class NoStatsError(ToilrayError):
-    """The store has no statistics records."""
