@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from toilray.exceptions import BadOptionError
+from toilray.exceptions import BadOptionError, ToilrayError
 from toilray.jobStores.jobStore import parse_locator
 from toilray.options import (
     REPLACED_OPTIONS,
@@ -95,6 +95,19 @@ def _set_env(entries: list[str]) -> dict[str, str]:
     return env
 
 
+def _call_cache_locator(locator: Any) -> str | None:
+    """--callCache as workers see it: a path made absolute, an object store URL as given."""
+    if not locator:
+        return None
+    try:
+        kind, rest = parse_locator(os.fspath(locator))
+    except ToilrayError as exc:
+        raise BadOptionError(f"--callCache {locator}: {exc}".replace("job store", "call cache")) from None
+    if kind in ("aws", "google"):
+        raise BadOptionError(f"--callCache {locator}: use s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
+    return f"file:{os.path.abspath(os.path.expanduser(rest))}" if kind == "file" else os.fspath(locator)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The options a workflow runs with: defaults filled in, every value checked."""
@@ -142,6 +155,8 @@ class Config:
     disableJobStoreChecksumVerification: bool
     badWorker: float
     badWorkerFailInterval: float
+    callCache: str | None = None
+    callCacheAllJobs: bool = False
     # Tuning options set in the script's code that toilray has no use for (a warning says so).
     ignoredOptions: tuple[str, ...] = ()
 
@@ -241,6 +256,8 @@ class Config:
             disableJobStoreChecksumVerification=bool(options.disableJobStoreChecksumVerification),
             badWorker=float(options.badWorker),
             badWorkerFailInterval=float(options.badWorkerFailInterval),
+            callCache=_call_cache_locator(getattr(options, "callCache", None)),
+            callCacheAllJobs=bool(getattr(options, "callCacheAllJobs", False)),
             ignoredOptions=tuple(ignored),
         )
 
@@ -288,6 +305,8 @@ class Config:
             return_all_logs=self.writeLogs is not None and self.writeLogsFromAllJobs,
             realtime_log_address=realtime_log_address,
             verify_checksums=not self.disableJobStoreChecksumVerification,
+            call_cache=self.callCache,
+            cache_all_jobs=self.callCacheAllJobs,
         )
 
     def leader_limits(self) -> LeaderLimits:

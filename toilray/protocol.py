@@ -125,6 +125,9 @@ class WorkerContext:
     verify_checksums: bool = True
     # The leader's environment, for workers that were not started from it (the shared local Ray's).
     leader_env: dict[str, str] | None = None
+    # The call cache's locator (--callCache), and whether every job may use it (--callCacheAllJobs).
+    call_cache: str | None = None
+    cache_all_jobs: bool = False
 
     @property
     def dirs(self) -> NodeDirs:
@@ -166,6 +169,7 @@ class Outcome:
     node: str = ""
     pid: int = 0
     chained: bool = False
+    cache: str = ""  # "hit" or "miss" for a job the call cache was asked about
 
     @classmethod
     def from_record(cls, record: CommitRecord, messages: list[tuple[int, str]] | None = None,

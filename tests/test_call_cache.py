@@ -1,0 +1,130 @@
+"""The call cache (toilray/callCache.py): results kept across runs, job stores and machines.
+
+One pipeline (tests/workflows/cached_pipeline.py: a root that makes three steps) is run again
+and again against one cache, each run with a new job store, and what ran is counted from the
+files its steps leave behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from conftest import run_script
+
+from toilray.callCache import CallCache
+
+WORKFLOWS = Path(__file__).parent / "workflows"
+
+
+def _executions(counts: Path) -> Counter[str]:
+    return Counter(name.rsplit("-", 1)[0] for name in os.listdir(counts))
+
+
+class Pipeline:
+    def __init__(self, tmp_path: Path, env: dict[str, str], cache: str, extra: list[str] | None = None) -> None:
+        self.script = tmp_path / "cached_pipeline.py"
+        self.script.write_text((WORKFLOWS / "cached_pipeline.py").read_text())
+        self.input = tmp_path / "input.txt"
+        self.input.write_text("alpha beta gamma\n")
+        self.counts = tmp_path / "counts"
+        self.counts.mkdir()
+        self.env = {**env, "PIPELINE_COUNTS": str(self.counts)}
+        self.cache = cache
+        self.extra = extra or []
+        self.runs = 0
+        self.tmp_path = tmp_path
+
+    def run(self, store: str | None = None) -> tuple[str, Counter[str], str]:
+        """Run once with a new job store; the result, what ran, and the leader's log."""
+        self.runs += 1
+        before = _executions(self.counts)
+        store = store or f"file:{self.tmp_path / f'store{self.runs}'}"
+        done = run_script(self.script, store, "--input", str(self.input), "--callCache", self.cache,
+                          "--setEnv", f"PIPELINE_COUNTS={self.counts}", *self.extra, env=self.env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = re.search(r"^RESULT (.*)$", done.stdout, re.M)
+        assert result is not None, done.stdout
+        return result.group(1), _executions(self.counts) - before, done.stderr
+
+
+def _finished_line(log: str) -> str:
+    found = re.search(r"Workflow finished: .*", log)
+    assert found is not None, log[-2000:]
+    return found.group(0)
+
+
+def _flip_last_byte(path: Path) -> None:
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_second_run_runs_nothing_edits_and_input_changes_rerun_what_depends_on_them(
+        tmp_path: Path, script_env: dict[str, str]) -> None:
+    cache_dir = tmp_path / "cache"
+    pipeline = Pipeline(tmp_path, script_env, str(cache_dir))
+    first, ran, log = pipeline.run()
+    assert first == "3 words, first ALPHA"
+    assert ran == Counter(pipeline=1, step1=1, step2=1, step3=1)
+    assert "(0 taken from the call cache, 4 not found in it)" in _finished_line(log)
+
+    # A second run, with another job store: nothing runs, the same value comes back.
+    again, ran, log = pipeline.run()
+    assert again == first
+    assert ran == Counter()
+    assert "0 job(s) run (4 taken from the call cache, 0 not found in it)" in _finished_line(log)
+
+    # A flipped byte in step3's entry and in the blob of step1's output file: each is reported
+    # once, that job runs again, and the rest still comes from the cache (step2's input is
+    # step1's new output file: a new ID, the same content).
+    cache = CallCache(f"file:{cache_dir}", create=False)
+    entries = {info.name: info for info in cache.entries()}
+    root = cache_dir / "toilray-call-cache-v1"
+    _flip_last_byte(root / "entries" / entries["step3"].key)
+    step1_blobs = set(cache.blob_sizes()) - {b for name, info in entries.items() if name != "step1"
+                                             for b in _blobs_of(cache, info.key)}
+    assert len(step1_blobs) == 1
+    _flip_last_byte(root / "blobs" / step1_blobs.pop())
+    repaired, ran, log = pipeline.run()
+    assert repaired == first
+    assert ran == Counter(step1=1, step3=1)
+    assert len(re.findall(r"Call cache entry \w+ in .* is unusable", log)) == 2, log[-3000:]
+    _, ran, log = pipeline.run()
+    assert ran == Counter() and "unusable" not in log
+
+    # Editing step 2 (its result changes) reruns step 2 and step 3 only.
+    pipeline.script.write_text(pipeline.script.read_text().replace("return len(words)", "return 10 * len(words)"))
+    edited, ran, _ = pipeline.run()
+    assert edited == "30 words, first ALPHA"
+    assert ran == Counter(step2=1, step3=1)
+
+    # New content under the same path and modification time: everything that reads it reruns.
+    stat = pipeline.input.stat()
+    pipeline.input.write_text("delta beta gamma\n")
+    os.utime(pipeline.input, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed, ran, _ = pipeline.run()
+    assert changed == "30 words, first DELTA"
+    assert ran == Counter(pipeline=1, step1=1, step3=1, step2=1)
+
+    listing = _cli("cache", "list", str(cache_dir))
+    assert "step3" in listing and "pipeline" in listing and re.search(r"total: \d+ entries", listing)
+    assert "pruned" in _cli("cache", "prune", str(cache_dir), "--max-size", "0")
+    assert cache.blob_sizes() == {} and list(cache.entries()) == []
+    assert "Deleted" in _cli("cache", "clear", str(cache_dir))
+    assert not root.exists()
+
+
+def _blobs_of(cache: CallCache, key: str) -> set[str]:
+    return {f.digest for f in cache.entry_files(key).values()}
+
+
+def _cli(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "toilray", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
