@@ -7,18 +7,25 @@ files its steps leave behind.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import pytest
 from conftest import run_script
+from cwltest.compare import CompareFail, compare
+from test_cwl import CONFORMANCE, conformance_tests, needs_podman, run_cwl
 
 from toilray.callCache import CallCache
 
 WORKFLOWS = Path(__file__).parent / "workflows"
+CWL_WORKFLOWS = WORKFLOWS / "cwl"
 
 
 def _executions(counts: Path) -> Counter[str]:
@@ -124,7 +131,92 @@ def _blobs_of(cache: CallCache, key: str) -> set[str]:
     return {f.digest for f in cache.entry_files(key).values()}
 
 
-def _cli(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "toilray", *args], capture_output=True, text=True, timeout=120)
+def _cli(*args: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run([sys.executable, "-m", "toilray", *args], capture_output=True, text=True, timeout=120,
+                          env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def test_an_s3_cache_is_shared_by_a_file_job_store_and_an_s3_job_store(
+        tmp_path: Path, script_env: dict[str, str], object_env: dict[str, str]) -> None:
+    set_env = [arg for name, value in object_env.items() for arg in ("--setEnv", f"{name}={value}")]
+    prefix = f"s3://toilray-tests/call-cache-{uuid.uuid4().hex[:8]}"
+    pipeline = Pipeline(tmp_path, {**script_env, **object_env}, f"{prefix}/cache", [*set_env, "--stats"])
+    first, ran, _ = pipeline.run(f"file:{tmp_path / 'file-store'}")
+    assert ran == Counter(pipeline=1, step1=1, step2=1, step3=1)
+    s3_store = f"{prefix}/store"
+    again, ran, log = pipeline.run(s3_store)
+    assert again == first and ran == Counter()
+    assert "(4 taken from the call cache, 0 not found in it)" in _finished_line(log)
+    env = {**os.environ, **object_env}
+    assert "Call cache: 4 hit(s) (jobs taken from it, not run), 0 miss(es)" in _cli("status", s3_store, env=env)
+    assert "Call cache: 4 hit(s), 0 miss(es)" in _cli("stats", s3_store, env=env)
+    assert "4 entries" in _cli("cache", "list", f"{prefix}/cache", env=env)
+    _cli("clean", s3_store, env=env)
+    _cli("cache", "clear", f"{prefix}/cache", env=env)
+
+
+# -- CWL: cwltool's --cachedir ------------------------------------------------------------------
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_cwl_cachedir_second_run_launches_no_tool_and_a_changed_input_reruns_its_readers(
+        tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    inputs = {"a": tmp_path / "a.txt", "b": tmp_path / "b.txt"}
+    inputs["a"].write_text("from a\n")
+    inputs["b"].write_text("from b\n")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"count_dir": str(counts),
+                               **{name: {"class": "File", "path": str(path)} for name, path in inputs.items()}}))
+    cache = tmp_path / "cachedir"
+
+    def run(n: int) -> tuple[dict[str, Any], dict[str, int], str]:
+        done = run_cwl("--cachedir", str(cache), "--outdir", str(tmp_path / f"out{n}"),
+                       str(CWL_WORKFLOWS / "cached.cwl"), str(job), env=script_env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        ran = {name: _lines(counts / name) for name in ("useA", "useB", "join")}
+        return json.loads(done.stdout), ran, done.stderr
+
+    first, ran, _ = run(1)
+    assert ran == {"useA": 1, "useB": 1, "join": 1}
+    second, ran, log = run(2)
+    assert ran == {"useA": 1, "useB": 1, "join": 1}
+    assert "0 job(s) run (3 taken from the call cache" in _finished_line(log)
+    for name in ("fromA", "joined"):
+        assert {k: second[name][k] for k in ("checksum", "size", "basename")} == \
+            {k: first[name][k] for k in ("checksum", "size", "basename")}
+        assert Path(second[name]["path"]).read_text() == Path(first[name]["path"]).read_text()
+    stat = inputs["b"].stat()
+    inputs["b"].write_text("from B\n")
+    os.utime(inputs["b"], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    third, ran, _ = run(3)
+    assert ran == {"useA": 1, "useB": 2, "join": 2}
+    assert Path(third["joined"]["path"]).read_text() == "from B\nuseB\njoin\n"
+
+
+CONFORMANCE_TWICE = ["wf_wc_parseInt", "nested_workflow", pytest.param("stdout_redirect_docker", marks=needs_podman)]
+
+
+@pytest.mark.parametrize("test_id", CONFORMANCE_TWICE)
+def test_cwl_conformance_workflow_twice_with_cachedir(test_id: str, tmp_path: Path,
+                                                      script_env: dict[str, str]) -> None:
+    test = conformance_tests()[test_id]
+    for n in (1, 2):
+        args = ["--cachedir", str(tmp_path / "cachedir"), "--outdir", str(tmp_path / f"out{n}"), test["tool"]]
+        if test.get("job"):
+            args.append(test["job"])
+        done = run_cwl(*args, env=script_env, cwd=CONFORMANCE, containers=test_id == "stdout_redirect_docker")
+        assert done.returncode == 0, done.stderr[-3000:]
+        try:
+            compare(test["output"], json.loads(done.stdout))
+        except CompareFail as exc:
+            pytest.fail(f"{test_id}, run {n}: {exc}")
+        if n == 2:
+            assert re.search(r"Workflow finished: 0 job\(s\) run \([1-9]\d* taken from the call cache, "
+                             r"0 not found", done.stderr), done.stderr[-3000:]

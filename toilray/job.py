@@ -1001,6 +1001,13 @@ def requirements_of(job: Job) -> Requirements:
     return job._resolved_requirements()
 
 
+def call_identity(job: Job, file_store: FileStore) -> CallIdentity:
+    """The job's ``callIdentity()``, asked with ``job.fileStore`` available (a front end's job
+    may read its inputs' descriptions, such as CWL directory manifests, from the job store)."""
+    job._fileStore = file_store
+    return job.callIdentity()
+
+
 def run_job(job: Job, file_store: FileStore, cwd: str | None = None) -> RunResult:
     """Run a loaded job's body with ``file_store`` as its ``job.fileStore`` (in ``cwd`` if given),
     check the graph it grew and describe its new successors and services."""

@@ -33,7 +33,7 @@ from toilray.deferred import DeferredFunctions, run_orphaned
 from toilray.exceptions import TRACEBACK_VARIABLE, ToilrayError
 from toilray.fileStores.cache import NodeCache
 from toilray.fileStores.fileStore import FileStore
-from toilray.job import Job, load_job, requirements_of, run_job, service_host_job
+from toilray.job import Job, call_identity, load_job, requirements_of, run_job, service_host_job
 from toilray.jobStores.jobStore import JobStore
 from toilray.options import clean_applies
 from toilray.protocol import CommitRecord, JobSpec, Outcome, TaskItem, WorkerContext
@@ -202,7 +202,7 @@ def _call_cache(ctx: WorkerContext, job: Job) -> CallCache | None:
 
 def _cache_key(cache: CallCache, job: Job, store: JobStore, file_store: FileStore) -> str | None:
     try:
-        return cache.key(job.callIdentity(), store)
+        return cache.key(call_identity(job, file_store), store)
     except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
         file_store.logToMaster(f"Job {job.jobName} is not cached: its arguments cannot be read for a cache key "
                                f"({type(exc).__name__}: {exc})", logging.WARNING)
