@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -220,3 +221,77 @@ def test_cwl_conformance_workflow_twice_with_cachedir(test_id: str, tmp_path: Pa
         if n == 2:
             assert re.search(r"Workflow finished: 0 job\(s\) run \([1-9]\d* taken from the call cache, "
                              r"0 not found", done.stderr), done.stderr[-3000:]
+
+
+# -- the key rule and the entries, without a workflow -------------------------------------------
+
+
+def _function(source: str) -> Any:
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<flow>", "exec"), namespace)
+    return namespace["step"]
+
+
+def test_code_identity_follows_the_code_not_its_comments() -> None:
+    from toilray.callCache import codeIdentity
+
+    base = codeIdentity(_function("def step(x):\n    return x + 1\n"))
+    assert codeIdentity(_function("def step(x):\n    # one more\n    return x + 1\n")) == base
+    assert codeIdentity(_function("def step(x):\n    return x + 2\n")) != base
+    assert codeIdentity(_function("def step(x):\n    return [y + 1 for y in x]\n")) != \
+        codeIdentity(_function("def step(x):\n    return [y + 2 for y in x]\n"))
+
+
+def test_keys_count_files_by_content_and_ignore_dict_order(tmp_path: Path) -> None:
+    from toilray.callCache import CallIdentity
+    from toilray.fileStores import FileID
+    from toilray.jobStores.jobStore import JobStore
+
+    store = JobStore(f"file:{tmp_path / 'store'}")
+    store.initialize()
+    ids = []
+    for name, text in (("one.txt", "same"), ("two.txt", "same"), ("three.txt", "other")):
+        (tmp_path / name).write_text(text)
+        ids.append(FileID(store.write_file(str(tmp_path / name)), 4))
+    cache = CallCache(f"file:{tmp_path / 'cache'}")
+
+    def key(arguments: Any) -> str:
+        return cache.key(CallIdentity("python", "code", arguments), store)
+
+    assert key({"a": 1, "b": ids[0]}) == key({"b": ids[1], "a": 1})
+    assert key({"a": 1, "b": ids[0]}) != key({"a": 1, "b": ids[2]})
+    assert key([str(ids[0])]) == key([str(ids[1])])  # a plain string that is a file's ID counts as the file
+
+
+def test_concurrent_writers_converge_and_a_partial_entry_is_a_miss_reported_once(tmp_path: Path) -> None:
+    import threading
+
+    from toilray.jobStores.jobStore import JobStore
+    from toilray.protocol import CommitRecord
+
+    store = JobStore(f"file:{tmp_path / 'store'}")
+    store.initialize()
+    (tmp_path / "out.txt").write_text("result file")
+    file_id = store.write_file(str(tmp_path / "out.txt"))
+    record = CommitRecord("a" * 32, pickle.dumps(file_id), frozenset(), [], (), (), [], [])
+    cache = CallCache(f"file:{tmp_path / 'cache'}")
+    key = "f" * 64
+    won: list[bool] = []
+    writers = [threading.Thread(target=lambda: won.append(cache.store(key, "job", record, store))) for _ in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert sorted(won) == [False, False, False, True]
+    other = JobStore(f"file:{tmp_path / 'other'}")
+    other.initialize()
+    reports: list[str] = []
+    found = cache.lookup(key, other, reports.append)
+    assert found is not None and pickle.loads(found.result) == file_id and reports == []
+    with other.open_file(file_id) as restored:
+        assert restored.read() == b"result file"
+    entry = tmp_path / "cache" / "toilray-call-cache-v1" / "entries" / key
+    entry.write_bytes(entry.read_bytes()[:-10])
+    assert cache.lookup(key, other, reports.append) is None
+    assert cache.lookup(key, other, reports.append) is None
+    assert len(reports) == 1 and "unusable" in reports[0]

@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from toilray import serialize
@@ -209,7 +209,7 @@ def _cache_key(cache: CallCache, job: Job, store: JobStore, file_store: FileStor
         return None
 
 
-def _cache_warning(file_store: FileStore) -> Any:
+def _cache_warning(file_store: FileStore) -> Callable[[str], None]:
     return lambda text: file_store.logToMaster(text, logging.WARNING)
 
 
@@ -217,6 +217,7 @@ def _execute(
     ctx: WorkerContext, store: JobStore, item: TaskItem, values: dict[str, bytes], file_store: FileStore,
     cwd_dir: str,
 ) -> tuple[Outcome, bytes | None]:
+    cache: CallCache | None = None
     key: str | None = None
     try:
         job = load_job(item.body, serialize.PromiseContext(values, store.result_bytes), ctx.defaults)
@@ -249,11 +250,9 @@ def _execute(
             print(traceback.format_exc(), file=sys.stderr)
         return Outcome(item.job_id, ok=False, error=f"{type(exc).__name__}: {exc}"), None
     outcome, value = _commit(store, record, file_store, "" if key is None else "miss")
-    if key is not None and not outcome.already_committed and not record.services:
+    if cache is not None and key is not None and not outcome.already_committed and not record.services:
         # A job with services is not kept: they are live resources its successors use.
         try:
-            cache = _call_cache(ctx, job)
-            assert cache is not None
             cache.store(key, job.displayName or job.jobName, record, store)
         except (OSError, ToilrayError) as exc:
             file_store.logToMaster(f"Could not keep the result of job {item.name} in the call cache: {exc}",
