@@ -21,12 +21,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python")
-JSON = HERE / "call-cache.json"
-RESULTS = HERE / "RESULTS.md"
 sys.path.insert(0, str(HERE))
 
 from harness import machine, report  # noqa: E402
 from harness.call_cache_section import VARIANTS, section  # noqa: E402
+from harness.config import CALL_CACHE_RESULTS, RESULTS  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
@@ -84,7 +83,7 @@ def main() -> int:
     data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": "python benchmarks/call_cache.py "
             + " ".join(sys.argv[1:]), "machine": machine.describe(), "load_after": os.getloadavg()[0],
             "repetitions": options.repetitions, "workflows": results}
-    JSON.write_text(json.dumps(data, indent=1) + "\n")
+    CALL_CACHE_RESULTS.write_text(json.dumps(data, indent=1) + "\n")
     RESULTS.write_text(report.splice(RESULTS.read_text(), section(data)))
     return 0
 

@@ -295,3 +295,14 @@ def test_concurrent_writers_converge_and_a_partial_entry_is_a_miss_reported_once
     assert cache.lookup(key, other, reports.append) is None
     assert cache.lookup(key, other, reports.append) is None
     assert len(reports) == 1 and "unusable" in reports[0]
+
+
+def test_a_mistyped_call_cache_locator_is_refused_by_name(tmp_path: Path) -> None:
+    from toilray.config import Config
+    from toilray.exceptions import BadOptionError
+    from toilray.job import Job
+
+    options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
+    options.callCache = "s4://bucket/cache"
+    with pytest.raises(BadOptionError, match=r"--callCache s4://bucket/cache: not a path"):
+        Config.from_options(options)

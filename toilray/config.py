@@ -99,13 +99,16 @@ def _call_cache_locator(locator: Any) -> str | None:
     """--callCache as workers see it: a path made absolute, an object store URL as given."""
     if not locator:
         return None
+    text = os.fspath(locator)
+    if text.startswith(("s3://", "gs://")):
+        return text
     try:
-        kind, rest = parse_locator(os.fspath(locator))
-    except ToilrayError as exc:
-        raise BadOptionError(f"--callCache {locator}: {exc}".replace("job store", "call cache")) from None
-    if kind in ("aws", "google"):
-        raise BadOptionError(f"--callCache {locator}: use s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
-    return f"file:{os.path.abspath(os.path.expanduser(rest))}" if kind == "file" else os.fspath(locator)
+        kind, rest = parse_locator(text)
+    except ToilrayError:
+        kind, rest = "", ""
+    if kind != "file" or not rest:
+        raise BadOptionError(f"--callCache {text}: not a path, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
+    return f"file:{os.path.abspath(os.path.expanduser(rest))}"
 
 
 @dataclass(frozen=True, slots=True)
