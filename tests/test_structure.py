@@ -96,7 +96,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("toilray.leader", "toilray.services", "toilray.run_reports", "toilray.leader_state", "toilray.leader_results"),
     ("toilray.worker",),
     ("toilray.job",),  # the job API
-    ("toilray.config", "toilray.fileStores", "toilray.deferred", "toilray.lib.urls", "toilray.stats",
+    ("toilray.config", "toilray.fileStores", "toilray.callCache", "toilray.deferred", "toilray.lib.urls",
+     "toilray.stats",
      "toilray.stats_page",
      "toilray.cluster"),
     ("toilray.jobStores",),

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from toilray import serialize
+from toilray.callCache import CallCache
 from toilray.config import Config
 from toilray.deferred import run_orphaned
 from toilray.exceptions import (
@@ -277,6 +278,9 @@ class Toil:
                                    config.localRayIdleTimeout)
         log_server = None
         try:
+            if config.callCache is not None:
+                # Opened here first, so that an unusable cache stops the run before any job.
+                CallCache(config.callCache)
             if start_meta is not None:
                 store.write_start(start_meta, specs)
             log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
@@ -292,7 +296,9 @@ class Toil:
                 succeeded = True
             finally:
                 self._clean_node_dirs(context.dirs, succeeded)
-            logger.info("Workflow finished: %d job(s) run", leader.jobs_run)
+            cached = "" if config.callCache is None else (
+                f" ({leader.cache_hits} taken from the call cache, {leader.cache_misses} not found in it)")
+            logger.info("Workflow finished: %d job(s) run%s", leader.jobs_run, cached)
             return result
         except KeyboardInterrupt:
             raise WorkflowInterruptedException(config.jobStore) from None

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from toilray.exceptions import BadOptionError
+from toilray.exceptions import BadOptionError, ToilrayError
 from toilray.jobStores.jobStore import parse_locator
 from toilray.options import (
     REPLACED_OPTIONS,
@@ -96,6 +96,22 @@ def _set_env(entries: list[str]) -> dict[str, str]:
     return env
 
 
+def _call_cache_locator(locator: Any) -> str | None:
+    """--callCache as workers see it: a path made absolute, an object store URL as given."""
+    if not locator:
+        return None
+    text = os.fspath(locator)
+    if text.startswith(("s3://", "gs://")):
+        return text
+    try:
+        kind, rest = parse_locator(text)
+    except ToilrayError:
+        kind, rest = "", ""
+    if kind != "file" or not rest:
+        raise BadOptionError(f"--callCache {text}: not a path, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
+    return f"file:{os.path.abspath(os.path.expanduser(rest))}"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The options a workflow runs with: defaults filled in, every value checked."""
@@ -143,6 +159,8 @@ class Config:
     disableJobStoreChecksumVerification: bool
     badWorker: float
     badWorkerFailInterval: float
+    callCache: str | None = None
+    callCacheAllJobs: bool = False
     # Tuning options set in the script's code that toilray has no use for (a warning says so).
     ignoredOptions: tuple[str, ...] = ()
 
@@ -242,6 +260,8 @@ class Config:
             disableJobStoreChecksumVerification=bool(options.disableJobStoreChecksumVerification),
             badWorker=float(options.badWorker),
             badWorkerFailInterval=float(options.badWorkerFailInterval),
+            callCache=_call_cache_locator(getattr(options, "callCache", None)),
+            callCacheAllJobs=bool(getattr(options, "callCacheAllJobs", False)),
             ignoredOptions=tuple(ignored),
         )
 
@@ -292,6 +312,8 @@ class Config:
             return_all_logs=self.writeLogs is not None and self.writeLogsFromAllJobs,
             realtime_log_address=realtime_log_address,
             verify_checksums=not self.disableJobStoreChecksumVerification,
+            call_cache=self.callCache,
+            cache_all_jobs=self.callCacheAllJobs,
         )
 
     def leader_limits(self) -> LeaderLimits:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from toilray import serialize
+from toilray.callCache import CallIdentity, codeIdentity
 from toilray.exceptions import (
     JobException,
     JobGraphDeadlockException,
@@ -256,9 +257,12 @@ class Job(Requirer):
         descriptionClass: Any = None,
         *,
         jobStoreID: str | None = None,
+        cache: bool = False,
     ) -> None:
         """Toil's arguments; ``jobStoreID`` (toilray's) gives a job a chosen, stable ID, as the
-        CWL runner does so that a restart recognises invocations that already ran."""
+        CWL runner does so that a restart recognises invocations that already ran; ``cache``
+        (toilray's) lets a run with ``--callCache`` take this job's result from the call cache
+        (``toilray.callCache``) instead of running it when the same call ran before."""
         if preemptible is None and preemptable is not None:
             preemptible = preemptable
         super().__init__({"memory": memory, "cores": cores, "disk": disk, "accelerators": accelerators,
@@ -268,6 +272,7 @@ class Job(Requirer):
         self._unitName = unitName or ""
         self._displayName = displayName or self._jobName
         self._checkpoint = bool(checkpoint)
+        self._cache = bool(cache)
         self._init_transient()
 
     # -- internals ---------------------------------------------------------------------------
@@ -334,6 +339,25 @@ class Job(Requirer):
     @property
     def checkpoint(self) -> bool:
         return self._checkpoint
+
+    @property
+    def cache(self) -> bool:
+        """Whether a run with ``--callCache`` may take this job's result from the call cache."""
+        return self._cache
+
+    def callIdentity(self) -> CallIdentity:
+        """What determines this job's result, for the call cache: its class's code and its
+        attributes (files in them count by content). Override it when a result depends on
+        something else, or on less."""
+        state = self.__getstate__()
+        for key in ("_jobStoreID", "_jobName", "_unitName", "_displayName", "_requirements", "_cache",
+                    "_checkpoint"):
+            state.pop(key, None)
+        return CallIdentity("python", codeIdentity(type(self)), state, self._cache_environment())
+
+    def _cache_environment(self) -> Any:
+        # Accelerators can change a result (GPU code paths); cores, memory and disk do not.
+        return {"accelerators": self.accelerators}
 
     @property
     def fileStore(self) -> FileStore:
@@ -656,6 +680,17 @@ def _find_cycle(edges: dict[int, set[int]]) -> list[int]:
     return []
 
 
+# Set on a function by ``cached``: its wrapping jobs may be taken from the call cache.
+CACHED_ATTRIBUTE = "toilrayCallCache"
+
+
+def cached(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a function so that the jobs wrapping it (``Job.wrapFn``, ``addChildFn``, ...) are
+    cached in runs with ``--callCache`` (as ``cache=True`` does for one call)."""
+    setattr(function, CACHED_ATTRIBUTE, True)
+    return function
+
+
 class FunctionWrappingJob(Job):
     """Runs ``userFunction(*args, **kwargs)``. Resource keywords come from the call, then the
     function's own keyword defaults, then the configured defaults; they are not passed on."""
@@ -684,6 +719,7 @@ class FunctionWrappingJob(Job):
             checkpoint=resolve("checkpoint", False),
             unitName=resolve("name", ""),
             displayName=kwargs.pop("displayName", ""),
+            cache=bool(kwargs.pop("cache", getattr(userFunction, CACHED_ATTRIBUTE, False))),
         )
         self._args = args
         self._kwargs = kwargs
@@ -693,6 +729,11 @@ class FunctionWrappingJob(Job):
 
     def run(self, fileStore: FileStore) -> Any:
         return self.userFunction(*self._args, **self._kwargs)
+
+    def callIdentity(self) -> CallIdentity:
+        """The function's code and the arguments of the call."""
+        return CallIdentity(type(self).__name__, codeIdentity(self.userFunction), (self._args, self._kwargs),
+                            self._cache_environment())
 
 
 class JobFunctionWrappingJob(FunctionWrappingJob):
@@ -958,6 +999,13 @@ def load_job(body: bytes, context: serialize.PromiseContext, defaults: Requireme
 def requirements_of(job: Job) -> Requirements:
     """The job's requirements with its promised ones resolved (the job must be loaded)."""
     return job._resolved_requirements()
+
+
+def call_identity(job: Job, file_store: FileStore) -> CallIdentity:
+    """The job's ``callIdentity()``, asked with ``job.fileStore`` available (a front end's job
+    may read its inputs' descriptions, such as CWL directory manifests, from the job store)."""
+    job._fileStore = file_store
+    return job.callIdentity()
 
 
 def run_job(job: Job, file_store: FileStore, cwd: str | None = None) -> RunResult:

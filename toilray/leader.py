@@ -97,6 +97,8 @@ class Leader:
         self._used = {"cores": 0.0, "memory": 0, "disk": 0}
         self._kind_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
         self.jobs_run = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
         self._reports = reports
         self._source: JobSource | None = None
 
@@ -257,6 +259,8 @@ class Leader:
             "withSuccessors": self.state.unfinished_count() - not_run,
             "withServices": self._services.host_count(),
             "services": self._services.running_count(),
+            "cacheHits": self.cache_hits,
+            "cacheMisses": self.cache_misses,
         })
 
     def _until_next_deadline(self) -> float | None:
@@ -513,7 +517,9 @@ class Leader:
         self.state.job_ran(job_id, with_services=bool(services))
         if services:
             self._services.launch(job_id, services)
-        self.jobs_run += 0 if outcome.already_committed else 1
+        self.jobs_run += 0 if outcome.already_committed or outcome.cache == "hit" else 1
+        self.cache_hits += outcome.cache == "hit"
+        self.cache_misses += outcome.cache == "miss"
         if outcome.cleanup_files:
             self._cleanup[job_id] = outcome.cleanup_files
         if not outcome.already_committed:

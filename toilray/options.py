@@ -289,6 +289,16 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
                        help="Accepted for Toil compatibility; Ray reports a lost job at once, so toilray does "
                             "not poll for them.")
 
+    cache = parser.add_argument_group("toilray call cache options")
+    cache.add_argument("--callCache", default=None, metavar="LOCATOR",
+                       help="Keep job results in the call cache at LOCATOR (a path, s3://BUCKET/PREFIX or "
+                            "gs://BUCKET/PREFIX) and take them from it when the same call (same code, arguments "
+                            "and input file contents) ran before; only jobs made with cache=True or functions "
+                            "marked @cached use it, unless --callCacheAllJobs (default off).")
+    cache.add_argument("--callCacheAllJobs", action="store_true", default=False,
+                       help="With --callCache: every job of the run may be taken from the call cache (default: "
+                            "only the jobs that ask for it).")
+
     misc = parser.add_argument_group("toilray miscellaneous options")
     misc.add_argument("--disableChaining", action="store_true", default=False,
                       help="Never run several small jobs in one Ray task (default: chain them).")

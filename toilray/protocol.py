@@ -131,6 +131,9 @@ class WorkerContext:
     leader_env: dict[str, str] | None = None
     # An unimportable __main__'s functions and classes, by value (see toilray.serialize).
     main_definitions: dict[str, bytes] = field(default_factory=dict)
+    # The call cache's locator (--callCache), and whether every job may use it (--callCacheAllJobs).
+    call_cache: str | None = None
+    cache_all_jobs: bool = False
 
     @property
     def dirs(self) -> NodeDirs:
@@ -172,6 +175,7 @@ class Outcome:
     node: str = ""
     pid: int = 0
     chained: bool = False
+    cache: str = ""  # "hit" or "miss" for a job the call cache was asked about
 
     @classmethod
     def from_record(cls, record: CommitRecord, messages: list[tuple[int, str]] | None = None,

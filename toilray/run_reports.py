@@ -76,7 +76,7 @@ class RunReports:
                 "job_id": outcome.job_id, "name": spec.name, "category": spec.display_name or spec.name,
                 "attempt": attempt, "ok": outcome.ok, "start": outcome.started, "wall": outcome.wall_time,
                 "cpu": outcome.cpu_time, "memory_kib": outcome.memory_kib, "node": outcome.node,
-                "pid": outcome.pid, "task": f"{self._session}-{task_id}",
+                "pid": outcome.pid, "task": f"{self._session}-{task_id}", "cache": outcome.cache,
             })
         directory = self._options.write_logs_dir
         if directory and outcome.log and (not outcome.ok or self._options.write_logs_from_all_jobs):

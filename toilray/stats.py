@@ -30,6 +30,7 @@ _SCHEMA = pa.schema([
     ("job_id", pa.string()), ("name", pa.string()), ("category", pa.string()), ("attempt", pa.int32()),
     ("ok", pa.bool_()), ("start", pa.float64()), ("wall", pa.float64()), ("cpu", pa.float64()),
     ("memory_kib", pa.int64()), ("node", pa.string()), ("pid", pa.int64()), ("task", pa.string()),
+    ("cache", pa.string()),
 ])
 
 
@@ -46,7 +47,8 @@ def write_records(store: JobStore, records: Sequence[dict[str, Any]]) -> None:
 def read_records(store: JobStore) -> list[dict[str, Any]]:
     # One thread: pyarrow's pool could abort the process at exit (seen once in a short CLI run).
     tables = [pq.read_table(io.BytesIO(data), use_threads=False) for data in store.stats_tables()]
-    return pa.concat_tables(tables).to_pylist() if tables else []
+    # Tables of sessions before the call cache have no "cache" column: it reads as null there.
+    return pa.concat_tables(tables, promote_options="default").to_pylist() if tables else []
 
 
 class NoStatsError(ToilrayError):
@@ -158,6 +160,10 @@ def render_table(records: Sequence[dict[str, Any]], defaults: dict[str, Any]) ->
     ]
     if failed:
         lines.append(f"Failed: {_attempts(failed)} of {len(records)}, all counted below")
+    hits = sum(1 for r in records if r.get("cache") == "hit")
+    misses = sum(1 for r in records if r.get("cache") == "miss")
+    if hits or misses:
+        lines.append(f"Call cache: {hits} hit(s), {misses} miss(es)")
     tasks = workers(records)
     categories: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:

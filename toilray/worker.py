@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import random
 import resource
 import shutil
@@ -23,15 +24,16 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from toilray import serialize
+from toilray.callCache import CallCache, replayed
 from toilray.deferred import DeferredFunctions, run_orphaned
 from toilray.exceptions import TRACEBACK_VARIABLE, ToilrayError
 from toilray.fileStores.cache import NodeCache
 from toilray.fileStores.fileStore import FileStore
-from toilray.job import load_job, requirements_of, run_job, service_host_job
+from toilray.job import Job, call_identity, load_job, requirements_of, run_job, service_host_job
 from toilray.jobStores.jobStore import JobStore
 from toilray.options import clean_applies
 from toilray.protocol import CommitRecord, JobSpec, Outcome, TaskItem, WorkerContext
@@ -40,6 +42,7 @@ from toilray.requirements import Requirements
 
 _HOSTNAME = socket.gethostname()
 _stores: dict[str, JobStore] = {}
+_call_caches: dict[str, CallCache] = {}
 _prepared_for: str | None = None
 
 
@@ -188,14 +191,47 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
     return outcome, result
 
 
+def _call_cache(ctx: WorkerContext, job: Job) -> CallCache | None:
+    """The run's call cache, if this job may use it (a checkpoint may not: its reruns must run)."""
+    if ctx.call_cache is None or not (job.cache or ctx.cache_all_jobs) or job.checkpoint:
+        return None
+    cache = _call_caches.get(ctx.call_cache)
+    if cache is None:
+        cache = _call_caches[ctx.call_cache] = CallCache(ctx.call_cache)
+    return cache
+
+
+def _cache_key(cache: CallCache, job: Job, store: JobStore, file_store: FileStore) -> str | None:
+    try:
+        return cache.key(call_identity(job, file_store), store)
+    except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
+        file_store.logToMaster(f"Job {job.jobName} is not cached: its arguments cannot be read for a cache key "
+                               f"({type(exc).__name__}: {exc})", logging.WARNING)
+        return None
+
+
+def _cache_warning(file_store: FileStore) -> Callable[[str], None]:
+    return lambda text: file_store.logToMaster(text, logging.WARNING)
+
+
 def _execute(
     ctx: WorkerContext, store: JobStore, item: TaskItem, values: dict[str, bytes], file_store: FileStore,
     cwd_dir: str,
 ) -> tuple[Outcome, bytes | None]:
+    cache: CallCache | None = None
+    key: str | None = None
     try:
         job = load_job(item.body, serialize.PromiseContext(values, store.result_bytes), ctx.defaults)
         if item.resolve_requirements_only:
             return Outcome(item.job_id, ok=True, requirements=requirements_of(job)), None
+        cache = _call_cache(ctx, job)
+        if cache is not None:
+            key = _cache_key(cache, job, store, file_store)
+        if cache is not None and key is not None:
+            found = cache.lookup(key, store, _cache_warning(file_store))
+            hit = replayed(found, item.job_id) if found is not None else None
+            if hit is not None:
+                return _commit(store, hit, file_store, "hit")
         run = run_job(job, file_store, cwd_dir)
         result, result_deps = serialize.dumps(run.value)
         record = CommitRecord(
@@ -215,14 +251,29 @@ def _execute(
             # An error toilray raises on purpose says all in its message (the job's one line).
             print(traceback.format_exc(), file=sys.stderr)
         return Outcome(item.job_id, ok=False, error=f"{type(exc).__name__}: {exc}"), None
+    outcome, value = _commit(store, record, file_store, "" if key is None else "miss")
+    if cache is not None and key is not None and not outcome.already_committed and not record.services:
+        # A job with services is not kept: they are live resources its successors use.
+        try:
+            cache.store(key, job.displayName or job.jobName, record, store)
+        except (OSError, ToilrayError) as exc:
+            file_store.logToMaster(f"Could not keep the result of job {item.name} in the call cache: {exc}",
+                                   logging.WARNING)
+            outcome.messages = file_store.messages
+    return outcome, value
+
+
+def _commit(store: JobStore, record: CommitRecord, file_store: FileStore, cache: str) -> tuple[Outcome, bytes]:
     if not store.commit(record):
         # Another attempt of this job committed first (the leader saw it as lost): keep theirs.
-        winner = store.read_commit(item.job_id)
+        winner = store.read_commit(record.job_id)
         assert winner is not None
         return Outcome.from_record(winner), winner.result
     for file_id in record.deleted_files:
         store.delete_file(file_id)
-    return Outcome.from_record(record, file_store.messages, already_committed=False), result
+    outcome = Outcome.from_record(record, file_store.messages, already_committed=False)
+    outcome.cache = cache
+    return outcome, record.result
 
 
 # Most jobs one task runs in a chain, so that the leader still hears back regularly.

@@ -15,8 +15,8 @@ import time
 import traceback
 from pathlib import Path
 
-from harness import cwl_section, machine, report
-from harness.config import CWL_RESULTS, ENGINES, FULL, QUICK, REPO, RESULTS, SCENARIOS
+from harness import call_cache_section, cwl_section, machine, report
+from harness.config import CALL_CACHE_RESULTS, CWL_RESULTS, ENGINES, FULL, QUICK, REPO, RESULTS, SCENARIOS
 from harness.context import Context
 from harness.report import Section
 from harness.toolchain import make_engines
@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         cwl = cwl_section.load(CWL_RESULTS)
         if cwl is not None:
             sections.append(cwl)
+        # Measured apart too (benchmarks/call_cache.py), shown from its last run.
+        call_cache = call_cache_section.load(CALL_CACHE_RESULTS)
+        if call_cache is not None:
+            sections.append(call_cache)
         header = machine.header(
             engines,
             command_line(argv),

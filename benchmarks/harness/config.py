@@ -13,6 +13,7 @@ TOIL_REQUIREMENT = "toil==9.6.0"
 RESULTS = BENCH_DIR / "RESULTS.md"
 # Written by benchmarks/cwl_conformance.py; RESULTS.md shows it when present.
 CWL_RESULTS = BENCH_DIR / "cwl-conformance.json"
+CALL_CACHE_RESULTS = BENCH_DIR / "call-cache.json"
 
 SCENARIOS = ("fanout", "chain", "sort", "files", "restart", "status", "memory")
 ENGINES = ("toil", "toilray", "toilray-warm", "ray")

@@ -12,7 +12,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from toilray.cli import cwl, debug, manage, run, server, submit
+    from toilray.cli import cache, cwl, debug, manage, run, server, submit
 
     main.add_command(run.run)
     main.add_command(submit.submit)
@@ -25,6 +25,7 @@ def _register() -> None:
     main.add_command(manage.stats)
     main.add_command(cwl.cwl)
     main.add_command(server.server)
+    main.add_command(cache.cache_group)
 
 
 _register()

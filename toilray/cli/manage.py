@@ -53,6 +53,8 @@ def workflow_status(store: JobStore) -> dict[str, Any]:
         "services": recorded.get("services", 0) if running else 0,
         "leader": recorded.get("leader") if running else None,
         "updated": recorded.get("updated"),
+        "cacheHits": recorded.get("cacheHits", 0),
+        "cacheMisses": recorded.get("cacheMisses", 0),
     }
     if store.is_started():
         status["workflowID"] = store.meta().get("workflowID")
@@ -118,6 +120,9 @@ def status(job_store: str, as_json: bool, show_failed: bool, fail_if_not_complet
         )
         if info["leader"]:
             click.echo(f"Leader: {info['leader']}")
+        if info["cacheHits"] or info["cacheMisses"]:
+            click.echo(f"Call cache: {info['cacheHits']} hit(s) (jobs taken from it, not run), "
+                       f"{info['cacheMisses']} miss(es)")
         for label in info["failed"]:
             click.echo(f"Failed: {label}")
         click.echo(_ADVICE.get(info["state"], ""))

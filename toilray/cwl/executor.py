@@ -134,7 +134,7 @@ class CWLJobSource:
         self._seen[key] += 1
         job_id = hashlib.sha256(f"{key}\0{self._seen[key]}".encode()).hexdigest()[:32]
         job = CWLToolJob(document, invocation.job_order, self._worker_runtime, cores, memory, disk, name,
-                         self._bypass, job_id)
+                         self._bypass, job_id, cache=not self._bypass and _reusable(remote.process))
         self._pending[job_id] = invocation
         return make_specs(job, self._defaults)
 
@@ -158,6 +158,12 @@ class CWLJobSource:
         invocation = self._pending.pop(job_id, None)
         if invocation is not None:
             invocation.callback({}, "permanentFail")
+
+
+def _reusable(process: Process) -> bool:
+    """Whether the tool lets its results be reused (CWL's WorkReuse; cwltool's cache asks the same)."""
+    requirement, _ = process.get_requirement("WorkReuse")
+    return not requirement or requirement.get("enableReuse") is not False
 
 
 def _updates_in_place(process: Process) -> bool:

@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: workflow file not found: {document}\n")
     if args.quiet and not any(arg.startswith("--logLevel") for arg in argv):
         args.logLevel = "WARNING"
+    if args.cachedir and not args.callCache:
+        # cwltool's --cachedir is the call cache here: results are kept by content, with the file store.
+        args.callCache = args.cachedir
+    if args.callCache and args.bypass_file_store:
+        parser.error("--cachedir (--callCache) keeps results through the job store: it cannot be used with "
+                     "--bypass-file-store")
     made_dir = None
     if args.jobStore is None:
         if args.restart:

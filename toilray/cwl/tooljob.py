@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
+from toilray.callCache import CallIdentity
 from toilray.cwl import files
+from toilray.cwl.callkey import tool_identity
 from toilray.exceptions import NoSuchFileException, ToilrayError
 from toilray.job import Job
 
@@ -138,12 +140,20 @@ class CWLToolJob(Job):
     """Runs one CommandLineTool or ExpressionTool invocation."""
 
     def __init__(self, doc: ToolDocument, job_order: dict[str, Any], runtime: dict[str, Any],
-                 cores: float, memory: int, disk: int, name: str, bypass_file_store: bool, job_id: str) -> None:
-        super().__init__(cores=cores, memory=memory, disk=disk, unitName=name, displayName=name, jobStoreID=job_id)
+                 cores: float, memory: int, disk: int, name: str, bypass_file_store: bool, job_id: str,
+                 cache: bool = False) -> None:
+        super().__init__(cores=cores, memory=memory, disk=disk, unitName=name, displayName=name, jobStoreID=job_id,
+                         cache=cache)
         self.doc = doc
         self.job_order = job_order
         self.runtime = runtime
         self.bypass_file_store = bypass_file_store
+
+    def callIdentity(self) -> CallIdentity:
+        """cwltool's notion of what determines a tool's result (see ``toilray.cwl.callkey``)."""
+        manifests = files.ManifestCache(self.fileStore.jobStore)
+        return tool_identity(self.doc.document, self.doc.requirements, self.doc.hints, self.job_order, self.runtime,
+                             manifests)
 
     def run(self, fileStore: Any) -> dict[str, Any]:
         from cwltool.errors import WorkflowException

@@ -67,6 +67,8 @@ LOGS = "logs"
 STATS = "stats"
 FILES = "files"
 SHARED = "shared"
+# A global file's ID (its key): what new_file_key makes. The call cache finds IDs in values by it.
+FILE_ID_PATTERN = r"files/[0-9a-f]{32}/[^/\x00]+"
 
 
 # What looks like a locator's kind ('fil:', 's4:'): a path has a '/' or '.' before any ':'.
