@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import ray
-from ray.exceptions import LocalRayletDiedError, NodeDiedError, OutOfMemoryError, RayError
+from ray.exceptions import LocalRayletDiedError, NodeDiedError, ObjectLostError, OutOfMemoryError, RayError
 
 from toilray import serialize
 from toilray.cluster import RayConnection, placement_resources, why_unschedulable
@@ -29,7 +29,7 @@ from toilray.config import LeaderLimits
 from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowKilledException
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_results import ResultKeeper
-from toilray.leader_state import FailureAction, LeaderState
+from toilray.leader_state import NODE_LOSSES_PER_JOB, FailureAction, LeaderState, Loss
 from toilray.lib.conversions import readable_size
 from toilray.protocol import LOG_MARK, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.requirements import Requirements
@@ -45,6 +45,19 @@ _run_jobs_task = ray.remote(max_retries=0)(run_jobs)
 _QUICK_JOB_SECONDS = 0.05
 _QUICK_JOB_SAMPLES = 3
 _MAX_BATCH = 64
+
+
+def _loss_of(exc: RayError, timed_out: bool) -> Loss:
+    """What Ray's error says became of a task that gave no answer (leader_state.uses_a_try
+    decides what that costs the job)."""
+    if timed_out:
+        return Loss.TIME
+    if isinstance(exc, OutOfMemoryError):
+        return Loss.MEMORY
+    # ObjectLostError: the task's answer or an input of it was on a node that is gone.
+    if isinstance(exc, NodeDiedError | LocalRayletDiedError | ObjectLostError):
+        return Loss.NODE
+    return Loss.WORKER
 
 
 class JobSource(Protocol):
@@ -76,7 +89,8 @@ class Leader:
                  limits: LeaderLimits, reports: RunReports) -> None:
         self.store = store
         self.limits = limits
-        self.state = LeaderState(limits.retry_count)
+        self.state = LeaderState(limits.retry_count,
+                                 None if limits.unlimited_preemptible_retries else NODE_LOSSES_PER_JOB)
         self._connection = connection
         self._nodes = connection.nodes(context.work_dir)
         self._cpu_slots = max(1.0, connection.total_cpus())
@@ -475,11 +489,13 @@ class Leader:
 
     def _task_lost(self, task: _Task, exc: RayError) -> None:
         """The worker process died (killed, out of memory, node lost) during the task."""
-        out_of_memory = isinstance(exc, OutOfMemoryError)
-        node_lost = isinstance(exc, NodeDiedError | LocalRayletDiedError)
-        if task.timed_out:
+        loss = _loss_of(exc, task.timed_out)
+        if isinstance(exc, ObjectLostError):
+            # An input went with its node: read every value from the job store from now on.
+            self._results.drop_values()
+        if loss is Loss.TIME:
             reason = f"it ran longer than --maxJobDuration ({self.limits.max_job_duration:g} s) and was killed"
-        elif out_of_memory:
+        elif loss is Loss.MEMORY:
             reason = "it was killed for using more memory than its node had (out of memory)"
         else:
             detail = str(exc).strip()
@@ -494,15 +510,11 @@ class Leader:
                 continue
             spec = self.state.spec(job_id)
             self._reports.attempt_ended(spec, ok=False)
-            if node_lost and self.limits.unlimited_preemptible_retries:
-                logger.warning("Job %s lost its node; running it again without using a retry", spec.label())
-                self.state.requeue(job_id)
-                continue
-            if out_of_memory and self.limits.double_memory and spec.requirements is not None:
+            if loss is Loss.MEMORY and self.limits.double_memory and spec.requirements is not None:
                 spec.requirements = replace(spec.requirements, memory=2 * spec.requirements.memory)
                 logger.warning("Job %s ran out of memory; its retry asks for %d bytes (--doubleMem)",
                                spec.label(), spec.requirements.memory)
-            self._failed(spec, reason, "")
+            self._failed(spec, reason, "", loss)
 
     def _succeeded(self, outcome: Outcome, result_ref: ray.ObjectRef | None) -> None:
         job_id = outcome.job_id
@@ -532,12 +544,18 @@ class Leader:
             self._results.job_succeeded(spec, result_ref, outcome.result_deps)
             self._after_state_change()
 
-    def _failed(self, spec: JobSpec, error: str, log: str) -> None:
+    def _failed(self, spec: JobSpec, error: str, log: str, loss: Loss | None = None) -> None:
+        """An attempt failed (``loss``: it ended without an answer from the job, and how)."""
         report = f"Job {spec.label()} failed (attempt {self.state.attempt(spec.id)} of {self.state.tries}): {error}"
+        failure = self.state.job_failed(spec.id) if loss is None else self.state.job_lost(spec.id, loss)
+        if failure.action is FailureAction.RERUN:
+            limit = "no limit" if self.limits.unlimited_preemptible_retries else f"at most {NODE_LOSSES_PER_JOB}"
+            logger.warning("Job %s lost its node; running it again without using a retry (node loss %d, %s): %s",
+                           spec.label(), self.state.node_losses(spec.id), limit, error)
+            return
         self.store.record_failure(spec.id, f"{report}\n{log}")
         block = f"\n{LOG_MARK}\n{log.rstrip()}\n{LOG_MARK}" if log else ""
         logger.error("%s%s", report, block)
-        failure = self.state.job_failed(spec.id)
         if failure.action is FailureAction.RETRY:
             if spec.requirements is not None:
                 spec.requirements = spec.requirements.with_memory_at_least(self.limits.default_memory)
