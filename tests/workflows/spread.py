@@ -3,7 +3,9 @@ that reads them all back, and a few jobs that must not run on preemptible nodes.
 
 Every execution of a job leaves ``<countDir>/<jobStoreID>-<node address>-<uuid>``, so a test can
 tell how often each job ran and where. With ``--gate PATH``, jobs wait for PATH to exist before
-they finish (so a test can lose a node while jobs certainly run on it).
+they finish (so a test can lose a node while jobs certainly run on it); with ``--reach
+HOST:PORT`` too, they then wait until they can connect there (a node cut off from the cluster
+never can, though it still sees the shared file system).
 """
 
 from __future__ import annotations
@@ -26,23 +28,34 @@ def _node_address() -> str:
         return str(probe.getsockname()[0])
 
 
-def _ran(job: Job, count_dir: str, gate: str | None) -> None:
+def _reachable(where: str) -> bool:
+    host, _, port = where.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def _ran(job: Job, count_dir: str, gate: str | None, reach: str | None) -> None:
     open(os.path.join(count_dir, f"{job.jobStoreID}-{_node_address()}-{uuid.uuid4().hex}"), "w").close()
     deadline = time.monotonic() + _GATE_WAIT
     while gate is not None and not os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.1)
+    while reach is not None and not _reachable(reach) and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
-def piece(job: Job, index: int, count_dir: str, gate: str | None) -> object:
-    _ran(job, count_dir, gate)
+def piece(job: Job, index: int, count_dir: str, gate: str | None, reach: str | None) -> object:
+    _ran(job, count_dir, gate, reach)
     path = job.fileStore.getLocalTempFile()
     with open(path, "w") as handle:
         handle.write(f"{index * index}\n")
     return job.fileStore.writeGlobalFile(path)
 
 
-def pinned(job: Job, count_dir: str, gate: str | None) -> str:
-    _ran(job, count_dir, gate)
+def pinned(job: Job, count_dir: str, gate: str | None, reach: str | None) -> str:
+    _ran(job, count_dir, gate, reach)
     return _node_address()
 
 
@@ -54,10 +67,10 @@ def gather(job: Job, file_ids: list[object], pinned_at: list[str]) -> int:
     return total
 
 
-def root(job: Job, n: int, pins: int, count_dir: str, gate: str | None) -> object:
-    files = [job.addChildJobFn(piece, i, count_dir, gate, cores=1, memory="50M", disk="10M").rv()
+def root(job: Job, n: int, pins: int, count_dir: str, gate: str | None, reach: str | None) -> object:
+    files = [job.addChildJobFn(piece, i, count_dir, gate, reach, cores=1, memory="50M", disk="10M").rv()
              for i in range(n)]
-    pinned_at = [job.addChildJobFn(pinned, count_dir, gate, cores=1, memory="50M", disk="10M",
+    pinned_at = [job.addChildJobFn(pinned, count_dir, gate, reach, cores=1, memory="50M", disk="10M",
                                    preemptible=False).rv() for _ in range(pins)]
     return job.addFollowOnJobFn(gather, files, pinned_at, memory="50M", disk="10M").rv()
 
@@ -68,8 +81,10 @@ if __name__ == "__main__":
     parser.add_argument("--pins", type=int, default=6)
     parser.add_argument("--countDir", required=True)
     parser.add_argument("--gate")
+    parser.add_argument("--reach")
     options = parser.parse_args()
     with Toil(options) as toil:
         result = toil.restart() if options.restart else toil.start(
-            Job.wrapJobFn(root, options.n, options.pins, options.countDir, options.gate, memory="50M", disk="10M"))
+            Job.wrapJobFn(root, options.n, options.pins, options.countDir, options.gate, options.reach,
+                         memory="50M", disk="10M"))
     print(f"RESULT {result}")
