@@ -16,11 +16,12 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from netns_cluster import ClusterError, NetnsCluster, netns_cluster
+from netns_cluster import ClusterError, NetnsCluster, Node, netns_cluster
 from objectstores import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,75 +130,62 @@ def test_submit_waits_for_the_run_from_another_node(cluster: NetnsCluster, tmp_p
     assert len(executions(count_dir)) == 30 + 6
 
 
-def start_gated_run(cluster: NetnsCluster, tmp_path: Path, n: int,
-                    *extra: str) -> tuple[subprocess.Popen[bytes], Path, Path, Path]:
-    """A run whose jobs wait for a gate file; returns the leader, its log, the gate, the count dir."""
+@dataclass
+class LostNodeRun:
+    output: str
+    ran: dict[str, list[str]]  # job ID -> node addresses of its executions
+    caught: set[str]  # the jobs that ran on the node when it was lost
+    seconds_after_loss: float
+
+
+def lose_a_node_mid_run(cluster: NetnsCluster, tmp_path: Path, node: Node, lose: Callable[[Node], None], n: int,
+                        *extra: str) -> LostNodeRun:
+    """Run ``n`` jobs that wait for a gate; once one runs on ``node``, lose it, open the gate and
+    let the run finish (successfully: with --retryCount 0, so a lost node must cost no retry)."""
     count_dir = tmp_path / "ran"
     count_dir.mkdir()
     gate = tmp_path / "gate"
     log = tmp_path / "leader.log"
     leader = cluster.popen(cluster.head, spread_args(cluster, f"file:{tmp_path / 'store'}", count_dir, n,
                                                      "--gate", str(gate), *extra), log)
-    return leader, log, gate, count_dir
-
-
-def wait_for_a_job_on(node_ip: str, leader: subprocess.Popen[bytes], log: Path, count_dir: Path) -> set[str]:
-    """Wait until a job runs on the node; the jobs that ran there so far."""
-    deadline = time.monotonic() + 180
-    while not any(node_ip in where for where in executions(count_dir).values()):
-        assert leader.poll() is None, log.read_text()[-5000:]
-        assert time.monotonic() < deadline, f"no job started on {node_ip}"
-        time.sleep(0.2)
-    return {job for job, where in executions(count_dir).items() if node_ip in where}
-
-
-def stop(leader: subprocess.Popen[bytes]) -> None:
-    if leader.poll() is None:
-        leader.kill()
-        leader.wait()
+    try:
+        deadline = time.monotonic() + 180
+        while not any(node.ip in where for where in executions(count_dir).values()):
+            assert leader.poll() is None, log.read_text()[-5000:]
+            assert time.monotonic() < deadline, f"no job started on {node.ip}"
+            time.sleep(0.2)
+        caught = {job for job, where in executions(count_dir).items() if node.ip in where}
+        lose(node)
+        lost_at = time.monotonic()
+        gate.touch()
+        leader.wait(timeout=RUN_TIMEOUT)
+        took = time.monotonic() - lost_at
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
+    output = log.read_text()
+    assert leader.returncode == 0, output[-6000:]
+    assert f"RESULT {expected_total(n)}" in output
+    assert "lost its node; running it again without using a retry" in output
+    ran = executions(count_dir)
+    assert all(set(ran[job]) - {node.ip} for job in caught), ran
+    return LostNodeRun(output, ran, caught, took)
 
 
 def test_a_node_cut_off_mid_job_has_its_job_rerun_elsewhere(cluster: NetnsCluster, tmp_path: Path) -> None:
     # Runs before the node kill below (which leaves the cluster one node short) and after the
     # others, as this node stays cut off. No TCP reset reaches anyone: only keepalives notice.
+    # With --reach, the caught job cannot finish (and commit through the shared file system).
     silent = cluster.workers[1]
-    # The caught job cannot finish (and commit through the shared file system) while cut off.
-    leader, log, gate, count_dir = start_gated_run(cluster, tmp_path, 6, "--reach", cluster.address)
-    try:
-        caught = wait_for_a_job_on(silent.ip, leader, log, count_dir)
-        cluster.cut_link(silent)
-        cut_at = time.monotonic()
-        gate.touch()
-        leader.wait(timeout=RUN_TIMEOUT)
-        took = time.monotonic() - cut_at
-    finally:
-        stop(leader)
-    output = log.read_text()
-    assert leader.returncode == 0, output[-6000:]
-    assert f"RESULT {expected_total(6)}" in output
-    assert "lost its node" in output
-    ran = executions(count_dir)
-    assert all(set(ran[job]) - {silent.ip} for job in caught), ran
-    print(f"the run ended {took:.1f} s after the cut")
-    assert took < 90, f"the run took {took:.0f} s after the cut"
+    run = lose_a_node_mid_run(cluster, tmp_path, silent, cluster.cut_link, 6, "--reach", cluster.address)
+    print(f"the run ended {run.seconds_after_loss:.1f} s after the cut")
+    assert run.seconds_after_loss < 90, f"the run took {run.seconds_after_loss:.0f} s after the cut"
 
 
 def test_a_killed_node_costs_no_retry_and_its_jobs_rerun_elsewhere(cluster: NetnsCluster, tmp_path: Path) -> None:
     victim = cluster.workers[0]
-    leader, log, gate, count_dir = start_gated_run(cluster, tmp_path, 12)
-    try:
-        lost = wait_for_a_job_on(victim.ip, leader, log, count_dir)
-        cluster.kill_node(victim)
-        gate.touch()
-        leader.wait(timeout=RUN_TIMEOUT)
-    finally:
-        stop(leader)
-    output = log.read_text()
-    assert leader.returncode == 0, output[-6000:]
-    assert f"RESULT {expected_total(12)}" in output
-    assert "lost its node" in output
-    ran = executions(count_dir)
-    assert all(set(ran[job]) - {victim.ip} for job in lost), ran
+    run = lose_a_node_mid_run(cluster, tmp_path, victim, cluster.kill_node, 12)
     # A job ran again only when its run was cut short with the node, and never twice on a live node.
-    for where in ran.values():
+    for where in run.ran.values():
         assert where.count(victim.ip) <= 1 and len(where) - where.count(victim.ip) <= 1, where
