@@ -97,13 +97,17 @@ class NetnsCluster:
 
     def alive_node_ips(self) -> set[str]:
         """The addresses of the nodes the head's GCS counts as alive."""
+        return set(self.alive_nodes())
+
+    def alive_nodes(self) -> list[str]:
+        """The address of each node the head's GCS counts as alive (nodes may share one)."""
         script = ("import json, ray; ray.init(address='auto', log_to_driver=False); "
                   "print(json.dumps([n['NodeManagerAddress'] for n in ray.nodes() if n['Alive']]))")
         done = self.run(self.head, [sys.executable, "-c", script], timeout=120,
                         env={"RAY_ADDRESS": self.address})
         if done.returncode != 0:
             raise ClusterError(f"listing the nodes failed:\n{done.stderr[-3000:]}")
-        return set(json.loads(done.stdout.strip().splitlines()[-1]))
+        return list(json.loads(done.stdout.strip().splitlines()[-1]))
 
     def wait_for_nodes(self, ips: set[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -166,12 +170,13 @@ def _teardown(hub: str, nodes: list[Node], root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _ray_start(cluster: NetnsCluster, node: Node, head: bool) -> subprocess.Popen[bytes]:
+def _ray_start(cluster: NetnsCluster, node: Node, head: bool, head_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     argv = [_RAY, "start", f"--node-ip-address={node.ip}", f"--num-cpus={node.cpus}",
             f"--resources={json.dumps(node.resources)}", "--object-store-memory=150000000",
             f"--temp-dir={node.temp_dir}", "--disable-usage-stats"]
     if head:
-        argv += ["--head", f"--port={HEAD_PORT}", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASHBOARD_PORT}"]
+        argv += ["--head", f"--port={HEAD_PORT}", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASHBOARD_PORT}",
+                 *head_args]
     else:
         argv += [f"--address={cluster.address}"]
     return cluster.popen(node, argv, cluster.root / f"{node.name}.start.log")
@@ -189,9 +194,12 @@ def _wait_started(cluster: NetnsCluster, node: Node, process: subprocess.Popen[b
 
 
 @contextlib.contextmanager
-def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1,
-                  extra_env: dict[str, str] | None = None) -> Iterator[NetnsCluster]:
-    """A head and len(node_resources) - 1 workers, node i with ``node_resources[i]``; always torn down."""
+def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1, extra_env: dict[str, str] | None = None,
+                  head_args: Sequence[str] = ()) -> Iterator[NetnsCluster]:
+    """A head and len(node_resources) - 1 workers, node i with ``node_resources[i]``; always torn down.
+
+    ``head_args`` go to the head's ``ray start`` (an autoscaler's configuration, say: the nodes a
+    fake-multinode autoscaler adds are raylets in the head's namespace, torn down with it)."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         raise ClusterError("a network-namespace cluster needs root and iproute2's 'ip'")
     tag = f"tr{os.getpid() % 100000}"
@@ -208,7 +216,7 @@ def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1,
     cluster = NetnsCluster(hub, nodes[0], nodes[1:], env, root)
     try:
         _make_network(hub, nodes)
-        _wait_started(cluster, cluster.head, _ray_start(cluster, cluster.head, head=True), timeout=180)
+        _wait_started(cluster, cluster.head, _ray_start(cluster, cluster.head, True, head_args), timeout=180)
         starting = [(w, _ray_start(cluster, w, head=False)) for w in cluster.workers]
         for worker, process in starting:
             _wait_started(cluster, worker, process, timeout=180)

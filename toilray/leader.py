@@ -24,7 +24,13 @@ import ray
 from ray.exceptions import LocalRayletDiedError, NodeDiedError, ObjectLostError, OutOfMemoryError, RayError
 
 from toilray import serialize
-from toilray.cluster import RayConnection, placement_resources, why_unschedulable
+from toilray.cluster import (
+    RayConnection,
+    autoscaler_node_types,
+    placement_resources,
+    why_no_node_type_fits,
+    why_unschedulable,
+)
 from toilray.config import LeaderLimits
 from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowKilledException
 from toilray.jobStores.jobStore import JobStore
@@ -93,6 +99,8 @@ class Leader:
                                  None if limits.unlimited_preemptible_retries else NODE_LOSSES_PER_JOB)
         self._connection = connection
         self._nodes = connection.nodes(context.work_dir)
+        # With an autoscaler, a job no current node can hold waits for one of these to be added.
+        self._node_types = autoscaler_node_types(limits.autoscaling_config)
         self._cpu_slots = max(1.0, connection.total_cpus())
         self._max_inflight = max(16, int(4 * self._cpu_slots))
         self._context_ref = ray.put(context)
@@ -163,6 +171,8 @@ class Leader:
                 return
             self._check_deadlock()
             if self._reports.status_due():
+                if self._node_types:
+                    self._nodes_changed()
                 self._write_status("running")
             self._reports.progress(self.state.finished_count, len(self._issued), len(self._waiting),
                                    len(self.state.failed))
@@ -256,15 +266,30 @@ class Leader:
             running += 1
         return running
 
+    def _nodes_changed(self) -> None:
+        """Follow the nodes the autoscaler adds and removes."""
+        self._nodes = self._connection.nodes(self._context.work_dir)
+        self._cpu_slots = max(1.0, self._connection.total_cpus())
+        self._max_inflight = max(16, int(4 * self._cpu_slots))
+
+    def _waiting_for_nodes(self) -> int:
+        """Jobs submitted that no current node can hold (the autoscaler is adding one)."""
+        if not self._node_types:
+            return 0
+        return sum(len(t.job_ids) for t in self._inflight.values()
+                   if t.requirements is not None and why_unschedulable(t.requirements, self._nodes))
+
     def _write_status(self, state: str) -> None:
         """Record counts for `toilray status` (an O(unfinished jobs) count: at most every second)."""
         submitted = sum(len(t.job_ids) for t in self._inflight.values())
-        running = self._running_jobs()
+        for_nodes = self._waiting_for_nodes()
+        running = min(self._running_jobs(), submitted - for_nodes)
         not_run = self.state.not_run_count()
         self._reports.status(state, {
             "finished": self.state.finished_count,
             "running": running,
-            "queued": submitted - running,
+            "queued": submitted - running - for_nodes,
+            "waitingForNodes": for_nodes,
             "ready": len(self._waiting),
             "waiting": max(0, not_run - submitted - len(self._waiting) - len(self.state.failed)),
             "failed": [self.state.spec(j).label() for j in self.state.failed],
@@ -391,7 +416,10 @@ class Leader:
                     f"but --maxMemory is {readable_size(limits.max_memory)}")
         if limits.max_disk is not None and req.disk > limits.max_disk:
             return f"it asks for {readable_size(req.disk)} of disk but --maxDisk is {readable_size(limits.max_disk)}"
-        return why_unschedulable(req, self._nodes)
+        problem = why_unschedulable(req, self._nodes)
+        if problem is None or not self._node_types:
+            return problem
+        return why_no_node_type_fits(req, self._node_types)
 
     def _fits(self, req: Requirements) -> bool:
         limits, used = self.limits, self._used
