@@ -90,6 +90,13 @@ def test_fan_out_with_files_runs_on_every_node_with_a_shared_file_store(cluster:
     store = f"file:{tmp_path / 'store'}"
     done = cluster.run(cluster.head, spread_args(cluster, store, count_dir, 300), timeout=RUN_TIMEOUT)
     check_spread_run(cluster, done, stats_records(cluster, store), count_dir, 300)
+    # The timeline has one group of worker slots per node, labelled with its address.
+    page = tmp_path / "stats.html"
+    shown = cluster.run(cluster.head, [TOILRAY, "stats", store, "--html", str(page)], timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    text = page.read_text().replace("\\u003c", "<").replace("\\u003e", ">")
+    for node in cluster.nodes:
+        assert f"{node.ip}</b>  slot 1" in text
 
 
 def test_fan_out_with_files_runs_on_every_node_with_an_s3_store(cluster: NetnsCluster, tmp_path: Path) -> None:
