@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from toilray.leader_state import FailureAction, GraphError, LeaderState
+from toilray.leader_state import NODE_LOSSES_PER_JOB, FailureAction, GraphError, LeaderState, Loss, uses_a_try
 from toilray.protocol import JobSpec
 from toilray.requirements import Requirements
 
@@ -271,6 +271,40 @@ def test_retry_count_n_allows_n_plus_one_attempts(retry_count: int) -> None:
     answers = [state.job_failed("A").action for _ in range(retry_count + 1)]
     assert answers == [RETRY] * retry_count + [FAILED]
     assert state.failed == ["A"]
+
+
+def test_only_a_lost_node_spares_the_jobs_tries() -> None:
+    assert not uses_a_try(Loss.NODE)
+    assert all(uses_a_try(loss) for loss in (Loss.WORKER, Loss.MEMORY, Loss.TIME))
+
+
+def test_a_job_that_lost_its_node_reruns_without_using_a_try() -> None:
+    state = new_state([spec("A", children=["B"]), spec("B")], retry_count=0)
+    ready(state)
+    assert state.job_lost("A", Loss.NODE).action is FailureAction.RERUN
+    assert ready(state) == {"A"}
+    assert state.attempt("A") == 1 and state.remaining_tries("A") == 1
+    state.job_ran("A")
+    assert ready(state) == {"B"}
+    assert state.failed == []
+
+
+def test_a_dead_worker_on_a_live_node_uses_a_try() -> None:
+    state = new_state([spec("A")], retry_count=0)
+    ready(state)
+    assert state.job_lost("A", Loss.WORKER).action is FAILED
+    assert state.failed == ["A"]
+
+
+def test_free_reruns_after_lost_nodes_are_limited_unless_unlimited() -> None:
+    state = new_state([spec("A")], retry_count=1)
+    ready(state)
+    answers = [state.job_lost("A", Loss.NODE).action for _ in range(NODE_LOSSES_PER_JOB + 2)]
+    assert answers == [FailureAction.RERUN] * NODE_LOSSES_PER_JOB + [RETRY, FAILED]
+    unlimited = LeaderState(0, node_losses=None)
+    unlimited.add_jobs([spec("A")])
+    assert {unlimited.job_lost("A", Loss.NODE).action for _ in range(50)} == {FailureAction.RERUN}
+    assert unlimited.node_losses("A") == 50
 
 
 def test_success_after_a_failed_attempt_releases_children() -> None:

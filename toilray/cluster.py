@@ -19,7 +19,7 @@ from typing import Any
 import ray
 
 from toilray import local_ray
-from toilray.exceptions import RayConnectionError
+from toilray.exceptions import AutoscalingConfigError, RayConnectionError
 from toilray.lib import ray_reaper
 from toilray.lib.conversions import readable_size
 from toilray.requirements import Requirements
@@ -45,6 +45,58 @@ class NodeCapacity:
     gpus: float
     preemptible: bool | None = None  # None: the node is not marked either way
     disk: float | None = None  # bytes; None: not known, so not checked
+
+
+@dataclass(frozen=True, slots=True)
+class NodeType:
+    """A kind of node the cluster's autoscaler may add, with what each such node offers."""
+
+    name: str
+    capacity: NodeCapacity
+
+
+# Where 'ray up' puts the cluster's configuration on the head node.
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+
+
+def autoscaler_node_types(path: str | None) -> list[NodeType]:
+    """The worker node types of a Ray autoscaler configuration (``path``, else 'ray up''s copy on
+    the head when there is one); none without a configuration. A type's memory and disk count as
+    unknown (not checked) unless its ``resources`` give them, as cloud node types rarely do."""
+    if path is None:
+        path = os.path.expanduser(BOOTSTRAP_CONFIG)
+        if not os.path.exists(path):
+            return []
+    import yaml
+
+    try:
+        with open(path) as handle:
+            config = yaml.safe_load(handle)
+        available = config["available_node_types"]
+        head = config.get("head_node_type")
+        types = []
+        for name, spec in available.items():
+            if name == head or spec.get("max_workers", config.get("max_workers", 1)) == 0:
+                continue
+            res = spec.get("resources") or {}
+            marked = PREEMPTIBLE_RESOURCE in res or ON_DEMAND_RESOURCE in res
+            types.append(NodeType(name, NodeCapacity(
+                float(res.get("CPU", 0)), float(res.get("memory", math.inf)), float(res.get("GPU", 0)),
+                (PREEMPTIBLE_RESOURCE in res) if marked else None, res.get(DISK_RESOURCE))))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise AutoscalingConfigError(f"Cannot read the autoscaler's node types from {path}: "
+                                     f"{type(exc).__name__}: {exc}") from None
+    return types
+
+
+def why_no_node_type_fits(req: Requirements, types: list[NodeType]) -> str | None:
+    """None if a node of one of ``types`` could run a job with ``req``; otherwise why not."""
+    problem = why_unschedulable(req, [t.capacity for t in types])
+    if problem is None:
+        return None
+    largest = max(types, key=lambda t: (t.capacity.cpus, t.capacity.memory, t.capacity.gpus, _disk(t.capacity)))
+    return (f"{problem.replace('the largest node', 'the largest node type the autoscaler may add')}; "
+            f"the largest node type is {largest.name}")
 
 
 def running_address(address: str | None, embedded: bool = False) -> str | None:

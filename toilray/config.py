@@ -57,6 +57,7 @@ class LeaderLimits:
     deadlock_wait: float
     double_memory: bool
     unlimited_preemptible_retries: bool
+    autoscaling_config: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class Config:
     writeMessages: str | None
     realTimeLogging: bool
     rayAddress: str | None
+    autoscalingConfig: str | None
     rayConnectTimeout: float
     embeddedRay: bool
     localRayIdleTimeout: float
@@ -235,6 +237,7 @@ class Config:
             writeMessages=os.path.abspath(options.writeMessages) if options.writeMessages else None,
             realTimeLogging=bool(options.realTimeLogging),
             rayAddress=options.rayAddress,
+            autoscalingConfig=options.autoscalingConfig,
             rayConnectTimeout=ray_connect_timeout,
             embeddedRay=embedded_ray(options.embeddedRay),
             localRayIdleTimeout=idle_timeout,
@@ -332,6 +335,7 @@ class Config:
             deadlock_wait=self.deadlockWait,
             double_memory=self.doubleMem,
             unlimited_preemptible_retries=self.enableUnlimitedPreemptibleRetries,
+            autoscaling_config=self.autoscalingConfig,
         )
 
     def report_options(self) -> ReportOptions:

@@ -159,6 +159,10 @@ class RayConnectionError(ToilrayError):
     """The Ray cluster named by --rayAddress (or RAY_ADDRESS) cannot be reached."""
 
 
+class AutoscalingConfigError(ToilrayError):
+    """The autoscaler configuration (--autoscalingConfig) cannot be read."""
+
+
 # Exit statuses of an uncaught error, the same for a script run with python and for `toilray`.
 USAGE_ERROR = 2  # a mistake in what was asked: a bad store, option, script or address (as click uses)
 WORKFLOW_FAILED = 1  # the workflow ran and did not finish

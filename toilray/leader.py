@@ -21,15 +21,21 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import ray
-from ray.exceptions import LocalRayletDiedError, NodeDiedError, OutOfMemoryError, RayError
+from ray.exceptions import LocalRayletDiedError, NodeDiedError, ObjectLostError, OutOfMemoryError, RayError
 
 from toilray import serialize
-from toilray.cluster import RayConnection, placement_resources, why_unschedulable
+from toilray.cluster import (
+    RayConnection,
+    autoscaler_node_types,
+    placement_resources,
+    why_no_node_type_fits,
+    why_unschedulable,
+)
 from toilray.config import LeaderLimits
 from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowKilledException
 from toilray.jobStores.jobStore import JobStore
 from toilray.leader_results import ResultKeeper
-from toilray.leader_state import FailureAction, LeaderState
+from toilray.leader_state import NODE_LOSSES_PER_JOB, FailureAction, LeaderState, Loss
 from toilray.lib.conversions import readable_size
 from toilray.protocol import LOG_MARK, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.requirements import Requirements
@@ -45,6 +51,19 @@ _run_jobs_task = ray.remote(max_retries=0)(run_jobs)
 _QUICK_JOB_SECONDS = 0.05
 _QUICK_JOB_SAMPLES = 3
 _MAX_BATCH = 64
+
+
+def _loss_of(exc: RayError, timed_out: bool) -> Loss:
+    """What Ray's error says became of a task that gave no answer (leader_state.uses_a_try
+    decides what that costs the job)."""
+    if timed_out:
+        return Loss.TIME
+    if isinstance(exc, OutOfMemoryError):
+        return Loss.MEMORY
+    # ObjectLostError: the task's answer or an input of it was on a node that is gone.
+    if isinstance(exc, NodeDiedError | LocalRayletDiedError | ObjectLostError):
+        return Loss.NODE
+    return Loss.WORKER
 
 
 class JobSource(Protocol):
@@ -76,9 +95,12 @@ class Leader:
                  limits: LeaderLimits, reports: RunReports) -> None:
         self.store = store
         self.limits = limits
-        self.state = LeaderState(limits.retry_count)
+        self.state = LeaderState(limits.retry_count,
+                                 None if limits.unlimited_preemptible_retries else NODE_LOSSES_PER_JOB)
         self._connection = connection
         self._nodes = connection.nodes(context.work_dir)
+        # With an autoscaler, a job no current node can hold waits for one of these to be added.
+        self._node_types = autoscaler_node_types(limits.autoscaling_config)
         self._cpu_slots = max(1.0, connection.total_cpus())
         self._max_inflight = max(16, int(4 * self._cpu_slots))
         self._context_ref = ray.put(context)
@@ -150,6 +172,8 @@ class Leader:
                 return
             self._check_deadlock()
             if self._reports.status_due():
+                if self._node_types:
+                    self._nodes_changed()
                 self._write_status("running")
             self._reports.progress(self.state.finished_count, len(self._issued), len(self._waiting),
                                    len(self.state.failed))
@@ -243,15 +267,30 @@ class Leader:
             running += 1
         return running
 
+    def _nodes_changed(self) -> None:
+        """Follow the nodes the autoscaler adds and removes."""
+        self._nodes = self._connection.nodes(self._context.work_dir)
+        self._cpu_slots = max(1.0, self._connection.total_cpus())
+        self._max_inflight = max(16, int(4 * self._cpu_slots))
+
+    def _waiting_for_nodes(self) -> int:
+        """Jobs submitted that no current node can hold (the autoscaler is adding one)."""
+        if not self._node_types:
+            return 0
+        return sum(len(t.job_ids) for t in self._inflight.values()
+                   if t.requirements is not None and why_unschedulable(t.requirements, self._nodes))
+
     def _write_status(self, state: str) -> None:
         """Record counts for `toilray status` (an O(unfinished jobs) count: at most every second)."""
         submitted = sum(len(t.job_ids) for t in self._inflight.values())
-        running = self._running_jobs()
+        for_nodes = self._waiting_for_nodes()
+        running = min(self._running_jobs(), submitted - for_nodes)
         not_run = self.state.not_run_count()
         self._reports.status(state, {
             "finished": self.state.finished_count,
             "running": running,
-            "queued": submitted - running,
+            "queued": submitted - running - for_nodes,
+            "waitingForNodes": for_nodes,
             "ready": len(self._waiting),
             "waiting": max(0, not_run - submitted - len(self._waiting) - len(self.state.failed)),
             "failed": [self.state.spec(j).label() for j in self.state.failed],
@@ -380,7 +419,10 @@ class Leader:
                     f"but --maxMemory is {readable_size(limits.max_memory)}")
         if limits.max_disk is not None and req.disk > limits.max_disk:
             return f"it asks for {readable_size(req.disk)} of disk but --maxDisk is {readable_size(limits.max_disk)}"
-        return why_unschedulable(req, self._nodes)
+        problem = why_unschedulable(req, self._nodes)
+        if problem is None or not self._node_types:
+            return problem
+        return why_no_node_type_fits(req, self._node_types)
 
     def _fits(self, req: Requirements) -> bool:
         limits, used = self.limits, self._used
@@ -478,11 +520,13 @@ class Leader:
 
     def _task_lost(self, task: _Task, exc: RayError) -> None:
         """The worker process died (killed, out of memory, node lost) during the task."""
-        out_of_memory = isinstance(exc, OutOfMemoryError)
-        node_lost = isinstance(exc, NodeDiedError | LocalRayletDiedError)
-        if task.timed_out:
+        loss = _loss_of(exc, task.timed_out)
+        if isinstance(exc, ObjectLostError):
+            # An input went with its node: read every value from the job store from now on.
+            self._results.drop_values()
+        if loss is Loss.TIME:
             reason = f"it ran longer than --maxJobDuration ({self.limits.max_job_duration:g} s) and was killed"
-        elif out_of_memory:
+        elif loss is Loss.MEMORY:
             reason = "it was killed for using more memory than its node had (out of memory)"
         else:
             detail = str(exc).strip()
@@ -497,15 +541,11 @@ class Leader:
                 continue
             spec = self.state.spec(job_id)
             self._reports.attempt_ended(spec, ok=False)
-            if node_lost and self.limits.unlimited_preemptible_retries:
-                logger.warning("Job %s lost its node; running it again without using a retry", spec.label())
-                self.state.requeue(job_id)
-                continue
-            if out_of_memory and self.limits.double_memory and spec.requirements is not None:
+            if loss is Loss.MEMORY and self.limits.double_memory and spec.requirements is not None:
                 spec.requirements = replace(spec.requirements, memory=2 * spec.requirements.memory)
                 logger.warning("Job %s ran out of memory; its retry asks for %d bytes (--doubleMem)",
                                spec.label(), spec.requirements.memory)
-            self._failed(spec, reason, "")
+            self._failed(spec, reason, "", loss)
 
     def _succeeded(self, outcome: Outcome, result_ref: ray.ObjectRef | None) -> None:
         job_id = outcome.job_id
@@ -537,14 +577,20 @@ class Leader:
             self._results.job_succeeded(spec, result_ref, outcome.result_deps)
             self._after_state_change()
 
-    def _failed(self, spec: JobSpec, error: str, log: str) -> None:
+    def _failed(self, spec: JobSpec, error: str, log: str, loss: Loss | None = None) -> None:
+        """An attempt failed (``loss``: it ended without an answer from the job, and how)."""
         report = f"Job {spec.label()} failed (attempt {self.state.attempt(spec.id)} of {self.state.tries}): {error}"
+        failure = self.state.job_failed(spec.id) if loss is None else self.state.job_lost(spec.id, loss)
+        if failure.action is FailureAction.RERUN:
+            limit = "no limit" if self.limits.unlimited_preemptible_retries else f"at most {NODE_LOSSES_PER_JOB}"
+            logger.warning("Job %s lost its node; running it again without using a retry (node loss %d, %s): %s",
+                           spec.label(), self.state.node_losses(spec.id), limit, error)
+            return
         self.store.record_failure(spec.id, f"{report}\n{log}")
         # A notebook shows the log as a block of its own; the log record then names the failure only.
         shown = self._reports.show_failure(report, log)
         block = f"\n{LOG_MARK}\n{log.rstrip()}\n{LOG_MARK}" if log and not shown else ""
         logger.error("%s%s", report, block)
-        failure = self.state.job_failed(spec.id)
         if failure.action is FailureAction.RETRY:
             if spec.requirements is not None:
                 spec.requirements = spec.requirements.with_memory_at_least(self.limits.default_memory)

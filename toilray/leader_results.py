@@ -59,6 +59,11 @@ class ResultKeeper(Generic[Value]):
         for dep in spec.promise_deps:
             self._release(dep)
 
+    def drop_values(self) -> None:
+        """Hold no value any more (they may have been lost with a node): readers use the job store."""
+        self._values.clear()
+        self._deps.clear()
+
     def forget(self, job_id: str) -> None:
         """The job left the graph (a checkpoint rerun): its value is stale."""
         if self._values.pop(job_id, None) is not None:

@@ -25,6 +25,7 @@ from toilray.protocol import JobSpec
 
 class FailureAction(Enum):
     RETRY = "retry"
+    RERUN = "rerun"  # again, without using a try: the attempt was lost with its node
     CHECKPOINT_RERUN = "checkpoint rerun"
     FAILED = "failed"
 
@@ -38,6 +39,29 @@ class Failure:
     dropped: list[str] = field(default_factory=list)
 
 
+class Loss(Enum):
+    """How an attempt ended when its job gave no answer (the task's process or node is gone)."""
+
+    NODE = "node"  # its node died or went silent, or an input it needed was lost with a node
+    WORKER = "worker"  # its worker process died on a node that lives on (killed, crashed)
+    MEMORY = "memory"  # killed for using more memory than its node had
+    TIME = "time"  # killed for running past --maxJobDuration
+
+
+def uses_a_try(loss: Loss) -> bool:
+    """Whether a lost attempt counts against --retryCount: only when the job may be the cause.
+
+    A lost node is not the job's doing (Toil counts preempted jobs apart from failed ones), so
+    its jobs run again on other nodes for free, up to a limit of their own (see LeaderState).
+    """
+    return loss is not Loss.NODE
+
+
+# Free reruns after lost nodes a job gets (--enableUnlimitedPreemptibleRetries: no limit), so
+# that a job that brings its node down does not do so forever.
+NODE_LOSSES_PER_JOB = 3
+
+
 class GraphError(Exception):
     """An event that contradicts the graph (an unknown job, a job finishing twice)."""
 
@@ -48,6 +72,7 @@ class _Node:
         "children_phase_done",
         "failed",
         "followon_of",
+        "node_losses",
         "pending_children",
         "pending_followons",
         "ran",
@@ -60,6 +85,7 @@ class _Node:
     def __init__(self, spec: JobSpec, tries: int) -> None:
         self.spec = spec
         self.remaining_tries = tries
+        self.node_losses = 0
         self.waiting = 0
         self.pending_children = 0
         self.pending_followons = 0
@@ -76,8 +102,9 @@ _NO_SERVICES, _STARTING, _UP, _STOPPING, _SERVICES_FAILED = "none", "starting", 
 
 
 class LeaderState:
-    def __init__(self, retry_count: int) -> None:
+    def __init__(self, retry_count: int, node_losses: int | None = NODE_LOSSES_PER_JOB) -> None:
         self._tries = retry_count + 1
+        self._node_losses = node_losses  # None: no limit
         self._nodes: dict[str, _Node] = {}
         self._ready: deque[str] = deque()
         self._finished_subtrees: list[str] = []
@@ -261,6 +288,20 @@ class LeaderState:
             return Failure(FailureAction.CHECKPOINT_RERUN, checkpoint, self._reset_checkpoint(checkpoint))
         self.mark_permanently_failed(job_id)
         return Failure(FailureAction.FAILED)
+
+    def job_lost(self, job_id: str, loss: Loss) -> Failure:
+        """An attempt ended without an answer: rerun it for free when ``uses_a_try`` says the
+        job was not the cause and its free reruns are not used up; else as ``job_failed``."""
+        node = self._node(job_id)
+        if not uses_a_try(loss) and (self._node_losses is None or node.node_losses < self._node_losses):
+            node.node_losses += 1
+            self._ready.append(job_id)
+            return Failure(FailureAction.RERUN)
+        return self.job_failed(job_id)
+
+    def node_losses(self, job_id: str) -> int:
+        """How many of the job's attempts were lost with their node."""
+        return self._node(job_id).node_losses
 
     def _checkpoint_to_rerun(self, job_id: str) -> str | None:
         """The nearest checkpoint that ran, has this job in its subtree, and has tries left."""

@@ -204,6 +204,11 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
                       metavar="SECONDS",
                       help="When this run starts the shared local Ray: stop it after this many seconds without "
                            "a workflow (default 600).")
+    core.add_argument("--autoscalingConfig", default=None, metavar="YAML",
+                      help="The Ray autoscaler's cluster configuration (what 'ray up' was given; default: "
+                           "~/ray_bootstrap_config.yaml, where 'ray up' puts it on the head, when it exists). "
+                           "A job that fits one of its node types but no current node waits for the "
+                           "autoscaler to add a node instead of failing.")
     core.add_argument("--rayConnectTimeout", type=_positive_float, default=15.0, metavar="SECONDS",
                       help="Give up connecting to the Ray cluster of --rayAddress after this many seconds, "
                            "with an error saying what to check (default 15).")

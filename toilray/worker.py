@@ -27,6 +27,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import ray
+
 from toilray import serialize
 from toilray.callCache import CallCache, replayed
 from toilray.deferred import DeferredFunctions, run_orphaned
@@ -41,9 +43,19 @@ from toilray.realtimeLogger import install_sender
 from toilray.requirements import Requirements
 
 _HOSTNAME = socket.gethostname()
+_node_name: str | None = None
 _stores: dict[str, JobStore] = {}
 _call_caches: dict[str, CallCache] = {}
 _prepared_for: str | None = None
+
+
+def node_name() -> str:
+    """The node this worker runs on, as stats name it: its host name and its address in the Ray
+    cluster (machines of a cluster may share a host name; nodes on one host share it always)."""
+    global _node_name
+    if _node_name is None:
+        _node_name = f"{_HOSTNAME} {ray.util.get_node_ip_address()}"
+    return _node_name
 
 
 def prepare_process(ctx: WorkerContext) -> None:
@@ -186,7 +198,7 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
     outcome.wall_time = time.time() - started
     outcome.cpu_time = time.process_time() - cpu_started
     outcome.memory_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    outcome.node = _HOSTNAME
+    outcome.node = node_name()
     outcome.pid = os.getpid()
     return outcome, result
 

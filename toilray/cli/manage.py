@@ -43,8 +43,10 @@ def workflow_status(store: JobStore) -> dict[str, Any]:
         # Jobs that were running or queued in Ray when the leader died will run again: count them as ready.
         "running": recorded.get("running", 0) if running else 0,
         "queued": recorded.get("queued", 0) if running else 0,
+        "waitingForNodes": recorded.get("waitingForNodes", 0) if running else 0,
         "ready": recorded.get("ready", 0)
-                 + (0 if running else recorded.get("running", 0) + recorded.get("queued", 0)),
+                 + (0 if running else recorded.get("running", 0) + recorded.get("queued", 0)
+                    + recorded.get("waitingForNodes", 0)),
         "waiting": recorded.get("waiting", 0),
         "failed": recorded.get("failed", []),
         "unfinished": recorded.get("unfinished", 0),
@@ -84,7 +86,7 @@ def _toil_lines(info: dict[str, Any], job_store: str, with_logs: int) -> list[st
         return []
     not_run, with_children, failed = info["unfinished"], info["withSuccessors"], len(info["failed"])
     considered = not_run + with_children
-    ready = info["ready"] + info["queued"] + info["running"]
+    ready = info["ready"] + info["queued"] + info["running"] + info["waitingForNodes"]
     return [
         f"There are {considered} unfinished jobs, {with_children} parent jobs with children, "
         f"{info['withServices']} jobs with services, {info['services']} services, and {failed} totally failed "
@@ -118,6 +120,9 @@ def status(job_store: str, as_json: bool, show_failed: bool, fail_if_not_complet
             f"(submitted, waiting for free cores), {info['ready']} ready, {info['waiting']} waiting, "
             f"{len(info['failed'])} failed (as of {when})"
         )
+        if info["waitingForNodes"]:
+            click.echo(f"Waiting for nodes: {info['waitingForNodes']} job(s) fit no current node; the cluster's "
+                       "autoscaler is adding one")
         if info["leader"]:
             click.echo(f"Leader: {info['leader']}")
         if info["cacheHits"] or info["cacheMisses"]:

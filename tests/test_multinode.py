@@ -1,0 +1,198 @@
+"""Workflows on a real 3-node Ray cluster: a head and two workers, each in its own network
+namespace with its own address and one CPU (tests/netns_cluster.py).
+
+One cluster serves the whole module; the test that kills a node runs last. Node ``w2`` is
+marked preemptible (the ``preemptible`` resource of cluster-configs/), the others on-demand.
+The leader runs on the head (as ``toilray submit`` runs it); the test process itself, outside
+every namespace, only reads what the run leaves in the shared file system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from netns_cluster import ClusterError, NetnsCluster, Node, netns_cluster
+from objectstores import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+SPREAD = REPO / "tests" / "workflows" / "spread.py"
+TOILRAY = str(Path(sys.executable).parent / "toilray")
+RUN_TIMEOUT = 420
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                                reason="a network-namespace cluster needs root and iproute2")
+
+
+def expected_total(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[NetnsCluster]:
+    try:
+        with netns_cluster([{"on_demand": 1}, {"on_demand": 1}, {"preemptible": 1}]) as made:
+            yield made
+    except ClusterError as exc:
+        pytest.fail(f"could not bring the test cluster up: {exc}")
+
+
+def spread_args(cluster: NetnsCluster, store: str, count_dir: Path, n: int, *extra: str) -> list[str]:
+    return [sys.executable, str(SPREAD), store, "--rayAddress", cluster.address, "--n", str(n),
+            "--countDir", str(count_dir), "--stats", "--defaultPreemptible", "--retryCount", "0",
+            "--logLevel", "INFO", *extra]
+
+
+def executions(count_dir: Path) -> dict[str, list[str]]:
+    """Job ID -> the node addresses of each of its executions."""
+    ran: dict[str, list[str]] = defaultdict(list)
+    for name in os.listdir(count_dir):
+        job_id, address, _ = name.rsplit("-", 2)
+        ran[job_id].append(address)
+    return ran
+
+
+def stats_records(cluster: NetnsCluster, store: str, env: dict[str, str] | None = None) -> list[dict[str, object]]:
+    done = cluster.run(cluster.head, [TOILRAY, "stats", store, "--json"], timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
+def node_address(record: dict[str, object]) -> str:
+    return str(record["node"]).rsplit(" ", 1)[-1]
+
+
+def check_spread_run(cluster: NetnsCluster, done: subprocess.CompletedProcess[str], records: list[dict[str, object]],
+                     count_dir: Path, n: int) -> None:
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    assert f"RESULT {expected_total(n)}" in done.stdout
+    every_node = {node.ip for node in cluster.nodes}
+    assert {node_address(r) for r in records if r["ok"]} == every_node
+    spot = cluster.workers[-1].ip
+    pinned_at = {node_address(r) for r in records if r["name"] == "pinned"}
+    assert pinned_at and spot not in pinned_at, pinned_at
+    assert all(len(where) == 1 for where in executions(count_dir).values())
+
+
+def test_fan_out_with_files_runs_on_every_node_with_a_shared_file_store(cluster: NetnsCluster,
+                                                                        tmp_path: Path) -> None:
+    count_dir = tmp_path / "ran"
+    count_dir.mkdir()
+    store = f"file:{tmp_path / 'store'}"
+    done = cluster.run(cluster.head, spread_args(cluster, store, count_dir, 300), timeout=RUN_TIMEOUT)
+    check_spread_run(cluster, done, stats_records(cluster, store), count_dir, 300)
+    # The timeline has one group of worker slots per node, labelled with its address.
+    page = tmp_path / "stats.html"
+    shown = cluster.run(cluster.head, [TOILRAY, "stats", store, "--html", str(page)], timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    text = page.read_text().replace("\\u003c", "<").replace("\\u003e", ">")
+    for node in cluster.nodes:
+        assert f"{node.ip}</b>  slot 1" in text
+
+
+def test_fan_out_with_files_runs_on_every_node_with_an_s3_store(cluster: NetnsCluster, tmp_path: Path) -> None:
+    port = free_port()
+    endpoint = f"http://{cluster.head.ip}:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL_S3": endpoint, "AWS_EC2_METADATA_DISABLED": "true"}
+    moto = cluster.popen(cluster.head, [str(Path(sys.executable).parent / "moto_server"), "-H", cluster.head.ip,
+                                        "-p", str(port)], tmp_path / "moto.log")
+    try:
+        count_dir = tmp_path / "ran"
+        count_dir.mkdir()
+        store = "s3://toilray-multinode/spread"
+        set_env = [arg for name, value in env.items() for arg in ("--setEnv", f"{name}={value}")]
+        done = cluster.run(cluster.head, spread_args(cluster, store, count_dir, 300, *set_env), timeout=RUN_TIMEOUT,
+                           env=env)
+        check_spread_run(cluster, done, stats_records(cluster, store, env), count_dir, 300)
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+
+
+def test_submit_waits_for_the_run_from_another_node(cluster: NetnsCluster, tmp_path: Path) -> None:
+    # The script travels in the submission (Ray's working_dir), not through a shared path.
+    shipped = tmp_path / "flow"
+    shipped.mkdir()
+    shutil.copy(SPREAD, shipped / "spread.py")
+    count_dir = tmp_path / "ran"
+    count_dir.mkdir()
+    store = f"file:{tmp_path / 'store'}"
+    worker = cluster.workers[0]
+    done = cluster.run(worker, [TOILRAY, "submit", "--address", cluster.dashboard, "--wait", "--python",
+                                sys.executable, "spread.py", store, "--n", "30", "--countDir", str(count_dir),
+                                "--defaultPreemptible"], timeout=RUN_TIMEOUT, cwd=shipped)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"RESULT {expected_total(30)}" in done.stdout
+    assert "ended: SUCCEEDED" in done.stderr
+    assert len(executions(count_dir)) == 30 + 6
+
+
+@dataclass
+class LostNodeRun:
+    output: str
+    ran: dict[str, list[str]]  # job ID -> node addresses of its executions
+    caught: set[str]  # the jobs that ran on the node when it was lost
+    seconds_after_loss: float
+
+
+def lose_a_node_mid_run(cluster: NetnsCluster, tmp_path: Path, node: Node, lose: Callable[[Node], None], n: int,
+                        *extra: str) -> LostNodeRun:
+    """Run ``n`` jobs that wait for a gate; once one runs on ``node``, lose it, open the gate and
+    let the run finish (successfully: with --retryCount 0, so a lost node must cost no retry)."""
+    count_dir = tmp_path / "ran"
+    count_dir.mkdir()
+    gate = tmp_path / "gate"
+    log = tmp_path / "leader.log"
+    leader = cluster.popen(cluster.head, spread_args(cluster, f"file:{tmp_path / 'store'}", count_dir, n,
+                                                     "--gate", str(gate), *extra), log)
+    try:
+        deadline = time.monotonic() + 180
+        while not any(node.ip in where for where in executions(count_dir).values()):
+            assert leader.poll() is None, log.read_text()[-5000:]
+            assert time.monotonic() < deadline, f"no job started on {node.ip}"
+            time.sleep(0.2)
+        caught = {job for job, where in executions(count_dir).items() if node.ip in where}
+        lose(node)
+        lost_at = time.monotonic()
+        gate.touch()
+        leader.wait(timeout=RUN_TIMEOUT)
+        took = time.monotonic() - lost_at
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
+    output = log.read_text()
+    assert leader.returncode == 0, output[-6000:]
+    assert f"RESULT {expected_total(n)}" in output
+    assert "lost its node; running it again without using a retry" in output
+    ran = executions(count_dir)
+    assert all(set(ran[job]) - {node.ip} for job in caught), ran
+    return LostNodeRun(output, ran, caught, took)
+
+
+def test_a_node_cut_off_mid_job_has_its_job_rerun_elsewhere(cluster: NetnsCluster, tmp_path: Path) -> None:
+    # Runs before the node kill below (which leaves the cluster one node short) and after the
+    # others, as this node stays cut off. No TCP reset reaches anyone: only keepalives notice.
+    # With --reach, the caught job cannot finish (and commit through the shared file system).
+    silent = cluster.workers[1]
+    run = lose_a_node_mid_run(cluster, tmp_path, silent, cluster.cut_link, 6, "--reach", cluster.address)
+    print(f"the run ended {run.seconds_after_loss:.1f} s after the cut")
+    assert run.seconds_after_loss < 90, f"the run took {run.seconds_after_loss:.0f} s after the cut"
+
+
+def test_a_killed_node_costs_no_retry_and_its_jobs_rerun_elsewhere(cluster: NetnsCluster, tmp_path: Path) -> None:
+    victim = cluster.workers[0]
+    run = lose_a_node_mid_run(cluster, tmp_path, victim, cluster.kill_node, 12)
+    # A job ran again only when its run was cut short with the node, and never twice on a live node.
+    for where in run.ran.values():
+        assert where.count(victim.ip) <= 1 and len(where) - where.count(victim.ip) <= 1, where
