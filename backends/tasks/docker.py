@@ -2,7 +2,7 @@
 Docker Engine API (a daemon, or podman's API socket, through ``DOCKER_HOST``).
 
 miniwdl's own docker back end needs Docker swarm, which podman's API does not offer; the
-``docker run`` options of miniwdl's podman back end mean the same to docker. The leader sets
+``docker run`` options of toilray's podman back end (miniwdl's) mean the same to docker. The leader sets
 ``[podman] exe`` to the docker command for this back end.
 """
 
@@ -13,12 +13,12 @@ import subprocess
 import uuid
 from contextlib import ExitStack
 
-from WDL.runtime.backend.podman import PodmanContainer
+from toilray.backends.tasks.podman import PodmanTaskContainer
 
 PLUGIN_NAME = "toilray_docker"
 
 
-class DockerCliContainer(PodmanContainer):
+class DockerCliContainer(PodmanTaskContainer):
     @property
     def cli_name(self) -> str:
         return "docker"

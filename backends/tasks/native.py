@@ -14,6 +14,7 @@ import shlex
 import subprocess
 from collections.abc import Callable
 
+from toilray.backends.tasks.links import resolve_output_links
 from WDL.runtime import config
 from WDL.runtime.error import Terminated
 from WDL.runtime.task_container import TaskContainer
@@ -66,4 +67,5 @@ class NativeContainer(TaskContainer):
                 poll_stderr()
         if terminating():
             raise Terminated()
+        resolve_output_links(self)
         return exit_code

@@ -36,8 +36,10 @@ class TaskBackend:
 
 
 def _podman() -> TaskBackend:
+    from toilray.backends.tasks.podman import PLUGIN_NAME
+
     exe = json.dumps([sys.executable, "-m", "toilray.backends.tasks.podman_exe"])
-    return TaskBackend("podman", {"scheduler": {"container_backend": "podman"}, "podman": {"exe": exe}})
+    return TaskBackend("podman", {"scheduler": {"container_backend": PLUGIN_NAME}, "podman": {"exe": exe}})
 
 
 def _docker(host: str | None) -> TaskBackend:

@@ -32,6 +32,8 @@ from toilray.wdl.backend import TaskBackend
 from toilray.wdl.taskjob import TaskRef, WDLTaskJob, miniwdl_config
 
 logger = logging.getLogger("toilray.wdl")
+# miniwdl's state machine logs every node it visits here (at INFO).
+STATE_LOGGER = "toilray.wdl.workflow"
 
 _GB = 10**9
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": _GB, "gb": _GB, "t": 10**12,
@@ -173,7 +175,7 @@ class WDLJobSource:
         self._cfg = miniwdl_config(backend)
         self._stdlib = LeaderStdLib(workflow.effective_wdl_version, store, self._scratch)
         self._max_cores = os.cpu_count() or 1
-        self._ready = [_Frame(StateMachine("toilray.wdl", self._scratch, workflow, inputs), "", None)]
+        self._ready = [_Frame(StateMachine(STATE_LOGGER, self._scratch, workflow, inputs), "", None)]
         self._pending: dict[str, tuple[_Frame, str]] = {}
         self._warned_images: set[str] = set()
         self.outputs: WDL.Env.Bindings[WDL.Value.Base] | None = None
@@ -188,7 +190,7 @@ class WDLJobSource:
                 call = frame.state.step(self._cfg, self._stdlib)
                 while call is not None:
                     if isinstance(call.callee, WDL.Tree.Workflow):
-                        child = StateMachine("toilray.wdl", self._scratch, call.callee, call.inputs)
+                        child = StateMachine(STATE_LOGGER, self._scratch, call.callee, call.inputs)
                         self._ready.append(_Frame(child, f"{frame.prefix}{call.id}/", (frame, call.id)))
                     else:
                         specs.extend(self._spec_for(frame, call))

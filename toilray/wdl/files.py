@@ -74,14 +74,22 @@ def manifest_writer(store: JobStore) -> Callable[[str, bytes], str]:
 class Fetcher:
     """Places stored Files and Directories under one local root, siblings in one directory."""
 
-    def __init__(self, root: str, read: Callable[[str, str], None], read_bytes: Callable[[str], bytes]) -> None:
+    def __init__(self, root: str, read: Callable[[str, str], None], read_bytes: Callable[[str], bytes],
+                 flat: bool = False) -> None:
         self.root = root
+        self._flat = flat
         self._read = read
         self._read_bytes = read_bytes
         self._placed: dict[str, str] = {}
         self._taken: set[str] = set()
 
     def _place(self, group: str, name: str) -> str:
+        flat = os.path.join(self.root, name)
+        if self._flat and flat not in self._taken and not os.path.lexists(flat):
+            # Output files go straight into the output directory while their names are free.
+            self._taken.add(flat)
+            os.makedirs(self.root, exist_ok=True)
+            return flat
         for index in range(1_000_000):
             folder = os.path.join(self.root, group if index == 0 else f"{group}-{index}")
             path = os.path.join(folder, name)
@@ -172,7 +180,7 @@ def export_outputs(store: JobStore, outputs: WDL.Env.Bindings[WDL.Value.Base],
     """Copy every stored File and Directory of ``outputs`` under ``directory``; the outputs
     with their local paths."""
     fetcher = Fetcher(directory, lambda file_id, path: store.read_file(file_id, path, allow_link=False),
-                      lambda file_id: read_bytes(store, file_id))
+                      lambda file_id: read_bytes(store, file_id), flat=True)
 
     def rewrite(value: WDL.Value.File | WDL.Value.Directory) -> str:
         if not is_stored(value.value):

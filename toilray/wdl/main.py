@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 import tempfile
-import uuid
 from typing import IO, Any
 
 from toilray.exceptions import FailedJobsException, ToilrayError, report
@@ -36,7 +35,8 @@ def make_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("WDL options")
     group.add_argument("-i", "--input", dest="inputs_file", default=None, help="The inputs JSON file")
     group.add_argument("-o", "--outputDirectory", dest="outputDirectory", default=None,
-                       help="Where the output files are copied (default: a new wdl-out-* directory here)")
+                       help="Where the output files are copied (default: here); a name already taken goes into a "
+                            "subdirectory")
     group.add_argument("-m", "--outputFile", dest="outputFile", default=None,
                        help="Also write the outputs JSON to this file")
     group.add_argument("--outputDialect", choices=("cromwell", "miniwdl"), default="cromwell",
@@ -65,6 +65,11 @@ def _position(error: Any) -> str:
     return f"{pos.uri or pos.abspath}:{pos.line}:{pos.column}: "
 
 
+def _first_line(error: Exception) -> str:
+    """miniwdl's parser lists every token it would have accepted on the lines after the first."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def load_document(uri: str) -> Any:
     """The typechecked document; a WDLInputError with file:line:col for a syntax, type or import error."""
     import WDL
@@ -75,9 +80,9 @@ def load_document(uri: str) -> Any:
         return WDL.load(uri, [os.path.dirname(os.path.abspath(uri))] if "://" not in uri else [])
     except WDL.Error.MultipleValidationErrors as exc:
         first = exc.exceptions[0]
-        raise WDLInputError(f"{_position(first)}{first} ({len(exc.exceptions)} errors)") from None
+        raise WDLInputError(f"{_position(first)}{_first_line(first)} ({len(exc.exceptions)} errors)") from None
     except (WDL.Error.SyntaxError, WDL.Error.ValidationError, WDL.Error.ImportError) as exc:
-        raise WDLInputError(f"{_position(exc)}{exc}") from None
+        raise WDLInputError(f"{_position(exc)}{_first_line(exc)}") from None
 
 
 def read_inputs(path: str | None, workflow: Any) -> Any:
@@ -119,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         print(version())
         return 0
     args = parser.parse_args(argv)
+    if not any(arg.startswith("--retryCount") for arg in argv):
+        # A task's own maxRetries (miniwdl's, in the worker) says how often it is tried again.
+        args.retryCount = 0
     if args.inputs_file and args.inputs_positional:
         parser.error("give the inputs file once: either INPUTS.json or -i")
     inputs_path = args.inputs_file or args.inputs_positional
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     from toilray.common import Toil
     from toilray.wdl import files
     from toilray.wdl.backend import choose
-    from toilray.wdl.driver import WDLJobSource
+    from toilray.wdl.driver import STATE_LOGGER, WDLJobSource
 
     document = load_document(args.wdl)
     workflow = document.workflow
@@ -142,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         except files.WDLInputFileError as exc:
             raise WDLInputError(str(exc)) from None
     backend = choose(args.container)
+    if str(args.logLevel).upper() != "DEBUG":
+        logging.getLogger(STATE_LOGGER).setLevel(logging.WARNING)
     made_dir = None
     if args.jobStore is None:
         if args.restart:
@@ -168,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise source.error
             if source.failed or source.outputs is None:
                 raise FailedJobsException(store.locator, ["(the workflow did not finish)"])
-            directory = os.path.abspath(args.outputDirectory or os.path.join(
-                os.getcwd(), f"wdl-out-{uuid.uuid4().hex[:8]}"))
+            directory = os.path.abspath(args.outputDirectory or os.getcwd())
             os.makedirs(directory, exist_ok=True)
             outputs = files.export_outputs(store, source.outputs, directory)
         result = WDL.values_to_json(outputs, namespace=workflow.name)
