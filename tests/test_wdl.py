@@ -1,0 +1,137 @@
+"""The WDL runner: the Toil manual's hello world, a wide scatter, a failure then --restart, and
+bad input, each as a user runs them (``toilray-wdl-runner`` subprocesses on the session's Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_cwl import max_overlap, needs_podman
+
+RUNNER = str(Path(sys.executable).parent / "toilray-wdl-runner")
+
+
+def run_wdl(*args: str, env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RUNNER, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+@needs_podman
+def test_manual_hello_world(tmp_path: Path, script_env: dict[str, str]) -> None:
+    # The Toil manual's draft-2 example, run as it shows: the output file lands here.
+    (tmp_path / "wdl-helloworld.wdl").write_text(
+        "workflow write_simple_file {\n  call write_file\n}\ntask write_file {\n  String message\n"
+        "  command { echo ${message} > wdl-helloworld-output.txt }\n"
+        '  output { File test = "wdl-helloworld-output.txt" }\n}\n')
+    (tmp_path / "wdl-helloworld.json").write_text('{"write_simple_file.write_file.message": "Hello world!"}')
+    done = run_wdl("wdl-helloworld.wdl", "wdl-helloworld.json", env=script_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "wdl-helloworld-output.txt").read_text() == "Hello world!\n"
+    outputs = json.loads(done.stdout)
+    assert outputs == {"write_simple_file.write_file.test": str(tmp_path / "wdl-helloworld-output.txt")}
+
+
+SCATTER = """version 1.0
+workflow wide {
+  input { Int n  String log_dir }
+  scatter (i in range(n)) { call square { input: x = i, log_dir = log_dir } }
+  output { Array[Int] squares = square.y }
+}
+task square {
+  input { Int x  String log_dir }
+  command <<<
+    python3 -c 'import time; print(time.time())' > ~{log_dir}/~{x}.start
+    python3 -c 'import time; time.sleep(0.2); print(time.time())' > ~{log_dir}/~{x}.end
+    echo $(( ~{x} * ~{x} ))
+  >>>
+  output { Int y = read_int(stdout()) }
+  runtime { cpu: 1 }
+}
+"""
+
+
+def test_scatter_of_200_natively(tmp_path: Path, script_env: dict[str, str]) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (tmp_path / "wide.wdl").write_text(SCATTER)
+    (tmp_path / "in.json").write_text(json.dumps({"wide.n": 200, "wide.log_dir": str(logs)}))
+    done = run_wdl("wide.wdl", "in.json", "--container", "none", "-o", str(tmp_path / "out"), env=script_env,
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == {"wide.squares": [i * i for i in range(200)]}
+    intervals = [(float((logs / f"{i}.start").read_text()), float((logs / f"{i}.end").read_text()))
+                 for i in range(200)]
+    # The session's Ray has 2 CPUs, and each task asks for one core.
+    assert max_overlap(intervals) <= 2
+
+
+CHAIN = """version 1.0
+workflow chain {
+  input { String counts  String fixed }
+  call step as one { input: name = "one", counts = counts, fixed = fixed, previous = "start" }
+  call step as two { input: name = "two", counts = counts, fixed = fixed, previous = one.out }
+  call step as three { input: name = "three", counts = counts, fixed = fixed, previous = two.out }
+  output { String last = three.out }
+}
+task step {
+  input { String name  String counts  String fixed  String previous }
+  command <<<
+    echo run >> ~{counts}/~{name}
+    if [ "~{name}" = two ] && [ ! -e ~{fixed} ]; then echo "step two cannot go on: marker-7f3a" >&2; exit 3; fi
+    echo "~{previous}-~{name}"
+  >>>
+  output { String out = read_string(stdout()) }
+}
+"""
+
+
+def test_failure_then_restart(tmp_path: Path, script_env: dict[str, str]) -> None:
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    fixed = tmp_path / "fixed"
+    (tmp_path / "chain.wdl").write_text(CHAIN)
+    (tmp_path / "in.json").write_text(json.dumps({"chain.counts": str(counts), "chain.fixed": str(fixed)}))
+    store = tmp_path / "store"
+    common = ("chain.wdl", "in.json", "--container", "none", "--jobStore", str(store), "-o", str(tmp_path / "out"))
+    failed = run_wdl(*common, env=script_env, cwd=tmp_path)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "marker-7f3a" in failed.stderr
+    assert store.exists()
+    fixed.touch()
+    resumed = run_wdl(*common, "--restart", env=script_env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout) == {"chain.last": "start-one-two-three"}
+    runs = {name: len((counts / name).read_text().splitlines()) for name in ("one", "two", "three")}
+    assert runs == {"one": 1, "two": 2, "three": 1}
+
+
+GOOD = """version 1.0
+workflow w {
+  input { Int n }
+  output { Int m = n + 1 }
+}
+"""
+
+
+@pytest.mark.parametrize(("document", "inputs", "message"), [
+    ("version 1.0\nworkflow w {\n  input { Int n }\n  output { Int m = n + }\n}\n", '{"w.n": 1}', "w.wdl:4:"),
+    ("version 1.0\nworkflow w {\n  input { Int n }\n  output { Array[Int] m = n }\n}\n", '{"w.n": 1}', "w.wdl:4:"),
+    (GOOD, "{}", "missing required inputs"),
+    (GOOD, '{"w.n": 1', "not JSON"),
+    (GOOD, '{"w.n": "one"}', "w.n"),
+])
+def test_bad_input(tmp_path: Path, document: str, inputs: str, message: str) -> None:
+    # No Ray address: a mistake is reported before the run would look for a Ray.
+    (tmp_path / "w.wdl").write_text(document)
+    (tmp_path / "in.json").write_text(inputs)
+    store = tmp_path / "store"
+    done = run_wdl("w.wdl", "in.json", "--jobStore", str(store), env=dict(os.environ), cwd=tmp_path, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not store.exists()

@@ -1,0 +1,80 @@
+"""Where a WDL task's command runs: the one interface between the runner and its back ends.
+
+A back end is a miniwdl TaskContainer (miniwdl's podman and singularity ones; toilray's
+native and docker ones in ``toilray.backends.tasks``) plus the configuration that selects it.
+The leader picks one per run (``choose``); workers get it as a ``TaskBackend`` value.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+
+from toilray.exceptions import ToilrayError
+from toilray.lib import container_engine
+
+CHOICES = ("auto", "docker", "podman", "singularity", "none")
+
+
+class TaskBackendUnavailable(ToilrayError):
+    """The container engine asked for with --container is not on this machine."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskBackend:
+    """A back end as the worker needs it: miniwdl configuration overrides and environment."""
+
+    name: str
+    overrides: dict[str, dict[str, str]]
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uses_containers(self) -> bool:
+        return self.name != "native"
+
+
+def _podman() -> TaskBackend:
+    from toilray.backends.tasks.podman import PLUGIN_NAME
+
+    exe = json.dumps([sys.executable, "-m", "toilray.backends.tasks.podman_exe"])
+    return TaskBackend("podman", {"scheduler": {"container_backend": PLUGIN_NAME}, "podman": {"exe": exe}})
+
+
+def _docker(host: str | None) -> TaskBackend:
+    from toilray.backends.tasks.docker import PLUGIN_NAME
+
+    environment = {"DOCKER_HOST": host} if host else {}
+    return TaskBackend("docker", {"scheduler": {"container_backend": PLUGIN_NAME},
+                                  "podman": {"exe": json.dumps(["docker"])}}, environment)
+
+
+def _singularity() -> TaskBackend:
+    return TaskBackend("singularity", {"scheduler": {"container_backend": "singularity"}})
+
+
+def native() -> TaskBackend:
+    from toilray.backends.tasks.native import PLUGIN_NAME
+
+    return TaskBackend("native", {"scheduler": {"container_backend": PLUGIN_NAME}})
+
+
+def choose(option: str) -> TaskBackend:
+    """The back end for ``--container option``: ``auto`` takes podman's command line when
+    present, else a Docker Engine API with the docker command, else runs natively."""
+    if option == "none":
+        return native()
+    if option in ("auto", "podman") and container_engine.podman_command() is not None:
+        return _podman()
+    if option in ("auto", "docker"):
+        host = container_engine.docker_host()
+        if host is not None and shutil.which("docker") is not None:
+            return _docker(host)
+    if option == "singularity":
+        if shutil.which("singularity") is None and shutil.which("apptainer") is None:
+            raise TaskBackendUnavailable("--container singularity: neither singularity nor apptainer is on PATH")
+        return _singularity()
+    if option == "auto":
+        return native()
+    raise TaskBackendUnavailable(f"--container {option}: no {option} found on this machine")

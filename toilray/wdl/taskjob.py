@@ -1,0 +1,142 @@
+"""One WDL task call as a toilray job: the worker side of the WDL runner.
+
+The job carries where the document is, which task, and the call's inputs as JSON with job
+store Files; in the worker it fetches the inputs (siblings kept in one directory), runs the
+task with miniwdl's task runtime on the chosen back end, and stores the outputs (a symbolic
+link stored as the file it points to).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import WDL
+from WDL.runtime import config as wdl_config
+from WDL.runtime.error import CommandFailed, RunFailed
+
+from toilray.exceptions import ToilrayError
+from toilray.job import Job
+from toilray.wdl import files
+from toilray.wdl.backend import TaskBackend
+
+logger = logging.getLogger("toilray.wdl")
+
+_STDERR_TAIL_LINES = 20
+
+
+class WDLTaskFailed(ToilrayError):
+    """A task's command failed (or its outputs could not be collected)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """Which task of which document: workers load the document themselves."""
+
+    document: str
+    import_path: tuple[str, ...]
+    name: str
+    digest: str
+
+
+_documents: dict[tuple[str, tuple[str, ...]], WDL.Tree.Document] = {}
+
+
+def load_document(uri: str, import_path: tuple[str, ...]) -> WDL.Tree.Document:
+    key = (uri, import_path)
+    if key not in _documents:
+        _documents[key] = WDL.load(uri, list(import_path))
+    return _documents[key]
+
+
+def find_task(ref: TaskRef) -> WDL.Tree.Task:
+    stack = [load_document(ref.document, ref.import_path)]
+    while stack:
+        document = stack.pop()
+        for task in document.tasks:
+            if task.name == ref.name and task.digest == ref.digest:
+                return task
+        stack.extend(imported.doc for imported in document.imports if imported.doc is not None)
+    raise WDLTaskFailed(f"Task {ref.name} is not in {ref.document} any more")
+
+
+def miniwdl_config(backend: TaskBackend) -> wdl_config.Loader:
+    overrides = {section: dict(values) for section, values in backend.overrides.items()}
+    return wdl_config.Loader(logging.getLogger("toilray.wdl.miniwdl"), overrides=overrides)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _failure(name: str, error: RunFailed) -> WDLTaskFailed:
+    cause: BaseException = error
+    while isinstance(cause, RunFailed) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    message = f"Task {name} failed: {cause}"
+    if isinstance(cause, CommandFailed):
+        try:
+            with open(cause.stderr_file, errors="replace") as stream:
+                tail = stream.read().splitlines()[-_STDERR_TAIL_LINES:]
+        except OSError:
+            tail = []
+        if tail:
+            message += "; its stderr ends:\n" + "\n".join(tail)
+    return WDLTaskFailed(message)
+
+
+class WDLTaskJob(Job):
+    """Runs one task call and returns its outputs as JSON with job store Files."""
+
+    def __init__(self, task: TaskRef, inputs: dict[str, Any], backend: TaskBackend, requirements: dict[str, Any],
+                 name: str, job_id: str) -> None:
+        super().__init__(unitName=name, displayName=name, jobStoreID=job_id, **requirements)
+        self.task = task
+        self.inputs = inputs
+        self.backend = backend
+
+    def run(self, fileStore: Any) -> dict[str, Any]:
+        task = find_task(self.task)
+        work = fileStore.getLocalTempDir()
+        store = fileStore.jobStore
+        fetcher = files.Fetcher(os.path.join(work, "in"),
+                                lambda file_id, path: fileStore.readGlobalFile(file_id, path),
+                                lambda file_id: files.read_bytes(store, file_id))
+        inputs = WDL.values_from_json(self.inputs, task.available_inputs)
+
+        def fetch(value: WDL.Value.File | WDL.Value.Directory) -> str:
+            return fetcher.local(value.value) if files.is_stored(value.value) else value.value
+
+        local_inputs = WDL.Value.rewrite_env_paths(inputs, fetch)
+        cfg = miniwdl_config(self.backend)
+        with _environment(self.backend.environment):
+            try:
+                _, outputs = WDL.runtime.run_local_task(cfg, task, local_inputs, run_id=self.unitName,
+                                                        run_dir=os.path.join(work, "run", "."))
+            except RunFailed as exc:
+                raise _failure(self.unitName, exc) from None
+
+        def write(path: str) -> str:
+            return str(fileStore.writeGlobalFile(os.path.realpath(path)))
+
+        def store_output(value: WDL.Value.File | WDL.Value.Directory) -> str:
+            path = value.value
+            if isinstance(value, WDL.Value.Directory):
+                return files.store_directory(write, files.manifest_writer(store), os.path.realpath(path))
+            return files.store_file(write, os.path.realpath(path))
+
+        return WDL.values_to_json(WDL.Value.rewrite_env_paths(outputs, store_output))
