@@ -12,7 +12,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from toilray.cli import cwl, debug, manage, run, submit
+    from toilray.cli import cwl, debug, hpc, manage, run, submit
 
     main.add_command(run.run)
     main.add_command(submit.submit)
@@ -24,6 +24,7 @@ def _register() -> None:
     main.add_command(manage.local_ray_group)
     main.add_command(manage.stats)
     main.add_command(cwl.cwl)
+    main.add_command(hpc.hpc_command)
 
 
 _register()
