@@ -18,7 +18,8 @@ from typing import Any
 
 import ray
 
-from toilray import local_ray
+from toilray import hpc, local_ray
+from toilray.allocation import AllocationRay
 from toilray.exceptions import AutoscalingConfigError, RayConnectionError
 from toilray.lib import ray_reaper
 from toilray.lib.conversions import readable_size
@@ -238,6 +239,7 @@ class RayConnection:
     def __init__(self, address: str | None, timeout: float = 15.0, log_level: str = "INFO", embedded: bool = False,
                  idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT) -> None:
         self.started_here = False
+        self._allocation_ray: AllocationRay | None = None
         # Whether the workers start from this process's environment; those of the shared local
         # Ray were started by its server, so the run ships its environment to them instead.
         self.workers_inherit_environment = True
@@ -246,6 +248,11 @@ class RayConnection:
         _quiet_ray_banners(log_level)
         address = address or os.environ.get("RAY_ADDRESS") or None
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+        # Inside an HPC allocation, the run's Ray spans the allocation (toilray.allocation).
+        allocated = hpc.detect() if address is None and not embedded else None
+        if allocated is not None:
+            self._start_on_allocation(AllocationRay(*allocated), timeout, kwargs, log_level)
+            return
         attachment = local_ray.attach(idle_timeout) if address is None and not embedded else None
         if attachment is not None:
             local = attachment.instance
@@ -271,6 +278,23 @@ class RayConnection:
             # Lives as long as this process: its end ends whatever is left of this Ray. (ray.init
             # returns a RayContext here; its annotation says BaseContext, which has no address_info.)
             self._reaper = ray_reaper.start(context.address_info["session_dir"])  # type: ignore[attr-defined]
+
+    def _start_on_allocation(self, nodes: AllocationRay, timeout: float, kwargs: dict[str, Any],
+                             log_level: str) -> None:
+        """Ray across the allocation's hosts, stopped by ``shutdown`` (or here, if it fails)."""
+        self._allocation_ray = nodes
+        try:
+            address = nodes.start_head()
+            _use_token_auth()  # the nodes run with Ray's defaults, as the managed local Ray does
+            # Connect before the other nodes start: several may share this host's IP address, and
+            # the driver must attach to the head's.
+            _connect(address, timeout, kwargs, log_level)
+            nodes.start_workers(address)
+            nodes.wait_for_nodes()
+        except BaseException:
+            self.shutdown()
+            raise
+        atexit.register(self.shutdown)
 
     def nodes(self, work_dir: str) -> list[NodeCapacity]:
         """The live nodes; the disk of this process's own node is the size of ``work_dir``'s
@@ -300,6 +324,11 @@ class RayConnection:
         if self.started_here and ray.is_initialized():
             ray.shutdown()
             self.started_here = False
+        if self._allocation_ray is not None:
+            nodes, self._allocation_ray = self._allocation_ray, None
+            if ray.is_initialized():
+                ray.shutdown()
+            nodes.stop()
 
 
 def placement_resources(req: Requirements, nodes: list[NodeCapacity]) -> dict[str, float]:

@@ -12,7 +12,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from toilray.cli import cache, cwl, debug, manage, run, server, submit, wdl
+    from toilray.cli import cache, cwl, debug, hpc, manage, run, server, submit, wdl
 
     main.add_command(run.run)
     main.add_command(submit.submit)
@@ -27,6 +27,7 @@ def _register() -> None:
     main.add_command(server.server)
     main.add_command(cache.cache_group)
     main.add_command(wdl.wdl)
+    main.add_command(hpc.hpc_command)
 
 
 _register()
