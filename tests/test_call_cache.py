@@ -139,22 +139,23 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-def test_an_s3_cache_is_shared_by_a_file_job_store_and_an_s3_job_store(
-        tmp_path: Path, script_env: dict[str, str], object_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("kind", ["s3", "gs"])
+def test_an_object_store_cache_is_shared_by_a_file_job_store_and_an_object_job_store(
+        kind: str, tmp_path: Path, script_env: dict[str, str], object_env: dict[str, str]) -> None:
     set_env = [arg for name, value in object_env.items() for arg in ("--setEnv", f"{name}={value}")]
-    prefix = f"s3://toilray-tests/call-cache-{uuid.uuid4().hex[:8]}"
+    prefix = f"{kind}://toilray-tests/call-cache-{uuid.uuid4().hex[:8]}"
     pipeline = Pipeline(tmp_path, {**script_env, **object_env}, f"{prefix}/cache", [*set_env, "--stats"])
     first, ran, _ = pipeline.run(f"file:{tmp_path / 'file-store'}")
     assert ran == Counter(pipeline=1, step1=1, step2=1, step3=1)
-    s3_store = f"{prefix}/store"
-    again, ran, log = pipeline.run(s3_store)
+    object_store = f"{prefix}/store"
+    again, ran, log = pipeline.run(object_store)
     assert again == first and ran == Counter()
     assert "(4 taken from the call cache, 0 not found in it)" in _finished_line(log)
     env = {**os.environ, **object_env}
-    assert "Call cache: 4 hit(s) (jobs taken from it, not run), 0 miss(es)" in _cli("status", s3_store, env=env)
-    assert "Call cache: 4 hit(s), 0 miss(es)" in _cli("stats", s3_store, env=env)
+    assert "Call cache: 4 hit(s) (jobs taken from it, not run), 0 miss(es)" in _cli("status", object_store, env=env)
+    assert "Call cache: 4 hit(s), 0 miss(es)" in _cli("stats", object_store, env=env)
     assert "4 entries" in _cli("cache", "list", f"{prefix}/cache", env=env)
-    _cli("clean", s3_store, env=env)
+    _cli("clean", object_store, env=env)
     _cli("cache", "clear", f"{prefix}/cache", env=env)
 
 

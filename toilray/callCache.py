@@ -479,7 +479,8 @@ def _file_ids_in(record: CommitRecord) -> Iterator[str]:
 def replayed(record: CommitRecord, job_id: str) -> CommitRecord | None:
     """A cached record made the record of job ``job_id``: the successors it made get fresh IDs
     (so that two hits of one entry in a workflow make distinct jobs). None when an ID cannot
-    be replaced in place (a successor's chosen ID of another length than a fresh one)."""
+    be replaced in place (a successor's chosen ID of another length than a fresh one), or when
+    the record depends on a job it did not make."""
     mapping = {record.job_id: job_id}
     for spec in record.new_specs:
         mapping[spec.id] = uuid.uuid4().hex
@@ -487,6 +488,10 @@ def replayed(record: CommitRecord, job_id: str) -> CommitRecord | None:
             mapping[service.id] = uuid.uuid4().hex
     for service in record.services:
         mapping[service.id] = uuid.uuid4().hex
+    if any(not spec.promise_deps <= mapping.keys() for spec in record.new_specs) or \
+            not record.result_deps <= mapping.keys():
+        # A promise of a job of the cached run outside this record: no such job in this run.
+        return None
     data = pickle.dumps(dataclasses.replace(record, job_id=""), protocol=pickle.HIGHEST_PROTOCOL)
     if len(mapping) > 1:
         if any(len(old) != len(new) for old, new in mapping.items()):

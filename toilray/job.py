@@ -709,6 +709,8 @@ class FunctionWrappingJob(Job):
             return defaults.get(key, default)
 
         PromisedRequirement.convertPromises(kwargs)
+        # ``cache`` (toilray's) is the function's own argument when it takes one of that name.
+        parameters = {*spec.args, *spec.kwonlyargs}
         self.userFunction = userFunction
         super().__init__(
             memory=resolve("memory"),
@@ -719,7 +721,8 @@ class FunctionWrappingJob(Job):
             checkpoint=resolve("checkpoint", False),
             unitName=resolve("name", ""),
             displayName=kwargs.pop("displayName", ""),
-            cache=bool(kwargs.pop("cache", getattr(userFunction, CACHED_ATTRIBUTE, False))),
+            cache=bool(kwargs.pop("cache") if "cache" in kwargs and "cache" not in parameters
+                       else getattr(userFunction, CACHED_ATTRIBUTE, False)),
         )
         self._args = args
         self._kwargs = kwargs
