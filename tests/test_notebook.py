@@ -150,11 +150,23 @@ def test_cells_fail_fix_restart_in_a_new_kernel_and_cancel(tmp_path: Path, ray_a
         (WORK / "go").touch()
         print(toilray.start(None, str(WORK / "store2"), restart=True).result())
         """,
+        # Toil's own API works in a cell as it does in a script.
+        """
+        from toilray.common import Toil
+        from toilray.job import Job
+
+        def double(x):
+            return 2 * x
+
+        with Toil(Job.Runner.getDefaultOptions(str(WORK / "store3"))) as toil:
+            print(toil.start(Job.wrapFn(double, 21)))
+        """,
     ], tmp_path)
     assert text_of(second.cells[0]).strip() == "(106, 'GATHERED')"
     assert runs(tmp_path / "ran") == {"a": 1, "bb": 1, "c": 2, "ddd": 1}
     assert text_of(second.cells[1]).strip() == "['quick', 'slow1', 'slow2']"
     assert runs(tmp_path / "waited") == {"quick": 1, "slow1": 2, "slow2": 2}
+    assert text_of(second.cells[2]).strip() == "42"
 
 
 def outputs(cell: nbformat.NotebookNode, mimetype: str) -> list[str]:
