@@ -287,9 +287,17 @@ def test_wes_client_runs_a_cwl_workflow(tmp_path: Path, ray_address: str, object
     s3.mkdir("wes-outputs")
     env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONUNBUFFERED="1", **object_env)
     env.pop("TOILRAY_WES_TOKEN", None)
-    wes = WesServer(tmp_path / "workflows", env, ("--insecure-no-auth", "--dest_bucket_base", "s3://wes-outputs/runs"))
+    wes = WesServer(tmp_path / "workflows", env, ("--insecure-no-auth", "--dest_bucket_base", "s3://wes-outputs/runs",
+                                                  "--cors", "--cors_origins", "http://portal.example",
+                                                  "--swagger_ui"))
     wes.start()
     try:
+        preflight = requests.options(f"{wes.api}/runs", timeout=30, headers={
+            "Origin": "http://portal.example", "Access-Control-Request-Method": "POST"})
+        assert preflight.headers.get("access-control-allow-origin") == "http://portal.example"
+        other = requests.get(f"{wes.api}/runs", timeout=30, headers={"Origin": "http://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
+        assert "swagger-ui" in requests.get(f"{wes.api}/ui", timeout=30).text
         done = subprocess.run(
             [str(Path(sys.executable).parent / "wes-client"), f"--host=127.0.0.1:{wes.port}", "--proto=http",
              str(WES_FILES / "example.cwl"), str(WES_FILES / "example-job.json")],
