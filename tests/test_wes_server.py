@@ -3,6 +3,7 @@ schemathesis — against a real server process whose runs execute on the session
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -106,7 +107,14 @@ def test_python_workflow_cancel_and_engine_parameters(server: WesServer, tmp_pat
 
 
 def test_unauthenticated_requests_get_401(server: WesServer) -> None:
-    assert requests.get(f"{server.api}/service-info", timeout=30).status_code == 200
+    info = requests.get(f"{server.api}/service-info", timeout=30)
+    assert info.status_code == 200
+    # WDL appears once its runner is installed, with the versions it runs.
+    wdl = {"WDL"} if importlib.util.find_spec("toilray.wdl") else set()
+    versions = info.json()["workflow_type_versions"]
+    assert set(versions) == {"CWL", "py"} | wdl
+    assert versions["CWL"]["workflow_type_version"] == ["v1.0", "v1.1", "v1.2"]
+    assert info.json()["supported_wes_versions"][-1] == "1.1.0"
     for method, path in (("GET", "/runs"), ("POST", "/runs"), ("GET", "/runs/x"), ("GET", "/runs/x/status"),
                          ("POST", "/runs/x/cancel"), ("GET", "/runs/x/tasks"), ("GET", "/runs/x/tasks/y"),
                          ("GET", "/runs/x/stderr")):
@@ -279,9 +287,17 @@ def test_wes_client_runs_a_cwl_workflow(tmp_path: Path, ray_address: str, object
     s3.mkdir("wes-outputs")
     env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONUNBUFFERED="1", **object_env)
     env.pop("TOILRAY_WES_TOKEN", None)
-    wes = WesServer(tmp_path / "workflows", env, ("--insecure-no-auth", "--dest_bucket_base", "s3://wes-outputs/runs"))
+    wes = WesServer(tmp_path / "workflows", env, ("--insecure-no-auth", "--dest_bucket_base", "s3://wes-outputs/runs",
+                                                  "--cors", "--cors_origins", "http://portal.example",
+                                                  "--swagger_ui"))
     wes.start()
     try:
+        preflight = requests.options(f"{wes.api}/runs", timeout=30, headers={
+            "Origin": "http://portal.example", "Access-Control-Request-Method": "POST"})
+        assert preflight.headers.get("access-control-allow-origin") == "http://portal.example"
+        other = requests.get(f"{wes.api}/runs", timeout=30, headers={"Origin": "http://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
+        assert "swagger-ui" in requests.get(f"{wes.api}/ui", timeout=30).text
         done = subprocess.run(
             [str(Path(sys.executable).parent / "wes-client"), f"--host=127.0.0.1:{wes.port}", "--proto=http",
              str(WES_FILES / "example.cwl"), str(WES_FILES / "example-job.json")],

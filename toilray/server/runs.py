@@ -257,7 +257,8 @@ class RunManager:
             else:
                 code = None
             del self._live[run_id]
-            self._judge(record, code)
+            # Read again: a cancel may have come since the look above.
+            self._judge(self.db.get(run_id) or record, code)
         queued = self.db.with_states(state.QUEUED)
         while queued and len(self._live) < self.settings.workers and not self._stop.is_set():
             self._launch(queued.pop(0))
@@ -328,11 +329,13 @@ class RunManager:
             self.db.update(run_id, state=state.SYSTEM_ERROR, end_time=time.time())
             return
         process = psutil.Process(popen.pid)
-        fields: dict[str, Any] = {"state": state.RUNNING, "cmd": cmd, "pid": popen.pid,
-                                  "pid_started": process.create_time(), "attempts": record.attempts + 1}
+        fields: dict[str, Any] = {"cmd": cmd, "pid": popen.pid, "pid_started": process.create_time(),
+                                  "attempts": record.attempts + 1}
         if record.start_time is None:
             fields["start_time"] = time.time()
         self.db.update(run_id, **fields)
+        # A cancel that came while the leader started leaves the run CANCELING (the next step acts).
+        self.db.move_state(run_id, state.INITIALIZING, state.RUNNING)
         self.db.append_log(run_id, f"{'resumed' if resume else 'started'} leader pid {popen.pid}")
         self._live[run_id] = _Live(popen, process)
 

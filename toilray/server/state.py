@@ -100,6 +100,13 @@ class RunDatabase:
                 (state, run_id, *FINAL_STATES)).rowcount
         return bool(changed)
 
+    def move_state(self, run_id: str, before: str, after: str) -> bool:
+        """Move a run from ``before`` to ``after``; False if it was no longer in ``before`` (a cancel came)."""
+        with self._lock:
+            changed = self._db.execute("UPDATE runs SET state = ? WHERE run_id = ? AND state = ?",
+                                       (after, run_id, before)).rowcount
+        return bool(changed)
+
     def append_log(self, run_id: str, line: str) -> None:
         with self._lock:
             self._db.execute("UPDATE runs SET system_log = system_log || ? WHERE run_id = ?",
