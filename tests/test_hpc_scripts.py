@@ -47,6 +47,7 @@ def test_lsf_batch_script_maps_toil_options() -> None:
         "#BSUB -W 02:30",
         "#BSUB -q long",
         "#BSUB -o /w/flow.log",
+        "trap : TERM INT",
         "python -m toilray run /w/flow.py file:/w/store",
         "status=$?",
         "echo $status > /w/flow.status",

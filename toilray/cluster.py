@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -177,6 +178,19 @@ def _disconnect_at_exit() -> None:
         ray.shutdown()
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_on_sigterm() -> None:
+    """Make SIGTERM, what a scheduler sends on cancel and at the time limit, end the run as Ctrl-C
+    does (the workflow can be resumed with --restart) after stopping its Ray, instead of killing
+    this process on the spot."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 class RayConnection:
     """Ray for one workflow run: the cluster at ``address`` (or RAY_ADDRESS); else the managed
     local Ray (``toilray.local_ray``), started if none runs, which this process stays attached to
@@ -235,14 +249,16 @@ class RayConnection:
             address = nodes.start_head()
             _use_token_auth()  # the nodes run with Ray's defaults, as the managed local Ray does
             # Connect before the other nodes start: several may share this host's IP address, and
-            # the driver must attach to the head's.
-            _connect(address, timeout, kwargs, log_level)
+            # the driver must attach to the head's. The head is known to be coming up: under load
+            # it may take longer to answer than --rayConnectTimeout allows a cluster said to run.
+            _connect(address, max(timeout, nodes.start_timeout), kwargs, log_level)
             nodes.start_workers(address)
             nodes.wait_for_nodes()
         except BaseException:
             self.shutdown()
             raise
         atexit.register(self.shutdown)
+        _interrupt_on_sigterm()
 
     def nodes(self, work_dir: str) -> list[NodeCapacity]:
         """The live nodes; the disk of this process's own node is the size of ``work_dir``'s

@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         # The process that started this one may be the run's leader, a Ray driver with its log
         # files in the head's directory: never a victim.
         clean_up(args.temp_dir, spare=os.getppid())
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(args.temp_dir))  # the run's directory, by the last node out
     return 0 if stop.is_set() else (ray.returncode or 1)
 
 
