@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from toilray import hpc, local_ray
+from toilray import hpc_schedulers, local_ray
 from toilray.allocation import AllocationRay
 from toilray.exceptions import RayConnectionError
 from toilray.lib import ray_reaper
@@ -192,11 +192,12 @@ def _interrupt_on_sigterm() -> None:
 
 
 class RayConnection:
-    """Ray for one workflow run: the cluster at ``address`` (or RAY_ADDRESS); else the managed
-    local Ray (``toilray.local_ray``), started if none runs, which this process stays attached to
-    until it exits; else, with ``embedded`` or when the managed Ray runs other code and is busy,
-    a Ray of this run's own. Shuts down only an instance it started itself; a connection is left
-    at exit without Ray's exit pause."""
+    """Ray for one workflow run: the cluster at ``address`` (or RAY_ADDRESS); else, inside an HPC
+    allocation, a Ray of the run's own across the allocation's hosts (``toilray.allocation``),
+    stopped by ``shutdown``; else the managed local Ray (``toilray.local_ray``), started if none
+    runs, which this process stays attached to until it exits; else, with ``embedded`` or when the
+    managed Ray runs other code and is busy, a Ray of this run's own. Shuts down only an instance
+    it started itself; a connection is left at exit without Ray's exit pause."""
 
     def __init__(self, address: str | None, timeout: float = 15.0, log_level: str = "INFO", embedded: bool = False,
                  idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT) -> None:
@@ -211,7 +212,7 @@ class RayConnection:
         address = address or os.environ.get("RAY_ADDRESS") or None
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
         # Inside an HPC allocation, the run's Ray spans the allocation (toilray.allocation).
-        allocated = hpc.detect() if address is None and not embedded else None
+        allocated = hpc_schedulers.detect() if address is None and not embedded else None
         if allocated is not None:
             self._start_on_allocation(AllocationRay(*allocated), timeout, kwargs, log_level)
             return
