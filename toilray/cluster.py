@@ -182,13 +182,15 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _interrupt_on_sigterm() -> None:
+def _interrupt_on_sigterm() -> bool:
     """Make SIGTERM, what a scheduler sends on cancel and at the time limit, end the run as Ctrl-C
     does (the workflow can be resumed with --restart) after stopping its Ray, instead of killing
-    this process on the spot."""
+    this process on the spot; whether it was set (and is to be undone after the run)."""
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt)
+        return True
+    return False
 
 
 class RayConnection:
@@ -203,6 +205,7 @@ class RayConnection:
                  idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT) -> None:
         self.started_here = False
         self._allocation_ray: AllocationRay | None = None
+        self._sigterm_set = False
         # Whether the workers start from this process's environment; those of the shared local
         # Ray were started by its server, so the run ships its environment to them instead.
         self.workers_inherit_environment = True
@@ -259,7 +262,7 @@ class RayConnection:
             self.shutdown()
             raise
         atexit.register(self.shutdown)
-        _interrupt_on_sigterm()
+        self._sigterm_set = _interrupt_on_sigterm()
 
     def nodes(self, work_dir: str) -> list[NodeCapacity]:
         """The live nodes; the disk of this process's own node is the size of ``work_dir``'s
@@ -294,6 +297,9 @@ class RayConnection:
             if ray.is_initialized():
                 ray.shutdown()
             nodes.stop()
+            if self._sigterm_set:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                self._sigterm_set = False
 
 
 def placement_resources(req: Requirements, nodes: list[NodeCapacity]) -> dict[str, float]:

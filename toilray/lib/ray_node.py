@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
         threading.Thread(target=_watch_head, args=(args.address, stop), daemon=True).start()
     os.makedirs(args.temp_dir, exist_ok=True)
     # A session of its own: every process of the node is then in one process group to end.
-    ray = subprocess.Popen(ray_start_command(args), stdin=subprocess.DEVNULL, start_new_session=True)
+    # TOILRAY_HPC=0: a workflow run by a job on this node is not the allocation's own run.
+    ray = subprocess.Popen(ray_start_command(args), stdin=subprocess.DEVNULL, start_new_session=True,
+                           env={**os.environ, "TOILRAY_HPC": "0"})
     try:
         while not stop.is_set() and ray.poll() is None:
             stop.wait(0.5)
