@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 from toilray.backends.schedulers.slurm import expand_counts, expand_hostlist
 
-from toilray import hpc
+from toilray import hpc, hpc_schedulers
 from toilray.cli import main
 
 MB = 1024 * 1024
 
 
 def test_lsf_allocation_and_blaunch() -> None:
-    lsf = hpc.by_name("lsf")
+    lsf = hpc_schedulers.by_name("lsf")
     allocation = lsf.detect({"LSB_JOBID": "77", "LSB_MCPU_HOSTS": "hostA 4 hostB 4 hostC 2"})
     assert allocation is not None
     assert allocation.job_id == "77"
@@ -29,7 +29,7 @@ def test_lsf_allocation_and_blaunch() -> None:
 
 
 def test_lsf_batch_script_maps_toil_options() -> None:
-    lsf = hpc.by_name("lsf")
+    lsf = hpc_schedulers.by_name("lsf")
     request = hpc.BatchRequest(command=("python", "-m", "toilray", "run", "/w/flow.py", "file:/w/store"),
                                nodes=3, cpus=4, memory=16 * 1024 * MB, gpus=2, time="02:30:00", queue="long",
                                job_name="toilray-flow", output="/w/flow.log",
@@ -47,6 +47,7 @@ def test_lsf_batch_script_maps_toil_options() -> None:
         "#BSUB -W 02:30",
         "#BSUB -q long",
         "#BSUB -o /w/flow.log",
+        "trap : TERM INT",
         "python -m toilray run /w/flow.py file:/w/store",
         "status=$?",
         "echo $status > /w/flow.status",
@@ -69,7 +70,7 @@ def test_slurm_allocation_from_its_variables() -> None:
     assert expand_hostlist("node[1-3,07],gpu[01-02],login") == \
         ["node1", "node2", "node3", "node07", "gpu01", "gpu02", "login"]
     assert expand_counts("2(x3),1") == [2, 2, 2, 1]
-    slurm = hpc.by_name("slurm")
+    slurm = hpc_schedulers.by_name("slurm")
     allocation = slurm.detect({"SLURM_JOB_ID": "9", "SLURM_JOB_NODELIST": "node[1-3]", "SLURMD_NODENAME": "node2",
                                "SLURM_JOB_CPUS_PER_NODE": "4(x2),2", "SLURM_MEM_PER_CPU": "1000",
                                "SLURM_GPUS_PER_NODE": "a100:2"})
@@ -83,7 +84,7 @@ def test_slurm_allocation_from_its_variables() -> None:
 
 
 def test_slurm_script_and_commands_map_toil_options() -> None:
-    slurm = hpc.by_name("slurm")
+    slurm = hpc_schedulers.by_name("slurm")
     request = hpc.BatchRequest(command=("toilray-cwl-runner", "wf.cwl", "job.yml"), nodes=3, cpus=8,
                                memory=32 * 1024 * MB, gpus=1, time="1:00:00", queue="gpu", qos="high",
                                extra_args=tuple(slurm.extra_args({"TOIL_SLURM_ARGS": "-A lab --exclusive"})))
@@ -106,7 +107,7 @@ def test_slurm_script_and_commands_map_toil_options() -> None:
 
 
 def test_grid_engine_allocation_and_script(tmp_path: Path) -> None:
-    ge = hpc.by_name("gridengine")
+    ge = hpc_schedulers.by_name("gridengine")
     hostfile = tmp_path / "pe_hostfile"
     hostfile.write_text("hostA 2 all.q@hostA UNDEFINED\nhostB 2 all.q@hostB UNDEFINED\nhostB 1 big.q@hostB UNDEFINED\n")
     allocation = ge.detect({"JOB_ID": "5", "PE_HOSTFILE": str(hostfile)})
@@ -146,7 +147,7 @@ def test_hpc_command_dry_run_and_mistakes(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_no_allocation_outside_one_or_when_turned_off() -> None:
-    assert hpc.detect({"PATH": os.environ.get("PATH", "")}) is None
+    assert hpc_schedulers.detect({"PATH": os.environ.get("PATH", "")}) is None
     inside = {"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "node1"}
-    assert hpc.detect(inside) is not None
-    assert hpc.detect({**inside, "TOILRAY_HPC": "0"}) is None
+    assert hpc_schedulers.detect(inside) is not None
+    assert hpc_schedulers.detect({**inside, "TOILRAY_HPC": "0"}) is None

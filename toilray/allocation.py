@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -82,9 +81,8 @@ class AllocationRay:
         self._head = subprocess.Popen(self._node_command(0, host, "--head", f"--port={port}", "--watch-stdin"),
                                       stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=self._env())
         deadline = time.monotonic() + self.start_timeout
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+        # The GCS port opens well before the head is ready; ray start says when it is.
+        while "Ray runtime started" not in self._tail_of(log.name, lines=0):
             if self._head.poll() is not None:
                 raise AllocationRayError(f"The Ray head did not start: {self._tail(log)}")
             if time.monotonic() > deadline:
@@ -130,6 +128,12 @@ class AllocationRay:
                 raise AllocationRayError(f"Only {alive} of the allocation's {wanted} Ray nodes joined within "
                                          f"{self.start_timeout:g} s")
             time.sleep(0.5)
+        # The nodes' start-up output is no longer needed for an error message: the files go now (the
+        # nodes keep writing to them), so that a cancelled run, which may be killed before its
+        # clean-up, leaves nothing behind (each node removes its own directory).
+        for handle in self._logs:
+            with contextlib.suppress(OSError):
+                os.unlink(handle.name)
         cores = sum(h.cpus for h in self.allocation.hosts)
         logger.info("Ray runs on the %d host(s) of the allocation (%d cores)", wanted, cores)
 
@@ -153,13 +157,14 @@ class AllocationRay:
         return self._tail_of(log.name)
 
     @staticmethod
-    def _tail_of(path: str) -> str:
+    def _tail_of(path: str, lines: int = 5) -> str:
+        """The last ``lines`` lines of a node's log (0: all of it)."""
         try:
             with open(path, "rb") as handle:
-                lines = handle.read().decode(errors="replace").strip().splitlines()
+                text = handle.read().decode(errors="replace").strip().splitlines()
         except OSError:
             return "(no output)"
-        return " | ".join(lines[-5:]) or "(no output)"
+        return " | ".join(text[-lines:]) or "(no output)"
 
     def stop(self) -> None:
         """Stop the head; the worker nodes see it go and stop themselves (signalling their

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from typing import Any
 
 import ray
 
-from toilray import hpc, local_ray
+from toilray import hpc_schedulers, local_ray
 from toilray.allocation import AllocationRay
 from toilray.exceptions import AutoscalingConfigError, RayConnectionError
 from toilray.lib import ray_reaper
@@ -229,17 +230,34 @@ def _disconnect_at_exit() -> None:
         ray.shutdown()
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_on_sigterm() -> bool:
+    """Make SIGTERM, what a scheduler sends on cancel and at the time limit, end the run as Ctrl-C
+    does (the workflow can be resumed with --restart) after stopping its Ray, instead of killing
+    this process on the spot; whether it was set (and is to be undone after the run)."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+        return True
+    return False
+
+
 class RayConnection:
-    """Ray for one workflow run: the cluster at ``address`` (or RAY_ADDRESS); else the managed
-    local Ray (``toilray.local_ray``), started if none runs, which this process stays attached to
-    until it exits; else, with ``embedded`` or when the managed Ray runs other code and is busy,
-    a Ray of this run's own. Shuts down only an instance it started itself; a connection is left
-    at exit without Ray's exit pause."""
+    """Ray for one workflow run: the cluster at ``address`` (or RAY_ADDRESS); else, inside an HPC
+    allocation, a Ray of the run's own across the allocation's hosts (``toilray.allocation``),
+    stopped by ``shutdown``; else the managed local Ray (``toilray.local_ray``), started if none
+    runs, which this process stays attached to until it exits; else, with ``embedded`` or when the
+    managed Ray runs other code and is busy, a Ray of this run's own. Shuts down only an instance
+    it started itself; a connection is left at exit without Ray's exit pause."""
 
     def __init__(self, address: str | None, timeout: float = 15.0, log_level: str = "INFO", embedded: bool = False,
                  idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT) -> None:
         self.started_here = False
         self._allocation_ray: AllocationRay | None = None
+        self._sigterm_set = False
         # Whether the workers start from this process's environment; those of the shared local
         # Ray were started by its server, so the run ships its environment to them instead.
         self.workers_inherit_environment = True
@@ -249,7 +267,7 @@ class RayConnection:
         address = address or os.environ.get("RAY_ADDRESS") or None
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
         # Inside an HPC allocation, the run's Ray spans the allocation (toilray.allocation).
-        allocated = hpc.detect() if address is None and not embedded else None
+        allocated = hpc_schedulers.detect() if address is None and not embedded else None
         if allocated is not None:
             self._start_on_allocation(AllocationRay(*allocated), timeout, kwargs, log_level)
             return
@@ -287,14 +305,16 @@ class RayConnection:
             address = nodes.start_head()
             _use_token_auth()  # the nodes run with Ray's defaults, as the managed local Ray does
             # Connect before the other nodes start: several may share this host's IP address, and
-            # the driver must attach to the head's.
-            _connect(address, timeout, kwargs, log_level)
+            # the driver must attach to the head's. The head is known to be coming up: under load
+            # it may take longer to answer than --rayConnectTimeout allows a cluster said to run.
+            _connect(address, max(timeout, nodes.start_timeout), kwargs, log_level)
             nodes.start_workers(address)
             nodes.wait_for_nodes()
         except BaseException:
             self.shutdown()
             raise
         atexit.register(self.shutdown)
+        self._sigterm_set = _interrupt_on_sigterm()
 
     def nodes(self, work_dir: str) -> list[NodeCapacity]:
         """The live nodes; the disk of this process's own node is the size of ``work_dir``'s
@@ -329,6 +349,9 @@ class RayConnection:
             if ray.is_initialized():
                 ray.shutdown()
             nodes.stop()
+            if self._sigterm_set:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                self._sigterm_set = False
 
 
 def placement_resources(req: Requirements, nodes: list[NodeCapacity]) -> dict[str, float]:

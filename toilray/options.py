@@ -131,6 +131,12 @@ def embedded_ray(flag: bool) -> bool:
 def batch_system_type(text: str) -> str:
     if text in SUPPORTED_BATCH_SYSTEMS:
         return text
+    if text in ("slurm", "lsf", "grid_engine", "gridengine"):
+        command = "gridengine" if text == "grid_engine" else text
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a toilray batch system: run inside a {text} allocation (toilray starts Ray on its "
+            f"nodes), or submit one with 'toilray hpc {command} --nodes N -- SCRIPT ARGS'"
+        )
     if text in _HPC_BATCH_SYSTEMS:
         raise argparse.ArgumentTypeError(
             f"{text} is not a toilray batch system: inside a {text} allocation, start Ray on its nodes "

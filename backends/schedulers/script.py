@@ -10,15 +10,17 @@ from toilray.hpc import BatchRequest
 
 def batch_script(prefix: str, directives: Iterable[str], request: BatchRequest) -> str:
     """A bash script: ``prefix``-ed directive lines, exported variables, the command, and with a
-    status file, the command's exit status written there (what ``toilray hpc --wait`` reads;
-    the schedulers' cancel signals reach the command whether bash waits for it or not)."""
+    status file, the command's exit status written there (what ``toilray hpc --wait`` reads)."""
     lines = ["#!/bin/bash", *(f"{prefix} {d}" for d in directives)]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in sorted(request.environment.items())]
     if request.status_file is None:
         lines.append("exec " + shlex.join(request.command))
     else:
-        lines += [shlex.join(request.command), "status=$?", f"echo $status > {shlex.quote(request.status_file)}",
-                  "exit $status"]
+        # A trap keeps bash alive when the scheduler signals the job (the command gets the signal
+        # too, untrapped: toilray then stops its Ray); an untrapped bash would die at once and end
+        # the job, and the scheduler would kill toilray before it had cleaned up.
+        lines += ["trap : TERM INT", shlex.join(request.command), "status=$?",
+                  f"echo $status > {shlex.quote(request.status_file)}", "exit $status"]
     return "\n".join(lines) + "\n"
 
 

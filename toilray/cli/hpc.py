@@ -18,7 +18,7 @@ import uuid
 
 import click
 
-from toilray import hpc
+from toilray import hpc, hpc_schedulers
 from toilray.cli.errors import user_errors
 from toilray.lib.conversions import human2bytes
 
@@ -75,7 +75,7 @@ def hpc_command(scheduler: str, nodes: int, cpus: int, memory: int | None, gpus:
                 memory_is_product: bool, job_name: str | None, output: str | None, dry_run: bool, wait: bool,
                 polling: float, args: tuple[str, ...]) -> None:
     """Submit SCRIPT ARGS (after '--') as one batch job of NODES nodes running Ray."""
-    chosen = hpc.by_name(_SCHEDULERS[scheduler])
+    chosen = hpc_schedulers.by_name(_SCHEDULERS[scheduler])
     if slurm_args and chosen.name != "slurm":
         raise click.UsageError("--slurmArgs is for Slurm; use TOIL_GRIDENGINE_ARGS or TOIL_LSF_ARGS")
     command = _command(args)
@@ -94,7 +94,7 @@ def hpc_command(scheduler: str, nodes: int, cpus: int, memory: int | None, gpus:
         return
     os.makedirs(directory, exist_ok=True)
     script = os.path.join(directory, f"{tag}.sh")
-    job_id = hpc.submit(chosen, request, script)
+    job_id = hpc_schedulers.submit(chosen, request, script)
     click.echo(f"Submitted {chosen.name} job {job_id} (script {script}, log {request.output})")
     if wait:
         raise SystemExit(_wait(chosen, job_id, status_file, polling))
@@ -103,10 +103,10 @@ def hpc_command(scheduler: str, nodes: int, cpus: int, memory: int | None, gpus:
 def _wait(scheduler: hpc.Scheduler, job_id: str, status_file: str, polling: float) -> int:
     """Poll the job (one status command every ``polling`` seconds) until it ends; its status."""
     try:
-        while hpc.states(scheduler, [job_id])[job_id] != hpc.FINISHED:
+        while hpc_schedulers.states(scheduler, [job_id])[job_id] != hpc.FINISHED:
             time.sleep(polling)
     except KeyboardInterrupt:
-        hpc.cancel(scheduler, [job_id])
+        hpc_schedulers.cancel(scheduler, [job_id])
         click.echo(f"Cancelled job {job_id}", err=True)
         return 130
     try:

@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
         threading.Thread(target=_watch_head, args=(args.address, stop), daemon=True).start()
     os.makedirs(args.temp_dir, exist_ok=True)
     # A session of its own: every process of the node is then in one process group to end.
-    ray = subprocess.Popen(ray_start_command(args), stdin=subprocess.DEVNULL, start_new_session=True)
+    # TOILRAY_HPC=0: a workflow run by a job on this node is not the allocation's own run.
+    ray = subprocess.Popen(ray_start_command(args), stdin=subprocess.DEVNULL, start_new_session=True,
+                           env={**os.environ, "TOILRAY_HPC": "0"})
     try:
         while not stop.is_set() and ray.poll() is None:
             stop.wait(0.5)
@@ -136,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         # The process that started this one may be the run's leader, a Ray driver with its log
         # files in the head's directory: never a victim.
         clean_up(args.temp_dir, spare=os.getppid())
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(args.temp_dir))  # the run's directory, by the last node out
     return 0 if stop.is_set() else (ray.returncode or 1)
 
 
