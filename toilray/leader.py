@@ -113,7 +113,7 @@ class Leader:
         self._issued: set[str] = set()  # jobs of the tasks in flight
         self._completions: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._services = ServiceManager(self._context_ref, limits.service_poll_interval, limits.max_service_jobs,
-                                        self._completions.put)
+                                        self._completions.put, lambda req: placement_resources(req, self._nodes))
         self._stuck_since: float | None = None
         self._next_task = 0
         self._used = {"cores": 0.0, "memory": 0, "disk": 0}

@@ -22,6 +22,7 @@ import ray
 from ray.exceptions import RayError
 
 from toilray.protocol import ServiceSpec
+from toilray.requirements import Requirements
 from toilray.worker import ServiceHost
 
 logger = logging.getLogger("toilray.leader")
@@ -63,8 +64,11 @@ class ServiceManager:
     """
 
     def __init__(self, context_ref: Any, poll_interval: float, max_services: int,
-                 notify: Callable[[tuple[str, str]], None]) -> None:
+                 notify: Callable[[tuple[str, str]], None],
+                 placement: Callable[[Requirements], dict[str, float]]) -> None:
         self._context_ref = context_ref
+        # The custom resources that keep a service off nodes it must not use (as for jobs).
+        self._placement = placement
         self._poll = poll_interval
         self._max = max_services
         self._notify = notify
@@ -195,6 +199,7 @@ class ServiceManager:
             req = running.spec.requirements
             running.actor = _ServiceActor.options(
                 num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None,
+                resources=self._placement(req) or None,
             ).remote(self._context_ref, running.spec.name)
             ref = running.actor.start.remote(running.spec.body)
             running.phase = "starting"
