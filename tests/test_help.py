@@ -98,7 +98,7 @@ def test_every_option_is_described_with_its_default() -> None:
 
 def test_replaced_options_are_hidden_from_help() -> None:
     text = Job.Runner.getDefaultArgumentParser().format_help()
-    for name in ("maxLocalJobs", "maxPreemptibleServiceJobs", "mesosEndpoint"):
+    for name in ("maxLocalJobs", "mesosEndpoint"):
         assert f"--{name}" not in text
 
 
@@ -120,7 +120,7 @@ def test_script_help_and_toilray_run_help_show_the_workflow_options(tmp_path: Pa
 def test_options_toilray_does_not_use_are_refused_in_one_line(tmp_path: Path) -> None:
     script = tmp_path / "hello.py"
     script.write_text(HELLO)
-    for option, advice in (("--maxLocalJobs", "--maxCores"), ("--maxPreemptibleServiceJobs", "--maxServiceJobs")):
+    for option, advice in (("--maxLocalJobs", "--maxCores"), ("--mesosEndpoint", "--rayAddress")):
         result = subprocess.run([sys.executable, str(script), f"file:{tmp_path / 'store'}", option, "2"],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 2

@@ -42,8 +42,8 @@ def _log(path: str, text: str) -> None:
 
 
 class KeyValueService(Job.Service):
-    def __init__(self, log: str) -> None:
-        super().__init__(cores=0.1, memory="100M")
+    def __init__(self, log: str, preemptible: bool = False) -> None:
+        super().__init__(cores=0.1, memory="100M", preemptible=preemptible)
         self.log = log
 
     def start(self, job: Job) -> tuple[str, int]:
@@ -205,3 +205,22 @@ def test_no_room_for_services_raises_deadlock(tmp_path: Path, ray_address: str) 
     with pytest.raises(DeadlockException, match="Only services could run for 2 s"), Toil(options) as toil:
         toil.start(Job.wrapJobFn(_host_with_unstartable_service, log, cores=0.1))
     assert not os.path.exists(log)  # neither the service nor its user ever ran
+
+
+def _host_of_preemptible(job: Job, log: str) -> Any:
+    address = job.addService(KeyValueService(log, preemptible=True))
+    return job.addChildFn(_writer, address, job.jobStoreID[:8], log, cores=0.1, memory="50M").rv()
+
+
+def test_preemptible_services_have_a_limit_of_their_own(tmp_path: Path, ray_address: str) -> None:
+    # As in Toil: preemptible services count against --maxPreemptibleServiceJobs only.
+    log = str(tmp_path / "events")
+    root = Job()
+    for _ in range(2):
+        root.addChildJobFn(_host_of_preemptible, log, cores=0.1)
+    with Toil(_options(tmp_path, maxServiceJobs=0, maxPreemptibleServiceJobs=1, deadlockWait=30)) as toil:
+        toil.start(root)
+    names = [name for name, _ in _events(log)]
+    assert names.count("service-up") == 2
+    # One at a time: each service stopped before the other started.
+    assert [n for n in names if n.startswith("service")] == ["service-up", "service-stopped"] * 2

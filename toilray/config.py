@@ -53,6 +53,7 @@ class LeaderLimits:
     max_job_duration: float | None
     kill_polling_interval: float
     max_service_jobs: int
+    max_preemptible_service_jobs: int
     service_poll_interval: float
     deadlock_wait: float
     double_memory: bool
@@ -151,6 +152,7 @@ class Config:
     maxJobDuration: float | None
     kill_polling_interval: float
     maxServiceJobs: int
+    maxPreemptibleServiceJobs: int
     servicePollingInterval: float
     deadlockWait: float
     doubleMem: bool
@@ -253,6 +255,7 @@ class Config:
             maxJobDuration=None if options.maxJobDuration is None else float(options.maxJobDuration),
             kill_polling_interval=float(options.kill_polling_interval),
             maxServiceJobs=int(options.maxServiceJobs),
+            maxPreemptibleServiceJobs=int(options.maxPreemptibleServiceJobs),
             servicePollingInterval=float(options.servicePollingInterval),
             deadlockWait=float(options.deadlockWait),
             doubleMem=bool(options.doubleMem),
@@ -331,6 +334,7 @@ class Config:
             max_job_duration=self.maxJobDuration,
             kill_polling_interval=self.kill_polling_interval,
             max_service_jobs=self.maxServiceJobs,
+            max_preemptible_service_jobs=self.maxPreemptibleServiceJobs,
             service_poll_interval=self.servicePollingInterval,
             deadlock_wait=self.deadlockWait,
             double_memory=self.doubleMem,

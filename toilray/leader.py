@@ -112,8 +112,9 @@ class Leader:
         self._inflight: dict[int, _Task] = {}
         self._issued: set[str] = set()  # jobs of the tasks in flight
         self._completions: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._services = ServiceManager(self._context_ref, limits.service_poll_interval, limits.max_service_jobs,
-                                        self._completions.put)
+        self._services = ServiceManager(self._context_ref, limits.service_poll_interval,
+                                        (limits.max_service_jobs, limits.max_preemptible_service_jobs),
+                                        self._completions.put, lambda req: placement_resources(req, self._nodes))
         self._stuck_since: float | None = None
         self._next_task = 0
         self._used = {"cores": 0.0, "memory": 0, "disk": 0}
@@ -241,7 +242,7 @@ class Leader:
         elif now - self._stuck_since >= self.limits.deadlock_wait:
             raise DeadlockException(
                 f"Only services could run for {self.limits.deadlock_wait:g} s: the jobs that use them have no "
-                "room left (raise --maxServiceJobs or give the cluster more resources)"
+                "room left (raise --maxServiceJobs or --maxPreemptibleServiceJobs, or give the cluster more resources)"
             )
 
     def _any_task_can_run(self) -> bool:

@@ -59,7 +59,6 @@ REPLACED_OPTIONS: dict[str, str] = {
     "debugWorker": "use 'toilray debug-job JOBSTORE JOB' to run a job in the foreground under pdb",
     "maxLocalJobs": "every job runs as a Ray task wherever Ray places it; limit running jobs with --maxCores, "
                     "--maxMemory or --maxDisk",
-    "maxPreemptibleServiceJobs": "preemptible services count against --maxServiceJobs like any other",
 }
 
 # Replaced options that only tune scaling or polling, which Ray does itself. A pipeline that
@@ -256,7 +255,11 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
 
     services = parser.add_argument_group("toilray service options")
     services.add_argument("--maxServiceJobs", type=int, default=sys.maxsize,
-                          help="Most services running at any one time (default: no limit).")
+                          help="Most services that are not preemptible running at any one time (default: no "
+                               "limit).")
+    services.add_argument("--maxPreemptibleServiceJobs", type=int, default=sys.maxsize,
+                          help="Most preemptible services (which may run on preemptible nodes) running at any one "
+                               "time (default: no limit); they do not count against --maxServiceJobs.")
     services.add_argument("--deadlockWait", type=float, default=60.0,
                           help="Seconds only services may run, with no job able to start, before the workflow "
                                "fails as deadlocked (default 60).")

@@ -22,6 +22,7 @@ import ray
 from ray.exceptions import RayError
 
 from toilray.protocol import ServiceSpec
+from toilray.requirements import Requirements
 from toilray.worker import ServiceHost
 
 logger = logging.getLogger("toilray.leader")
@@ -62,11 +63,16 @@ class ServiceManager:
     handed back by the leader's loop to :meth:`handle`, so all state changes happen there.
     """
 
-    def __init__(self, context_ref: Any, poll_interval: float, max_services: int,
-                 notify: Callable[[tuple[str, str]], None]) -> None:
+    def __init__(self, context_ref: Any, poll_interval: float, max_services: tuple[int, int],
+                 notify: Callable[[tuple[str, str]], None],
+                 placement: Callable[[Requirements], dict[str, float]]) -> None:
         self._context_ref = context_ref
+        # The custom resources that keep a service off nodes it must not use (as for jobs).
+        self._placement = placement
         self._poll = poll_interval
-        self._max = max_services
+        # As in Toil: at most this many services that are not preemptible, and at most this many
+        # preemptible ones (which may run on preemptible nodes), at once.
+        self._max, self._max_preemptible = max_services
         self._notify = notify
         self._services: dict[str, _Running] = {}
         self._hosts: dict[str, _Host] = {}
@@ -87,6 +93,11 @@ class ServiceManager:
 
     def running_count(self) -> int:
         return sum(1 for s in self._services.values() if s.phase in ("starting", "up", "stopping"))
+
+    def _room_for(self, preemptible: bool) -> bool:
+        running = sum(1 for s in self._services.values()
+                      if s.phase in ("starting", "up", "stopping") and s.spec.requirements.preemptible == preemptible)
+        return running < (self._max_preemptible if preemptible else self._max)
 
     def reserved_cores(self) -> float:
         return sum(s.spec.requirements.cores for s in self._services.values()
@@ -190,16 +201,22 @@ class ServiceManager:
         ref.future().add_done_callback(lambda _f: self._notify(event))
 
     def _start_queued(self) -> None:
-        while self._queue and self.running_count() < self._max:
+        held: deque[str] = deque()
+        while self._queue:
             running = self._services[self._queue.popleft()]
             req = running.spec.requirements
+            if not self._room_for(req.preemptible):
+                held.append(running.spec.id)  # the other kind may still have room
+                continue
             running.actor = _ServiceActor.options(
                 num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None,
+                resources=self._placement(req) or None,
             ).remote(self._context_ref, running.spec.name)
             ref = running.actor.start.remote(running.spec.body)
             running.phase = "starting"
             self.start_refs[running.spec.id] = ref
             self._watch(ref, ("service-start", running.spec.id))
+        self._queue = held
 
     def _stop_pass(self, host_id: str) -> list[HostEvent]:
         """Stop every service of the host that can stop now; report when all have."""

@@ -1,6 +1,7 @@
 """Test workflow for multi-node clusters: N jobs that each write a global file, a follow-on
 that reads them all back, and a few jobs that must not run on preemptible nodes.
 
+Two services that must not run on preemptible nodes (not with ``--gate``) run while they do.
 Every execution of a job leaves ``<countDir>/<jobStoreID>-<node address>-<uuid>``, so a test can
 tell how often each job ran and where. With ``--gate PATH``, jobs wait for PATH to exist before
 they finish (so a test can lose a node while jobs certainly run on it); with ``--reach
@@ -67,7 +68,28 @@ def gather(job: Job, file_ids: list[object], pinned_at: list[str]) -> int:
     return total
 
 
+class Pinned(Job.Service):
+    """A service that must not run on a preemptible node; its start leaves an execution record."""
+
+    def __init__(self, count_dir: str) -> None:
+        super().__init__(cores=0.1, memory="50M", disk="10M", preemptible=False)
+        self.count_dir = count_dir
+
+    def start(self, job: Job) -> str:
+        address = _node_address()
+        open(os.path.join(self.count_dir, f"service-{address}-{uuid.uuid4().hex}"), "w").close()
+        return address
+
+    def check(self) -> bool:
+        return True
+
+    def stop(self, job: Job) -> None:
+        pass
+
+
 def root(job: Job, n: int, pins: int, count_dir: str, gate: str | None, reach: str | None) -> object:
+    for _ in range(2 if gate is None else 0):
+        job.addService(Pinned(count_dir))
     files = [job.addChildJobFn(piece, i, count_dir, gate, reach, cores=1, memory="50M", disk="10M").rv()
              for i in range(n)]
     pinned_at = [job.addChildJobFn(pinned, count_dir, gate, reach, cores=1, memory="50M", disk="10M",
