@@ -20,7 +20,7 @@ import tempfile
 from typing import Any
 
 import WDL
-from WDL.runtime._workflow_state import StateMachine  # miniwdl exports it only from here
+from WDL.runtime.workflow import StateMachine
 
 from toilray.exceptions import ToilrayError
 from toilray.job import make_specs
