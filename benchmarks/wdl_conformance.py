@@ -3,6 +3,9 @@ with the same harness (tests/wdl_conformance.py): passes per version and summed 
 
     .venv/bin/python benchmarks/wdl_conformance.py [--jobs 4] [--engines toilray,toilray-native,miniwdl]
 
+Each engine's result is also merged into benchmarks/wdl-conformance.json (the "WDL conformance"
+section of RESULTS.md shows it).
+
 miniwdl runs with MINIWDL__SCHEDULER__CONTAINER_BACKEND=podman and, as its ``[podman] exe``,
 toilray's podman wrapper (no ``pull`` of an image that is here: no registry is reachable).
 """
@@ -22,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import wdl_conformance as harness
 
 BIN = Path(sys.executable).parent
+RESULTS = Path(__file__).resolve().parent / "wdl-conformance.json"
 
 
 def toilray_runner(container: str, out: Path) -> harness.Runner:
@@ -63,7 +67,12 @@ def main() -> None:
         report[engine] = {"counts": counts, "summed_s": round(summed), "wall_s": round(wall),
                           "failed": [f"{r.case.id} ({r.case.version}): {r.reason[:300]}" for r in results
                                      if not r.passed]}
+        report[engine]["load_at_start"] = os.getloadavg()[0]
         print(json.dumps({engine: report[engine]}, indent=2), flush=True)
+        saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        saved[engine] = report[engine]
+        saved[engine]["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
 
 
 if __name__ == "__main__":

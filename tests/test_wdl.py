@@ -44,8 +44,9 @@ workflow wide {
 task square {
   input { Int x  String log_dir }
   command <<<
-    python3 -c 'import time; print(time.time())' > ~{log_dir}/~{x}.start
-    python3 -c 'import time; time.sleep(0.2); print(time.time())' > ~{log_dir}/~{x}.end
+    date +%s.%N > ~{log_dir}/~{x}.start
+    sleep 0.2
+    date +%s.%N > ~{log_dir}/~{x}.end
     echo $(( ~{x} * ~{x} ))
   >>>
   output { Int y = read_int(stdout()) }

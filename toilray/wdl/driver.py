@@ -20,7 +20,7 @@ import tempfile
 from typing import Any
 
 import WDL
-from WDL.runtime._workflow_state import StateMachine  # miniwdl exports it only from here
+from WDL.runtime.workflow import StateMachine
 
 from toilray.exceptions import ToilrayError
 from toilray.job import make_specs
@@ -52,6 +52,9 @@ class LeaderStdLib(WDL.StdLib.Base):
     def __init__(self, wdl_version: str, store: JobStore, scratch: str) -> None:
         super().__init__(wdl_version, write_dir=os.path.join(scratch, "written"))
         self._store = store
+        # The allowlist of the state machine evaluating now: miniwdl lets a workflow use only
+        # the files its inputs and calls named, and those put there (what write_* made).
+        self.allowlist: set[str] = set()
         self._fetcher = files.Fetcher(os.path.join(scratch, "read"),
                                       lambda file_id, path: store.read_file(file_id, path, allow_link=True),
                                       lambda file_id: files.read_bytes(store, file_id))
@@ -62,7 +65,9 @@ class LeaderStdLib(WDL.StdLib.Base):
         return filename
 
     def _virtualize_filename(self, filename: str) -> str:
-        return files.store_file(self._store.write_file, filename)
+        uri = files.store_file(self._store.write_file, filename)
+        self.allowlist.add(uri)
+        return uri
 
     def _resolve_source_relative_path(self, filename: str) -> str:
         return filename
@@ -187,6 +192,7 @@ class WDLJobSource:
         while self._ready and self.error is None and not self.failed:
             frame = self._ready.pop()
             try:
+                self._stdlib.allowlist = frame.state.fspath_allowlist
                 call = frame.state.step(self._cfg, self._stdlib)
                 while call is not None:
                     if isinstance(call.callee, WDL.Tree.Workflow):
