@@ -266,14 +266,15 @@ class CallCache:
             inner = f"file:{os.path.join(path, ROOT)}"
         else:
             inner = f"{locator.rstrip('/')}/{ROOT}"
-        self._storage: Storage = open_storage(inner)
+        # The cache's own location, opened with the job stores' storage layer (it is no job store).
+        self._location: Storage = open_storage(inner)
         if create:
-            self._storage.create_root()
+            self._location.create_root()
         self._digests: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()
 
     def exists(self) -> bool:
-        return self._storage.root_exists()
+        return self._location.root_exists()
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -307,7 +308,7 @@ class CallCache:
         A corrupt entry or blob is reported through ``report`` (once: it is deleted) and is a miss.
         """
         try:
-            data = self._storage.read_bytes(f"{ENTRIES}/{key}")
+            data = self._location.read_bytes(f"{ENTRIES}/{key}")
         except FileNotFoundError:
             return None
         entry = _decode_entry(data)
@@ -329,24 +330,24 @@ class CallCache:
         with tempfile.TemporaryDirectory(prefix="toilray-cache-") as scratch:
             local = os.path.join(scratch, "blob")
             try:
-                self._storage.get_file(blob, local, allow_link=True)
+                self._location.get_file(blob, local, allow_link=True)
             except FileNotFoundError:
                 return f"its file {os.path.basename(file_id)} is missing"
             if _sha256_of(local) != cached.digest:
-                self._storage.delete(blob)
+                self._location.delete(blob)
                 return f"its file {os.path.basename(file_id)} is corrupt (checksum mismatch)"
             store.write_file_to(file_id, local, cached.executable)
         return None
 
     def _corrupt(self, key: str, why: str, report: Callable[[str], None]) -> None:
-        self._storage.delete(f"{ENTRIES}/{key}")
+        self._location.delete(f"{ENTRIES}/{key}")
         report(f"Call cache entry {key[:16]} in {self.locator} is unusable, so the job runs again: {why}")
 
     # -- writing -----------------------------------------------------------------------------
 
     def store(self, key: str, name: str, record: CommitRecord, store: JobStore) -> bool:
         """Keep a finished job's record and the files it names; False if an entry was there."""
-        if self._storage.exists(f"{ENTRIES}/{key}"):
+        if self._location.exists(f"{ENTRIES}/{key}"):
             return False
         files: dict[str, CachedFile] = {}
         pending = list(_file_ids_in(record))
@@ -360,8 +361,8 @@ class CallCache:
                 digest = _sha256_of(local)
                 size = os.path.getsize(local)
                 blob = f"{BLOBS}/{digest}"
-                if not self._storage.exists(blob):
-                    self._storage.put_file(blob, local, False)
+                if not self._location.exists(blob):
+                    self._location.put_file(blob, local, False)
                 if size <= _SCAN_LIMIT:
                     with open(local, "rb") as handle:
                         pending.extend(_file_ids_in_text(handle.read().decode("utf-8", "replace")))
@@ -371,17 +372,17 @@ class CallCache:
                                 "record": pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL)},
                                protocol=pickle.HIGHEST_PROTOCOL)
         data = _HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
-        return self._storage.write_bytes_once(f"{ENTRIES}/{key}", data)
+        return self._location.write_bytes_once(f"{ENTRIES}/{key}", data)
 
     # -- managing ----------------------------------------------------------------------------
 
     def entries(self) -> Iterator[EntryInfo]:
         """Every readable entry (a corrupt one is listed with the name '(corrupt)')."""
-        for key in sorted(self._storage.list(ENTRIES)):
+        for key in sorted(self._location.list(ENTRIES)):
             if not _KEY.match(key):
                 continue
             try:
-                data = self._storage.read_bytes(f"{ENTRIES}/{key}")
+                data = self._location.read_bytes(f"{ENTRIES}/{key}")
             except FileNotFoundError:
                 continue
             entry = _decode_entry(data)
@@ -395,25 +396,25 @@ class CallCache:
     def entry_files(self, key: str) -> dict[str, CachedFile]:
         """The files of an entry by job store file ID (none for a corrupt or missing entry)."""
         try:
-            entry = _decode_entry(self._storage.read_bytes(f"{ENTRIES}/{key}"))
+            entry = _decode_entry(self._location.read_bytes(f"{ENTRIES}/{key}"))
         except FileNotFoundError:
             return {}
         return {} if entry is None else dict(entry["files"])
 
     def blob_sizes(self) -> dict[str, int]:
-        return {name: self._storage.size(f"{BLOBS}/{name}") for name in self._storage.list(BLOBS)}
+        return {name: self._location.size(f"{BLOBS}/{name}") for name in self._location.list(BLOBS)}
 
     def referenced_blobs(self) -> set[str]:
         found: set[str] = set()
-        for key in self._storage.list(ENTRIES):
+        for key in self._location.list(ENTRIES):
             with contextlib.suppress(FileNotFoundError):
-                entry = _decode_entry(self._storage.read_bytes(f"{ENTRIES}/{key}"))
+                entry = _decode_entry(self._location.read_bytes(f"{ENTRIES}/{key}"))
                 if entry is not None:
                     found.update(f.digest for f in entry["files"].values())
         return found
 
     def delete_entry(self, key: str) -> None:
-        self._storage.delete(f"{ENTRIES}/{key}")
+        self._location.delete(f"{ENTRIES}/{key}")
 
     def collect_garbage(self) -> tuple[int, int]:
         """Delete blobs no entry names; return how many and their bytes."""
@@ -421,13 +422,13 @@ class CallCache:
         count = freed = 0
         for name, size in self.blob_sizes().items():
             if name not in referenced:
-                self._storage.delete(f"{BLOBS}/{name}")
+                self._location.delete(f"{BLOBS}/{name}")
                 count += 1
                 freed += size
         return count, freed
 
     def clear(self) -> None:
-        self._storage.destroy()
+        self._location.destroy()
 
 
 def _decode_entry(data: bytes) -> dict[str, Any] | None:
