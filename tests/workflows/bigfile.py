@@ -21,6 +21,12 @@ BLOCK = 8 << 20
 
 
 def peak_rss_kib() -> int:
+    # VmHWM is this program's own peak: getrusage's ru_maxrss survives exec, so a leader
+    # forked from a large parent (a long pytest session) would report the parent's size.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
