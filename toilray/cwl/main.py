@@ -8,9 +8,9 @@ import logging
 import os
 import sys
 import tempfile
-from typing import IO
 
 from toilray.exceptions import report
+from toilray.lib.processes import results_stream
 from toilray.options import add_toil_options, embedded_ray
 
 
@@ -36,17 +36,6 @@ def version() -> str:
     versions = importlib.metadata.version("toilray"), importlib.metadata.version("cwltool")
     return "toilray-cwl-runner {} (cwltool {})".format(*versions)
 
-
-def _output_stream() -> IO[str]:
-    """A stream to the real stdout for cwltool's output object; stdout itself now goes to stderr.
-
-    Ray prints warnings from its processes on the driver's stdout; they must not end up
-    inside the JSON a caller parses.
-    """
-    sys.stdout.flush()
-    output = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    return output
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         cwltool_logger.addHandler(logging.FileHandler(args.logFile))
     executor = ToilrayExecutor(args, worker_runtime, args.bypass_file_store)
     runtime_context = RuntimeContext(vars(args))
-    output = _output_stream()
+    output = results_stream()
     connection = warm_up(args.rayAddress, args.rayConnectTimeout, args.logLevel, embedded_ray(args.embeddedRay),
                          args.localRayIdleTimeout)
     try:

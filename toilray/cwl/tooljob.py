@@ -8,7 +8,6 @@ runs the tool with cwltool's own executor, stores the outputs and returns the ou
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -16,7 +15,6 @@ import logging
 import os
 import pickle
 import urllib.parse
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,6 +23,7 @@ from toilray.cwl import files
 from toilray.cwl.callkey import tool_identity
 from toilray.exceptions import NoSuchFileException, ToilrayError
 from toilray.job import Job
+from toilray.lib.processes import environment_set
 
 logger = logging.getLogger("toilray.cwl")
 
@@ -191,11 +190,13 @@ class CWLToolJob(Job):
             context.rm_tmpdir = False
         os.makedirs(os.path.dirname(context.tmpdir_prefix), exist_ok=True)
         os.makedirs(os.path.dirname(context.tmp_outdir_prefix), exist_ok=True)
+        # The leader's --preserve-environment values: a user means the environment they started
+        # the run in, not the Ray worker's.
         environment = dict(self.runtime.get("environment", {}))
         if self.runtime.get("docker_host"):
             # For the docker command cwltool runs (the container itself does not see it).
             environment["DOCKER_HOST"] = self.runtime["docker_host"]
-        with _environment(environment):
+        with environment_set(environment):
             try:
                 output, status = SingleJobExecutor().execute(tool, job_order, context, logger=_cwl_logger())
             except WorkflowException as exc:
@@ -213,20 +214,6 @@ class CWLToolJob(Job):
         return {"output": output, "status": status}
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """The leader's values of --preserve-environment variables, while the tool runs: a user
-    means the environment they started the run in, not the Ray worker's."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _cwl_logger() -> logging.Logger:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
+from typing import IO
 
 
 def pid_alive(pid: int) -> bool:
@@ -14,3 +18,30 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextlib.contextmanager
+def environment_set(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables set while the block runs, the previous ones back after it."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def results_stream() -> IO[str]:
+    """The real stdout, for a runner's results JSON; stdout itself now goes to stderr.
+
+    Ray and the libraries a runner drives print on stdout; this keeps their lines out of the
+    JSON a caller parses.
+    """
+    sys.stdout.flush()
+    output = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return output

@@ -10,9 +10,10 @@ import logging
 import os
 import sys
 import tempfile
-from typing import IO, Any
+from typing import Any
 
 from toilray.exceptions import FailedJobsException, ToilrayError, report
+from toilray.lib.processes import results_stream
 from toilray.options import add_toil_options
 
 INPUTS_FILE = "wdl-inputs.json"
@@ -109,13 +110,6 @@ def read_inputs(path: str | None, workflow: Any) -> Any:
         raise WDLInputError(f"Bad input: {exc}") from None
 
 
-def _output_stream() -> IO[str]:
-    """The real stdout for the outputs JSON; stdout itself now goes to stderr (Ray prints on it)."""
-    sys.stdout.flush()
-    output = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    return output
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
@@ -158,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--restart needs the --jobStore of the run to resume")
         made_dir = tempfile.mkdtemp(prefix="toilray-wdl-")
         args.jobStore = "file:" + os.path.join(made_dir, "jobstore")
-    output = _output_stream()
+    output = results_stream()
     uri = args.wdl if "://" in args.wdl else os.path.abspath(args.wdl)
     import_path = () if "://" in args.wdl else (os.path.dirname(uri),)
     try:

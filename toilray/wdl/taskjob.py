@@ -8,10 +8,8 @@ link stored as the file it points to).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +19,7 @@ from WDL.runtime.error import CommandFailed, RunFailed
 
 from toilray.exceptions import ToilrayError
 from toilray.job import Job
+from toilray.lib.processes import environment_set
 from toilray.wdl import files
 from toilray.wdl.backend import TaskBackend
 
@@ -69,18 +68,6 @@ def miniwdl_config(backend: TaskBackend) -> wdl_config.Loader:
     return wdl_config.Loader(logging.getLogger("toilray.wdl.miniwdl"), overrides=overrides)
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _failure(name: str, error: RunFailed) -> WDLTaskFailed:
@@ -123,7 +110,7 @@ class WDLTaskJob(Job):
 
         local_inputs = WDL.Value.rewrite_env_paths(inputs, fetch)
         cfg = miniwdl_config(self.backend)
-        with _environment(self.backend.environment):
+        with environment_set(self.backend.environment):
             try:
                 _, outputs = WDL.runtime.run_local_task(cfg, task, local_inputs, run_id=self.unitName,
                                                         run_dir=os.path.join(work, "run", "."))
