@@ -84,6 +84,23 @@ def test_manual_curl_examples(server: WesServer) -> None:
     assert {"run_id": run_id, "state": "COMPLETE"}.items() <= next(r for r in listed if r["run_id"] == run_id).items()
 
 
+def test_wdl_workflow_runs_and_reports_its_outputs(server: WesServer) -> None:
+    """A WDL run through the server: COMPLETE, and its outputs are the runner's outputs JSON."""
+    assert server.get("/service-info")["workflow_type_versions"]["WDL"]["workflow_type_version"] == [
+        "draft-2", "1.0", "1.1"]
+    posted = requests.post(f"{server.api}/runs", headers=server.headers(), timeout=60, data={
+        "workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.0",
+        "workflow_params": json.dumps({"hello.name": "WES"})},
+        files=[("workflow_attachment", ("hello.wdl", (WES_FILES / "hello.wdl").read_bytes()))])
+    assert posted.status_code == 200, posted.text
+    run_id = posted.json()["run_id"]
+    wait_for(lambda: server.get(f"/runs/{run_id}/status")["state"] in ("COMPLETE", "EXECUTOR_ERROR"),
+             240, "the WDL run to end")
+    log = server.get(f"/runs/{run_id}")
+    assert log["state"] == "COMPLETE", log
+    assert log["outputs"] == {"hello.out": "Hello WES"}
+
+
 def test_python_workflow_cancel_and_engine_parameters(server: WesServer, tmp_path: Path) -> None:
     """A py run takes its workflow_params as options; cancel stops its leader; only allowed engine
     parameters pass."""

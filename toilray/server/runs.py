@@ -97,7 +97,7 @@ def workflow_types() -> list[WorkflowType]:
     """The languages runs may use, with the versions each runner really supports."""
     types = [WorkflowType("CWL", ("v1.0", "v1.1", "v1.2")), WorkflowType("py", ("3",))]
     if importlib.util.find_spec("toilray.wdl") is not None:
-        types.append(WorkflowType("WDL", ("1.0", "1.1")))
+        types.append(WorkflowType("WDL", ("draft-2", "1.0", "1.1")))
     return types
 
 
@@ -188,8 +188,8 @@ class RunManager:
         self._wake.set()
 
     def outputs(self, record: RunRecord) -> dict[str, Any]:
-        """A completed CWL run's output object (what the runner printed); {} otherwise."""
-        if record.state != state.COMPLETE or record.request.get("workflow_type", "").upper() != "CWL":
+        """A completed CWL or WDL run's outputs (what the runner printed); {} otherwise."""
+        if record.state != state.COMPLETE or record.request.get("workflow_type", "").upper() not in ("CWL", "WDL"):
             return {}
         path = os.path.join(self.run_dir(record.run_id), "outputs.json")
         try:
@@ -307,9 +307,12 @@ class RunManager:
         self._wake.set()
 
     def _outputs_written(self, record: RunRecord) -> bool:
-        if record.request.get("workflow_type", "").upper() != "CWL":
-            return True
-        return os.path.exists(os.path.join(self.run_dir(record.run_id), "outputs.json.done"))
+        kind = record.request.get("workflow_type", "").upper()
+        outputs = os.path.join(self.run_dir(record.run_id), "outputs.json")
+        if kind == "CWL":
+            return os.path.exists(outputs + ".done")
+        # The WDL runner writes its --outputFile whole or not at all.
+        return kind != "WDL" or os.path.exists(outputs)
 
     def _launch(self, record: RunRecord) -> None:
         run_id = record.run_id
@@ -368,7 +371,8 @@ class RunManager:
         if kind == "WDL":
             runner = os.path.join(os.path.dirname(python), "toilray-wdl-runner")
             return [runner, workflow, "wes_inputs.json", f"--jobStore={store}",
-                    f"--outputDirectory={os.path.join(self.run_dir(run_id), 'outputs')}", *options]
+                    f"--outputDirectory={os.path.join(self.run_dir(run_id), 'outputs')}",
+                    f"--outputFile={os.path.join(self.run_dir(run_id), 'outputs.json')}", *options]
         # A script's inputs are its command-line options: {"name": "x"} becomes --name=x.
         inputs = [f"--{name}={value}" for name, value in request["workflow_params"].items()]
         return [python, "-m", "toilray", "run", workflow, store, *options, *inputs]

@@ -13,6 +13,7 @@ import tempfile
 from typing import Any
 
 from toilray.exceptions import FailedJobsException, ToilrayError, report
+from toilray.lib.io import AtomicFileCreate
 from toilray.lib.processes import results_stream
 from toilray.options import add_toil_options
 
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             result = {"dir": directory, "outputs": result}
         text = json.dumps(result, indent=2)
         if args.outputFile:
-            with open(args.outputFile, "w") as stream:
+            # Whole or absent: a reader (the WES server) takes the file's presence as done.
+            with AtomicFileCreate(args.outputFile) as tmp_path, open(tmp_path, "w") as stream:
                 stream.write(text + "\n")
         output.write(text + "\n")
         return 0
