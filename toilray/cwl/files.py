@@ -28,6 +28,7 @@ from cwltool.utils import visit_class
 
 from toilray.jobStores.jobStore import JobStore
 from toilray.lib import urls
+from toilray.lib.files import build_tree
 
 FILE_SCHEME = "toilfile:"
 DIR_SCHEME = "toildir:"
@@ -237,16 +238,6 @@ def export_files(store: JobStore, output: Any, staging: str) -> None:
     # visit_class goes on into each object's secondaryFiles (and a File's listing is gone).
     visit_class(output, ("File", "Directory"), export)
 
-
-def build_tree(entries: Manifest, root: str, fetch: Callable[[str, str], Any]) -> None:
-    os.makedirs(root, exist_ok=True)
-    for rel, file_id in entries.items():
-        dest = os.path.join(root, rel)
-        if file_id is None:
-            os.makedirs(dest, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            fetch(file_id, dest)
 
 
 # -- cwltool's view of stored files ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from toilray.cwl import files
 from toilray.cwl.callkey import tool_identity
 from toilray.exceptions import NoSuchFileException, ToilrayError
 from toilray.job import Job
+from toilray.lib.files import build_tree
 from toilray.lib.processes import environment_set
 
 logger = logging.getLogger("toilray.cwl")
@@ -248,7 +249,7 @@ def _fetch_inputs(job_order: Any, fileStore: Any, into: str, originals: dict[str
             place(obj, fetch_file(files.file_id_of(location)))
         elif location.startswith(files.DIR_SCHEME):
             root = os.path.join(into, os.urandom(8).hex(), obj.get("basename") or "dir")
-            files.build_tree(manifests.subtree(location), root, fetch_into)
+            build_tree(manifests.subtree(location), root, fetch_into)
             place(obj, root)
             # cwltool lists the directory again, as deep as the tool's loadListing asks (a listing
             # shipped along can differ from what cwltool itself would give the tool).

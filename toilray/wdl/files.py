@@ -19,6 +19,7 @@ import WDL
 from toilray.exceptions import ToilrayError
 from toilray.jobStores.jobStore import JobStore
 from toilray.lib import urls
+from toilray.lib.files import build_tree
 
 FILE_SCHEME = "toilwdl:"
 DIR_SCHEME = "toilwdldir:"
@@ -107,15 +108,7 @@ class Fetcher:
         if uri.startswith(FILE_SCHEME):
             self._read(file_id, path)
         else:
-            manifest: dict[str, str | None] = json.loads(self._read_bytes(file_id))
-            os.makedirs(path, exist_ok=True)
-            for relative, entry in manifest.items():
-                target = os.path.join(path, relative)
-                if entry is None:
-                    os.makedirs(target, exist_ok=True)
-                else:
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    self._read(entry, target)
+            build_tree(json.loads(self._read_bytes(file_id)), path, self._read)
             path += "/"
         self._placed[uri] = path
         return path
