@@ -22,8 +22,9 @@ import pytest
 from together import JobBarrier, copies, read_together, write_global
 
 from toilray.common import Toil
-from toilray.fileStores.cache import NodeCache
+from toilray.fileStores.cache import NodeCache, remove_cache
 from toilray.job import Job
+from toilray.jobStores.jobStore import JobStore
 
 SIZE = 200 * 10**6
 
@@ -346,3 +347,34 @@ def test_what_a_process_killed_mid_fill_leaves_is_cleaned_up(tmp_path: Path) -> 
     assert len(entries) == 1 and leftovers == []  # the other file, no longer held, made room
     assert os.stat(cache_dir / entries[0]).st_ino == os.stat(tmp_path / "a").st_ino
     cache.release()
+
+
+def test_a_read_of_a_local_store_file_is_the_stored_inode_and_cannot_change_it(tmp_path: Path) -> None:
+    """No copy: the cache entry and the job's view are the store's own inode, which a write
+    through the view (even root's) cannot change; the store can still delete the file and be
+    destroyed, and the cache's entry stays read-only after the store let its name go."""
+    store = JobStore(f"file:{tmp_path / 'store'}")
+    store.initialize()
+    source = tmp_path / "source"
+    data = os.urandom(SMALL)
+    source.write_bytes(data)
+    file_id = store.write_file(str(source))
+    stored = tmp_path / "store" / file_id
+    cache = NodeCache(str(tmp_path / "cache"))
+    view = tmp_path / "view"
+    assert cache.place(file_id, str(view), False, SMALL, 2 * SMALL,
+                       lambda tmp: store.read_file(file_id, tmp, allow_link=True))
+    assert os.stat(view).st_ino == os.stat(stored).st_ino  # the store's inode, not a copy
+    for mode in ("ab", "r+b", "wb"):
+        with pytest.raises(OSError):
+            open(view, mode).close()
+    assert stored.read_bytes() == data
+    store.delete_file(file_id)
+    assert not stored.exists()
+    with pytest.raises(OSError):
+        open(view, "ab").close()
+    assert view.read_bytes() == data
+    cache.release()
+    remove_cache(str(tmp_path / "cache"))
+    store.destroy()
+    assert not (tmp_path / "store").exists() and not (tmp_path / "cache").exists()

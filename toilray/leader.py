@@ -51,6 +51,16 @@ _run_jobs_task = ray.remote(max_retries=0)(run_jobs)
 _QUICK_JOB_SECONDS = 0.05
 _QUICK_JOB_SAMPLES = 3
 _MAX_BATCH = 64
+# Return values up to this size (Ray's own limit for keeping a value in its owner's process)
+# are kept by the leader as bytes, not as Ray references: a reference costs the leader some
+# 2.7 KB in Ray's bookkeeping, and a task given thousands of references is slow to submit,
+# where the bytes go to a task as one argument however many there are.
+_SMALL_RESULT = 100 * 1024
+# An empty frozenset costs 216 bytes: most jobs read no promise, and share this one.
+_NO_PROMISES: frozenset[str] = frozenset()
+# On restart, the leader applies earlier commit records for at most this long before it issues
+# what is ready, so that a store of many finished jobs starts running new ones at once.
+_REPLAY_SLICE_S = 0.2
 
 
 def _loss_of(exc: RayError, timed_out: bool) -> Loss:
@@ -105,9 +115,12 @@ class Leader:
         self._max_inflight = max(16, int(4 * self._cpu_slots))
         self._context_ref = ray.put(context)
         self._context = context
-        self._results: ResultKeeper[ray.ObjectRef] = ResultKeeper(None)
+        self._results: ResultKeeper[ray.ObjectRef | bytes] = ResultKeeper(None)
+        # One object for each distinct requirements (jobs of a kind ask for the same).
+        self._requirements: dict[Requirements, Requirements] = {}
         self._cleanup: dict[str, list[str]] = {}
         self._committed_earlier: set[str] = set()
+        self._replaying: deque[str] = deque()  # ready jobs that committed before a restart
         self._waiting: deque[str] = deque()
         self._inflight: dict[int, _Task] = {}
         self._issued: set[str] = set()  # jobs of the tasks in flight
@@ -169,7 +182,8 @@ class Leader:
         next_kill_check = time.monotonic() + self.limits.kill_polling_interval
         while True:
             self._dispatch()
-            if not self._inflight and not self._services.active() and not self._take_source_jobs():
+            if (not self._inflight and not self._replaying and not self._services.active()
+                    and not self._take_source_jobs()):
                 return
             self._check_deadlock()
             if self._reports.status_due():
@@ -184,7 +198,7 @@ class Leader:
                 if self.store.kill_requested():
                     self._kill_everything()
             self._services.poll()
-            waits = [STATUS_INTERVAL, max(0.0, next_kill_check - now)]
+            waits = [0.0 if self._replaying else STATUS_INTERVAL, max(0.0, next_kill_check - now)]
             for wait in (self._until_next_deadline(), self._services.next_wakeup()):
                 if wait is not None:
                     waits.append(wait)
@@ -315,12 +329,14 @@ class Leader:
                 task.timed_out = True
                 ray.cancel(task.refs[0], force=True)
 
-    def resolve_result(self, job_id: str, ref: ray.ObjectRef | None = None) -> Any:
+    def resolve_result(self, job_id: str, ref: ray.ObjectRef | bytes | None = None) -> Any:
         """The job's return value with its promises resolved; ``ref`` is the job's own result
-        when the caller holds it and the leader may not keep it."""
+        (a Ray reference, or the bytes) when the caller holds it and the leader may not keep it."""
         def fetch(wanted: str) -> bytes:
             found = ref if wanted == job_id and ref is not None else self._results.get(wanted)
-            return ray.get(found) if found is not None else self.store.result_bytes(wanted)
+            if found is None:
+                return self.store.result_bytes(wanted)
+            return found if isinstance(found, bytes) else ray.get(found)
 
         return serialize.PromiseContext({}, fetch).value_of(job_id)
 
@@ -337,15 +353,28 @@ class Leader:
 
     def _add_jobs(self, specs: list[JobSpec], parent: str | None = None,
                   children: tuple[str, ...] = (), followons: tuple[str, ...] = ()) -> None:
+        for spec in specs:
+            # Each spec arrives unpickled with objects of its own; pending jobs share them.
+            if spec.requirements is not None:
+                spec.requirements = self._requirements.setdefault(spec.requirements, spec.requirements)
+            if not spec.promise_deps:
+                spec.promise_deps = _NO_PROMISES
         self.state.add_jobs(specs, parent, children, followons)
         self._results.jobs_added(specs)
 
+    def _queue_ready(self) -> None:
+        ready = self.state.take_ready()
+        if not ready:
+            return
+        if self._committed_earlier:
+            self._replaying.extend(j for j in ready if j in self._committed_earlier)
+            ready = [j for j in ready if j not in self._committed_earlier]
+        # A job can be queued twice (a chained job that failed is made ready again).
+        self._waiting = deque(dict.fromkeys([*self._waiting, *ready]))
+
     def _dispatch(self) -> None:
         self._take_source_jobs()
-        ready = self.state.take_ready()
-        if ready:
-            # A job can be queued twice (a chained job that failed is made ready again).
-            self._waiting = deque(dict.fromkeys([*self._waiting, *ready]))
+        self._queue_ready()
         self._replay_committed()
         if not self._waiting:
             return
@@ -378,24 +407,22 @@ class Leader:
         self._waiting.extendleft(reversed(held))
 
     def _replay_committed(self) -> None:
-        """On restart, apply the commit records of ready jobs instead of running them again."""
-        if not self._committed_earlier:
-            return
-        while True:
-            replayed = False
-            for job_id in [j for j in self._waiting if j in self._committed_earlier]:
-                record = self.store.read_commit(job_id)
-                if record is None:
-                    continue
-                self._waiting.remove(job_id)
-                self._committed_earlier.discard(job_id)
-                for file_id in record.deleted_files:
-                    self.store.delete_file(file_id)
-                self._succeeded(Outcome.from_record(record), None)
-                replayed = True
-            self._waiting.extend(self.state.take_ready())
-            if not replayed:
-                return
+        """On restart, apply the commit records of ready jobs instead of running them again:
+        for a slice of time per round, so that the jobs they release are issued meanwhile."""
+        until = time.monotonic() + _REPLAY_SLICE_S
+        while self._replaying and time.monotonic() < until:
+            job_id = self._replaying.popleft()
+            self._committed_earlier.discard(job_id)
+            if not self.state.is_known(job_id) or self.state.has_run(job_id):
+                continue
+            record = self.store.read_commit(job_id)
+            if record is None:
+                self._waiting.append(job_id)  # uncommitted since (a checkpoint rerun)
+                continue
+            for file_id in record.deleted_files:
+                self.store.delete_file(file_id)
+            self._succeeded(Outcome.from_record(record), None)
+            self._queue_ready()
 
     def _batch_size(self) -> int:
         if not self.limits.batching:
@@ -439,8 +466,10 @@ class Leader:
             self._used["memory"] += sign * req.memory
             self._used["disk"] += sign * req.disk
 
-    def _dependency_refs(self, specs: list[JobSpec]) -> dict[str, ray.ObjectRef]:
-        """Refs of every return value the jobs' promises reach, following promised results."""
+    def _dependencies(self, specs: list[JobSpec]) -> tuple[dict[str, bytes], dict[str, ray.ObjectRef]]:
+        """Every return value the jobs' promises reach (following promised results) that the
+        leader holds: those kept as bytes, and Ray references to the others."""
+        values: dict[str, bytes] = {}
         refs: dict[str, ray.ObjectRef] = {}
         seen: set[str] = set()
         stack = [dep for spec in specs for dep in spec.promise_deps]
@@ -449,11 +478,15 @@ class Leader:
             if dep in seen:
                 continue
             seen.add(dep)
-            ref = self._results.get(dep) or self._services.start_refs.get(dep)
-            if ref is not None:
-                refs[dep] = ref
+            found = self._results.get(dep)
+            if found is None:
+                found = self._services.start_refs.get(dep)
+            if isinstance(found, bytes):
+                values[dep] = found
+            elif found is not None:
+                refs[dep] = found
             stack.extend(self._results.promised_by(dep))
-        return refs
+        return values, refs
 
     def _chain_plan(self, job_id: str) -> list[JobSpec]:
         """The successors a worker may run after this job, one after the other, as Toil
@@ -471,14 +504,14 @@ class Leader:
         specs = [self.state.spec(j) for j in job_ids]
         items = [TaskItem(s.id, s.name, s.body, self.state.attempt(s.id), resolve_only) for s in specs]
         planned = self._chain_plan(job_ids[0]) if len(job_ids) == 1 and not resolve_only else []
-        deps = self._dependency_refs(specs + planned)
+        values, deps = self._dependencies(specs + planned)
         options: dict[str, Any] = {"num_returns": len(items) + 1}
         if req is None:
             options.update(num_cpus=0.01)
         else:
             options.update(num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None,
                            resources=placement_resources(req, self._nodes) or None)
-        refs = _run_jobs_task.options(**options).remote(self._context_ref, req, items, planned, list(deps),
+        refs = _run_jobs_task.options(**options).remote(self._context_ref, req, items, planned, values, list(deps),
                                                          *deps.values())
         task_id = self._next_task
         self._next_task += 1
@@ -501,7 +534,8 @@ class Leader:
         except RayError as exc:
             self._task_lost(task, exc)
             return
-        refs: list[ray.ObjectRef | None] = [*task.refs[1:], *([None] * (len(outcomes) - len(task.refs) + 1))]
+        refs: list[ray.ObjectRef | bytes | None] = [*self._small_results_as_bytes(outcomes, task.refs[1:]),
+                                                    *([None] * (len(outcomes) - len(task.refs) + 1))]
         for outcome, ref in zip(outcomes, refs, strict=True):
             if not outcome.already_committed and self.state.is_known(outcome.job_id):
                 spec = self.state.spec(outcome.job_id)
@@ -518,6 +552,22 @@ class Leader:
                 self.state.requeue(outcome.job_id)
             else:
                 self._succeeded(outcome, ref)
+
+    def _small_results_as_bytes(self, outcomes: list[Outcome],
+                                refs: list[ray.ObjectRef]) -> list[ray.ObjectRef | bytes]:
+        """The given jobs' results (``refs``, one per given job), with the bytes in place of the
+        references to the small ones someone will read (promises of known jobs, or of the jobs
+        the outcome makes), fetched in one call: the references are dropped, so Ray lets those
+        values go."""
+        results: list[ray.ObjectRef | bytes] = list(refs)
+        wanted = [i for i, (outcome, _) in enumerate(zip(outcomes, refs, strict=False))
+                  if outcome.ok and outcome.requirements is None and outcome.result_size <= _SMALL_RESULT
+                  and (self._results.wants(outcome.job_id)
+                       or any(outcome.job_id in spec.promise_deps for spec in outcome.new_specs))]
+        if wanted:
+            for i, value in zip(wanted, ray.get([refs[i] for i in wanted]), strict=True):
+                results[i] = value
+        return results
 
     def _task_lost(self, task: _Task, exc: RayError) -> None:
         """The worker process died (killed, out of memory, node lost) during the task."""
@@ -548,7 +598,7 @@ class Leader:
                                spec.label(), spec.requirements.memory)
             self._failed(spec, reason, "", loss)
 
-    def _succeeded(self, outcome: Outcome, result_ref: ray.ObjectRef | None) -> None:
+    def _succeeded(self, outcome: Outcome, result_ref: ray.ObjectRef | bytes | None) -> None:
         job_id = outcome.job_id
         spec = self.state.spec(job_id)
         for level, text in outcome.messages:

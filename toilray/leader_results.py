@@ -41,6 +41,10 @@ class ResultKeeper(Generic[Value]):
     def get(self, job_id: str) -> Value | None:
         return self._values.get(job_id)
 
+    def wants(self, job_id: str) -> bool:
+        """Whether a value of this job would be kept now: promises name it, or it is the root's."""
+        return self._users[job_id] > 0 or job_id == self._root
+
     def promised_by(self, job_id: str) -> frozenset[str]:
         """The results a kept value's own promises name."""
         return self._deps.get(job_id, frozenset())

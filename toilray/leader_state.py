@@ -89,8 +89,10 @@ class _Node:
         self.waiting = 0
         self.pending_children = 0
         self.pending_followons = 0
-        self.child_of: list[str] = []
-        self.followon_of: list[str] = []
+        # Tuples, mostly of one parent or none (the shared empty tuple): a list costs each
+        # pending job more than the parent's ID does.
+        self.child_of: tuple[str, ...] = ()
+        self.followon_of: tuple[str, ...] = ()
         self.ran = False
         self.failed = False
         self.children_phase_done = False
@@ -221,12 +223,12 @@ class LeaderState:
         for child_id in children:
             child = self._node(child_id)
             child.waiting += 1
-            child.child_of.append(parent_id)
+            child.child_of += (parent_id,)
             parent.pending_children += 1
         for followon_id in followons:
             followon = self._node(followon_id)
             followon.waiting += 1
-            followon.followon_of.append(parent_id)
+            followon.followon_of += (parent_id,)
             parent.pending_followons += 1
 
     def job_ran(self, job_id: str, with_services: bool = False) -> None:

@@ -176,6 +176,9 @@ class Outcome:
     pid: int = 0
     chained: bool = False
     cache: str = ""  # "hit" or "miss" for a job the call cache was asked about
+    # The pickled return value's size: a small one the leader keeps as bytes, not as a Ray
+    # reference (see toilray.leader), once it knows someone will read it.
+    result_size: int = 0
 
     @classmethod
     def from_record(cls, record: CommitRecord, messages: list[tuple[int, str]] | None = None,

@@ -342,8 +342,12 @@ class _Chain:
 
 
 def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskItem], planned: list[JobSpec],
-             dep_ids: list[str], *dep_values: bytes) -> tuple[Any, ...]:
+             known_values: dict[str, bytes], dep_ids: list[str], *dep_values: bytes) -> tuple[Any, ...]:
     """The Ray task body. Returns the outcomes, then each given job's pickled return value.
+
+    The return values the jobs' promises read come as ``known_values`` (those the leader holds
+    as bytes, in one argument however many) and as ``dep_values``, Ray references resolved by
+    Ray (the big ones); any other is read from the job store.
 
     After a lone given job it may run a chain of successors, each the lone successor of the
     one before (see ``_Chain``): first the ``planned`` ones, which the leader knew of when
@@ -351,11 +355,13 @@ def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskIte
     their values are read from the job store by whoever needs them.
     """
     prepare_process(ctx)
-    values = dict(zip(dep_ids, dep_values, strict=True))
+    values = dict(known_values)
+    values.update(zip(dep_ids, dep_values, strict=True))
     outcomes: list[Outcome] = []
     results: list[bytes | None] = []
     for item in items:
         outcome, result = _run_one(ctx, item, values)
+        outcome.result_size = len(result) if result is not None else 0
         outcomes.append(outcome)
         results.append(result)
     if len(items) == 1 and results[0] is not None:

@@ -20,7 +20,7 @@ from typing import IO
 
 from toilray.exceptions import JobStoreLockedException
 from toilray.jobStores.storage import LeaderLock, Storage
-from toilray.lib.files import link_or_copy
+from toilray.lib.files import link_or_copy, remove_tree, unlink_sealed
 
 _TMP = "tmp"
 
@@ -61,12 +61,8 @@ class LocalStorage(Storage):
         return os.path.isdir(self.root)
 
     def destroy(self) -> None:
-        def make_writable_and_retry(func, path, _exc):  # type: ignore[no-untyped-def]
-            os.chmod(os.path.dirname(path), 0o700)
-            func(path)
-
         if os.path.isdir(self.root):
-            shutil.rmtree(self.root, onerror=make_writable_and_retry)
+            remove_tree(self.root)
 
     def exists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
@@ -109,10 +105,10 @@ class LocalStorage(Storage):
     def delete(self, key: str) -> None:
         path = self._path(key)
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
             return
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            unlink_sealed(path)
 
     def list(self, prefix: str) -> Iterator[str]:
         try:

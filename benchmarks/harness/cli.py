@@ -29,6 +29,7 @@ TITLES = {
     "restart": "5. Restart",
     "status": "6. `status`",
     "memory": "7. Leader memory",
+    "scale": "9. 100,000 jobs",
 }
 
 

@@ -15,7 +15,7 @@ RESULTS = BENCH_DIR / "RESULTS.md"
 CWL_RESULTS = BENCH_DIR / "cwl-conformance.json"
 CALL_CACHE_RESULTS = BENCH_DIR / "call-cache.json"
 
-SCENARIOS = ("fanout", "chain", "sort", "files", "restart", "status", "memory")
+SCENARIOS = ("fanout", "chain", "sort", "files", "restart", "status", "memory", "scale")
 ENGINES = ("toil", "toilray", "toilray-warm", "ray")
 # toilray with embedded Ray, and toilray connecting to a local Ray instance already running.
 TOILRAY_ENGINES = ("toilray", "toilray-warm")
@@ -36,6 +36,7 @@ class Sizes:
     restart_jobs_toil: int
     restart_sleep_s: float
     status_jobs: int
+    scale_jobs: int
     timeout_s: float
 
 
@@ -53,6 +54,7 @@ FULL = Sizes(
     restart_jobs_toil=1_000,
     restart_sleep_s=0.0,
     status_jobs=100_000,
+    scale_jobs=100_000,
     timeout_s=3600.0,
 )
 
@@ -70,5 +72,6 @@ QUICK = Sizes(
     restart_jobs_toil=50,
     restart_sleep_s=0.05,
     status_jobs=200,
+    scale_jobs=500,
     timeout_s=600.0,
 )

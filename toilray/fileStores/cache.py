@@ -4,8 +4,12 @@ Jobs on a node that read the same global file share one cached copy instead of e
 making their own. It is the only copy a node keeps, whatever the job store: a file of an
 S3 or GCS store is downloaded straight into it (the object-store back end keeps no cache
 of its own), so a file that many jobs on a node read is downloaded once per node, and
-evicting it frees its disk. Read-only must hold even for root, whom permission bits do not
-stop: where the file system allows it the cached copy is marked immutable (``chattr +i``)
+evicting it frees its disk. A file of a local (file:) store on the same file system is not
+copied at all: the entry is a hard link to the store's own read-only inode, so a read costs a
+few system calls whatever the file's size. Read-only must hold even for root, whom permission
+bits do not stop: where the file system allows it the entry is marked immutable (``chattr
++i``; for a linked entry that seals the store's name too, and the store clears the mark only
+to delete its name, sealing again what the cache still holds: ``toilray.lib.files.unlink_sealed``)
 and jobs get symbolic links to it (an immutable inode cannot gain hard links); otherwise it
 is mode 0444 and jobs get hard links. The cache lives in the workflow's node-local directory
 and is removed with it when the workflow ends. A job may grow the cache only up to its own
@@ -31,7 +35,6 @@ Many jobs on a node may read at once, so every step is safe between processes:
 
 from __future__ import annotations
 
-import array
 import contextlib
 import fcntl
 import hashlib
@@ -40,11 +43,8 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 
+from toilray.lib.files import set_immutable
 from toilray.lib.processes import pid_alive
-
-_FS_IOC_GETFLAGS = 0x80086601
-_FS_IOC_SETFLAGS = 0x40086602
-_FS_IMMUTABLE_FL = 0x10
 
 # Beside the entries (whose names start with a hex digest, never a dot):
 _LOCK = ".lock"  # the cache-wide lock
@@ -52,24 +52,6 @@ _LOCKS = ".locks"  # one lock file per entry, held while the entry is filled
 _RESERVED = ".reserved"  # the size a fill in progress will take
 _FILLING = ".filling"  # fills in progress, renamed into place when whole
 _REFS = ".refs"  # uses of each entry by running jobs
-
-
-def set_immutable(path: str, immutable: bool) -> bool:
-    """Set or clear the immutable attribute; False where the file system or user cannot."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        flags = array.array("l", [0])
-        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
-        flags[0] = flags[0] | _FS_IMMUTABLE_FL if immutable else flags[0] & ~_FS_IMMUTABLE_FL
-        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def remove_cache(directory: str) -> None:

@@ -124,13 +124,12 @@ class FileStore(AbstractFileStore):
             path = os.path.join(directory, os.path.basename(fileStoreID))
         placed = False
         if not mutable and cache and self._cache is not None:
-            # Root ignores permission bits, so the cached copy must be its own inode (made
-            # immutable); anyone else may share the job store's read-only inode directly.
-            share_store_inode = os.geteuid() != 0
+            # The cache entry of a file in a local store is the store's own read-only inode
+            # (no copy); the cache seals it immutable where it can, which holds even for root.
             placed = self._cache.place(
                 str(fileStoreID), path, self.jobStore.file_is_executable(fileStoreID),
                 self.getGlobalFileSize(fileStoreID), self.cache_limit,
-                lambda tmp: self.jobStore.read_file(fileStoreID, tmp, allow_link=share_store_inode),
+                lambda tmp: self.jobStore.read_file(fileStoreID, tmp, allow_link=True),
             )
         if not placed:
             self.jobStore.read_file(fileStoreID, path, allow_link=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness import stats
+from harness.config import TOILRAY_ENGINES
 from harness.context import Context
 from harness.process import RunOutcome
 from harness.report import Section, skipped, table
@@ -10,6 +11,7 @@ from harness.scenarios import fanout
 from harness.targets import at_most
 
 PER = 10_000
+GOAL_MB = 30.0
 TITLE = "7. Leader memory per 10,000 pending jobs"
 
 
@@ -74,15 +76,11 @@ def run(ctx: Context) -> Section:
             rows,
         ),
     ]
-    per = per_engine.get("toilray")
-    section.targets.append(
-        at_most(
-            "leader memory per 10,000 pending jobs (toilray)",
-            "≤50 MB",
-            per,
-            50.0,
-            "-" if per is None else f"{per:.1f} MB",
-            " MB",
-        )
-    )
+    for engine in TOILRAY_ENGINES:
+        per = per_engine.get(engine)
+        if engine in ctx.engines:
+            section.targets.append(
+                at_most(f"leader memory per 10,000 pending jobs ({engine})", f"≤{GOAL_MB:g} MB", per, GOAL_MB,
+                        "-" if per is None else f"{per:.1f} MB", " MB")
+            )
     return section
