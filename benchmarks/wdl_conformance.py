@@ -7,7 +7,7 @@ Each engine's result is also merged into benchmarks/wdl-conformance.json (the "W
 section of RESULTS.md shows it).
 
 miniwdl runs with MINIWDL__SCHEDULER__CONTAINER_BACKEND=podman and, as its ``[podman] exe``,
-toilray's podman wrapper (no ``pull`` of an image that is here: no registry is reachable).
+``podman_no_pull.py`` (no ``pull`` of an image that is here: no registry is reachable).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import wdl_conformance as harness
 
 BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).resolve().parent / "wdl-conformance.json"
+NO_PULL = Path(__file__).resolve().parent / "podman_no_pull.py"
 
 
 def toilray_runner(container: str, out: Path) -> harness.Runner:
@@ -56,7 +57,7 @@ def main() -> None:
         if engine == "miniwdl":
             runner = miniwdl_runner(work / "out")
             env["MINIWDL__SCHEDULER__CONTAINER_BACKEND"] = "podman"
-            env["MINIWDL__PODMAN__EXE"] = json.dumps([sys.executable, "-m", "toilray.backends.tasks.podman_exe"])
+            env["MINIWDL__PODMAN__EXE"] = json.dumps([sys.executable, str(NO_PULL)])
         else:
             runner = toilray_runner("none" if engine == "toilray-native" else "podman", work / "out")
         started = time.monotonic()
