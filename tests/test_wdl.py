@@ -244,7 +244,8 @@ def test_s3_job_store(tmp_path: Path, script_env: dict[str, str], object_env: di
     set_env = [arg for name, value in object_env.items() for arg in ("--setEnv", f"{name}={value}")]
     # Kept after success (--clean never), to be looked at.
     done = run_wdl("s3flow.wdl", "in.json", "--container", "none", "--jobStore", f"s3://{bucket}/{prefix}",
-                   "--clean", "never", *set_env, "-o", str(tmp_path / "out"), env={**script_env, **object_env}, cwd=tmp_path)
+                   "--clean", "never", *set_env, "-o", str(tmp_path / "out"), env={**script_env, **object_env},
+                   cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     outputs = json.loads(done.stdout)
     assert outputs["s3flow.lines"] == 3
