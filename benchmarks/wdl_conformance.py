@@ -3,11 +3,12 @@ with the same harness (tests/wdl_conformance.py): passes per version and summed 
 
     .venv/bin/python benchmarks/wdl_conformance.py [--jobs 4] [--engines toilray,toilray-native,miniwdl]
 
-Each engine's result is also merged into benchmarks/wdl-conformance.json (the "WDL conformance"
-section of RESULTS.md shows it).
+The engines' cases alternate in one queue of ``--jobs`` at a time, so that both meet the same
+load (on a shared machine it varies by the minute). Each engine's result is also merged into
+benchmarks/wdl-conformance.json (the "WDL conformance" section of RESULTS.md shows it).
 
 miniwdl runs with MINIWDL__SCHEDULER__CONTAINER_BACKEND=podman and, as its ``[podman] exe``,
-toilray's podman wrapper (no ``pull`` of an image that is here: no registry is reachable).
+``podman_no_pull.py`` (no ``pull`` of an image that is here: no registry is reachable).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -26,6 +29,7 @@ import wdl_conformance as harness
 
 BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).resolve().parent / "wdl-conformance.json"
+NO_PULL = Path(__file__).resolve().parent / "podman_no_pull.py"
 
 
 def toilray_runner(container: str, out: Path) -> harness.Runner:
@@ -43,36 +47,51 @@ def miniwdl_runner(out: Path) -> harness.Runner:
     return command
 
 
+def _setup(engine: str) -> tuple[list[harness.Case], harness.Runner, Path, dict[str, str]]:
+    work = Path(tempfile.mkdtemp(prefix=f"wdl-bench-{engine}-"))
+    cases = harness.prepare(work)
+    env = dict(os.environ)
+    if engine == "miniwdl":
+        env["MINIWDL__SCHEDULER__CONTAINER_BACKEND"] = "podman"
+        env["MINIWDL__PODMAN__EXE"] = json.dumps([sys.executable, str(NO_PULL)])
+        return cases, miniwdl_runner(work / "out"), work, env
+    return cases, toilray_runner("none" if engine == "toilray-native" else "podman", work / "out"), work, env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=4, help="Cases run at once, all engines together")
     parser.add_argument("--engines", default="toilray,miniwdl")
     args = parser.parse_args()
-    report = {}
-    for engine in args.engines.split(","):
-        work = Path(tempfile.mkdtemp(prefix=f"wdl-bench-{engine}-"))
-        cases = harness.prepare(work)
-        env = dict(os.environ)
-        if engine == "miniwdl":
-            runner = miniwdl_runner(work / "out")
-            env["MINIWDL__SCHEDULER__CONTAINER_BACKEND"] = "podman"
-            env["MINIWDL__PODMAN__EXE"] = json.dumps([sys.executable, "-m", "toilray.backends.tasks.podman_exe"])
-        else:
-            runner = toilray_runner("none" if engine == "toilray-native" else "podman", work / "out")
-        started = time.monotonic()
-        results = harness.run_suite(cases, runner, work, env, args.jobs)
-        wall = time.monotonic() - started
-        counts = harness.summary(results)
-        summed = sum(result.seconds for result in results)
-        report[engine] = {"counts": counts, "summed_s": round(summed), "wall_s": round(wall),
-                          "failed": [f"{r.case.id} ({r.case.version}): {r.reason[:300]}" for r in results
-                                     if not r.passed]}
-        report[engine]["load_at_start"] = os.getloadavg()[0]
-        print(json.dumps({engine: report[engine]}, indent=2), flush=True)
-        saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        saved[engine] = report[engine]
-        saved[engine]["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+    engines = args.engines.split(",")
+    setups = {engine: _setup(engine) for engine in engines}
+    # The engines' cases alternate in one queue, so that each engine meets the same load.
+    queue = [(engine, case) for row in zip(*(setups[engine][0] for engine in engines), strict=True)
+             for engine, case in zip(engines, row, strict=True)]
+
+    def run(item: tuple[str, harness.Case]) -> tuple[str, harness.Result]:
+        engine, case = item
+        _, runner, work, env = setups[engine]
+        return engine, harness.run_case(case, runner, work, env, timeout=600)
+
+    load_at_start = os.getloadavg()[0]
+    started = time.monotonic()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        finished = list(pool.map(run, queue))
+    wall = time.monotonic() - started
+    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for engine in engines:
+        results = [result for name, result in finished if name == engine]
+        seconds = sorted(result.seconds for result in results)
+        saved[engine] = {
+            "counts": harness.summary(results), "summed_s": round(sum(seconds)),
+            "median_case_s": round(statistics.median(seconds), 1), "wall_s": round(wall),
+            "with": [other for other in engines if other != engine], "jobs": args.jobs,
+            "load_at_start": load_at_start, "load_at_end": os.getloadavg()[0],
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "failed": [f"{r.case.id} ({r.case.version}): {r.reason[:300]}" for r in results if not r.passed]}
+        print(json.dumps({engine: saved[engine]}, indent=2), flush=True)
+    RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
 
 
 if __name__ == "__main__":

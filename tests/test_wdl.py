@@ -1,16 +1,26 @@
-"""The WDL runner: the Toil manual's hello world, a wide scatter, a failure then --restart, and
-bad input, each as a user runs them (``toilray-wdl-runner`` subprocesses on the session's Ray)."""
+"""The WDL runner: the Toil manual's hello world, a wide scatter, a failure then --restart, bad
+input, an import from a web server run by the docker back end, and an S3 job store, each as a
+user runs them (``toilray-wdl-runner`` subprocesses on the session's Ray)."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from test_cwl import max_overlap, needs_podman
+
+from toilray.lib import container_engine
 
 RUNNER = str(Path(sys.executable).parent / "toilray-wdl-runner")
 
@@ -136,3 +146,109 @@ def test_bad_input(tmp_path: Path, document: str, inputs: str, message: str) -> 
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr
     assert not store.exists()
+
+
+needs_docker = pytest.mark.skipif(shutil.which("docker") is None or container_engine.docker_host() is None,
+                                  reason="no docker command or no Docker-API socket (.ci/setup-tests starts podman's)")
+
+LIBRARY = """version 1.0
+import "helpers/more.wdl" as more
+task shout {
+  input { String text }
+  command <<<
+    echo ~{text} | tr a-z A-Z
+    if [ -e /run/.containerenv ]; then echo container; else echo host; fi > where.txt
+  >>>
+  output { String loud = read_string(stdout())  File where = "where.txt" }
+  runtime { docker: "ubuntu:22.04" }
+}
+"""
+HELPERS = """version 1.0
+task unused { command <<< true >>> }
+"""
+
+
+@pytest.fixture
+def web_server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP server on 127.0.0.1 serving a library of WDL documents; its URL and the
+    paths it was asked for."""
+    served = tmp_path / "served"
+    (served / "helpers").mkdir(parents=True)
+    (served / "lib.wdl").write_text(LIBRARY)
+    (served / "helpers" / "more.wdl").write_text(HELPERS)
+    asked: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            super().do_GET()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    server.shutdown()
+    thread.join()
+
+
+@needs_docker
+def test_web_import_run_by_the_docker_back_end(tmp_path: Path, script_env: dict[str, str],
+                                               web_server: tuple[str, list[str]]) -> None:
+    url, asked = web_server
+    (tmp_path / "main.wdl").write_text(
+        f'version 1.0\nimport "{url}/lib.wdl" as lib\n'
+        "workflow w {\n  input { String text }\n  call lib.shout { input: text = text }\n"
+        "  output { String loud = shout.loud  File where = shout.where }\n}\n")
+    (tmp_path / "in.json").write_text('{"w.text": "hey"}')
+    done = run_wdl("main.wdl", "in.json", "--container", "docker", "-o", str(tmp_path / "out"), env=script_env,
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outputs = json.loads(done.stdout)
+    assert outputs["w.loud"] == "HEY"
+    # The import's own relative import was fetched from the server, next to it.
+    assert asked == ["/lib.wdl", "/helpers/more.wdl"]
+    # The command ran in a container: podman marks its containers (this machine has no mark).
+    assert Path(outputs["w.where"]).read_text() == "container\n"
+
+
+S3_WORKFLOW = """version 1.0
+workflow s3flow {
+  input { File data }
+  call count { input: data = data }
+  call double { input: counted = count.out }
+  output { File result = double.out  Int lines = read_int(count.out) }
+}
+task count {
+  input { File data }
+  command <<< wc -l < ~{data} > n.txt >>>
+  output { File out = "n.txt" }
+}
+task double {
+  input { File counted }
+  command <<< echo $(( $(cat ~{counted}) * 2 )) > d.txt >>>
+  output { File out = "d.txt" }
+}
+"""
+
+
+def test_s3_job_store(tmp_path: Path, script_env: dict[str, str], object_env: dict[str, str]) -> None:
+    # The input file, the calls' files and the workflow's read of one (in the leader) all go
+    # through the job store on moto's S3 server: workers share no file system with the leader.
+    (tmp_path / "s3flow.wdl").write_text(S3_WORKFLOW)
+    (tmp_path / "data.txt").write_text("a\nb\nc\n")
+    (tmp_path / "in.json").write_text('{"s3flow.data": "data.txt"}')
+    bucket, prefix = "toilray-wdl-tests", f"s3flow-{uuid.uuid4().hex[:8]}"
+    set_env = [arg for name, value in object_env.items() for arg in ("--setEnv", f"{name}={value}")]
+    # Kept after success (--clean never), to be looked at.
+    done = run_wdl("s3flow.wdl", "in.json", "--container", "none", "--jobStore", f"s3://{bucket}/{prefix}",
+                   "--clean", "never", *set_env, "-o", str(tmp_path / "out"), env={**script_env, **object_env},
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outputs = json.loads(done.stdout)
+    assert outputs["s3flow.lines"] == 3
+    assert Path(outputs["s3flow.result"]).read_text().strip() == "6"
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    assert listed.get("KeyCount", 0) > 0

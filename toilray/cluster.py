@@ -13,7 +13,7 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,6 +352,29 @@ class RayConnection:
             if self._sigterm_set:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 self._sigterm_set = False
+
+
+def _warm_worker(prepare: Callable[[], None]) -> None:
+    import toilray.worker  # noqa: F401  (what every job's Ray task runs)
+
+    prepare()
+
+
+def warm_up(address: str | None, timeout: float, log_level: str, embedded: bool, idle_timeout: float,
+            prepare: Callable[[], None]) -> RayConnection | None:
+    """Connect to a running Ray and start a worker that imports what the run's jobs need
+    (``prepare``, a module-level function) while the front end loads its document.
+
+    Ray starts fresh worker processes for every driver; started this early, the first job
+    finds one ready instead of waiting a second or more for it. With no Ray running this does
+    nothing: the run starts (or attaches to) a Ray only once its input is known to be good, so
+    a mistake is reported at once. The run's ``Toil`` then uses this connection.
+    """
+    if running_address(address, embedded) is None:
+        return None
+    connection = RayConnection(address, timeout, log_level, embedded, idle_timeout)
+    ray.remote(num_cpus=0.01, max_retries=0)(_warm_worker).remote(prepare)
+    return connection
 
 
 def placement_resources(req: Requirements, nodes: list[NodeCapacity]) -> dict[str, float]:

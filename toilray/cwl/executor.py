@@ -24,7 +24,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, cast
 
-import ray
 from cwltool.command_line_tool import CommandLineTool, ExpressionTool
 from cwltool.context import RuntimeContext
 from cwltool.errors import WorkflowException
@@ -33,7 +32,6 @@ from cwltool.process import Process
 from cwltool.utils import CWLOutputType
 from cwltool.workflow import Workflow
 
-from toilray.cluster import RayConnection, running_address
 from toilray.common import Toil
 from toilray.cwl import files
 from toilray.cwl.tooljob import CWLToolJob, ToolDocument, describe_tool, save_schema
@@ -179,27 +177,11 @@ def _updates_in_place(process: Process) -> bool:
     return found
 
 
-def _warm_worker() -> None:
+def warm_worker() -> None:
+    """What a tool job needs imported, for ``toilray.cluster.warm_up``."""
     import cwltool.executors  # noqa: F401  (imported for the side effect: a ready worker)
 
     import toilray.cwl.tooljob  # noqa: F401
-
-
-def warm_up(address: str | None, timeout: float, log_level: str, embedded: bool,
-            idle_timeout: float) -> RayConnection | None:
-    """Connect to a running Ray and start a worker importing cwltool while the leader loads
-    the document.
-
-    Ray starts fresh worker processes for every driver; started this early, the first tool
-    finds one ready instead of waiting about a second for it. With no Ray running this does
-    nothing: the run starts (or attaches to) a Ray only once the document and inputs are known
-    to be good, so a mistake is reported at once.
-    """
-    if running_address(address, embedded) is None:
-        return None
-    connection = RayConnection(address, timeout, log_level, embedded, idle_timeout)
-    ray.remote(num_cpus=0.01, max_retries=0)(_warm_worker).remote()
-    return connection
 
 
 class ToilrayExecutor(JobExecutor):

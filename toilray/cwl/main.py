@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from cwltool.context import RuntimeContext
     from cwltool.utils import DEFAULT_TMP_PREFIX
 
+    from toilray.cluster import warm_up
     from toilray.cwl.containers import choose_engine
-    from toilray.cwl.executor import ToilrayExecutor, warm_up
+    from toilray.cwl.executor import ToilrayExecutor, warm_worker
     from toilray.cwl.tooljob import RUNTIME_KEYS
 
     parser = make_parser()
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime_context = RuntimeContext(vars(args))
     output = results_stream()
     connection = warm_up(args.rayAddress, args.rayConnectTimeout, args.logLevel, embedded_ray(args.embeddedRay),
-                         args.localRayIdleTimeout)
+                         args.localRayIdleTimeout, warm_worker)
     try:
         return cwltool.main.main(args=args, executor=executor, runtimeContext=runtime_context, stdout=output,
                                  versionfunc=version)

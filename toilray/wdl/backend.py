@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from dataclasses import dataclass, field
 
 from toilray.exceptions import ToilrayError
@@ -22,11 +21,25 @@ class TaskBackendUnavailable(ToilrayError):
     """The container engine asked for with --container is not on this machine."""
 
 
+# Every container back end miniwdl would load (its own and toilray's), by module: a run
+# loads only the one it uses (importing miniwdl's docker back end alone imports the Docker SDK).
+_BACKEND_MODULES = (
+    "WDL.runtime.backend.docker_swarm",
+    "WDL.runtime.backend.singularity",
+    "WDL.runtime.backend.podman",
+    "WDL.runtime.backend.udocker",
+    "toilray.backends.tasks.native",
+    "toilray.backends.tasks.podman",
+    "toilray.backends.tasks.docker",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskBackend:
     """A back end as the worker needs it: miniwdl configuration overrides and environment."""
 
     name: str
+    module: str
     overrides: dict[str, dict[str, str]]
     environment: dict[str, str] = field(default_factory=dict)
 
@@ -35,29 +48,36 @@ class TaskBackend:
         return self.name != "native"
 
 
+def _backend(name: str, module: str, plugin: str, overrides: dict[str, dict[str, str]] | None = None,
+             environment: dict[str, str] | None = None) -> TaskBackend:
+    disabled = ["miniwdl_task_omnibus_example:*", *(f"{other}:*" for other in _BACKEND_MODULES if other != module)]
+    settings = {"scheduler": {"container_backend": plugin}, "plugins": {"disable_patterns": json.dumps(disabled)},
+                **(overrides or {})}
+    return TaskBackend(name, module, settings, environment or {})
+
+
 def _podman() -> TaskBackend:
     from toilray.backends.tasks.podman import PLUGIN_NAME
 
-    exe = json.dumps([sys.executable, "-m", "toilray.backends.tasks.podman_exe"])
-    return TaskBackend("podman", {"scheduler": {"container_backend": PLUGIN_NAME}, "podman": {"exe": exe}})
+    # miniwdl's default is `sudo podman`.
+    return _backend("podman", "toilray.backends.tasks.podman", PLUGIN_NAME, {"podman": {"exe": json.dumps(["podman"])}})
 
 
 def _docker(host: str | None) -> TaskBackend:
     from toilray.backends.tasks.docker import PLUGIN_NAME
 
-    environment = {"DOCKER_HOST": host} if host else {}
-    return TaskBackend("docker", {"scheduler": {"container_backend": PLUGIN_NAME},
-                                  "podman": {"exe": json.dumps(["docker"])}}, environment)
+    return _backend("docker", "toilray.backends.tasks.docker", PLUGIN_NAME, {"podman": {"exe": json.dumps(["docker"])}},
+                    {"DOCKER_HOST": host} if host else {})
 
 
 def _singularity() -> TaskBackend:
-    return TaskBackend("singularity", {"scheduler": {"container_backend": "singularity"}})
+    return _backend("singularity", "WDL.runtime.backend.singularity", "singularity")
 
 
 def native() -> TaskBackend:
     from toilray.backends.tasks.native import PLUGIN_NAME
 
-    return TaskBackend("native", {"scheduler": {"container_backend": PLUGIN_NAME}})
+    return _backend("native", "toilray.backends.tasks.native", PLUGIN_NAME)
 
 
 def choose(option: str) -> TaskBackend:

@@ -168,11 +168,11 @@ class _Frame:
 class WDLJobSource:
     """Feeds the leader the task calls miniwdl's state machines ask for, and answers them."""
 
-    def __init__(self, document: str, import_path: tuple[str, ...], workflow: WDL.Tree.Workflow,
+    def __init__(self, document: str, document_key: str, workflow: WDL.Tree.Workflow,
                  inputs: WDL.Env.Bindings[WDL.Value.Base], store: JobStore, backend: TaskBackend,
                  defaults: Requirements) -> None:
         self._document = document
-        self._import_path = import_path
+        self._document_key = document_key
         self._store = store
         self._backend = backend
         self._defaults = defaults
@@ -231,7 +231,7 @@ class WDLJobSource:
         name = f"{frame.prefix}{call.id}"
         key = json.dumps([name, task.digest, inputs], sort_keys=True)
         job_id = hashlib.sha256(key.encode()).hexdigest()[:32]
-        ref = TaskRef(self._document, self._import_path, task.name, task.digest)
+        ref = TaskRef(self._document, self._document_key, task.name, task.digest)
         job = WDLTaskJob(ref, inputs, self._backend, requirements_of(runtime, self._max_cores), name, job_id)
         self._pending[job_id] = (frame, call.id)
         return make_specs(job, self._defaults)

@@ -4,18 +4,22 @@ Toil's WDL options."""
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import json
 import logging
 import os
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toilray.exceptions import FailedJobsException, ToilrayError, report
 from toilray.lib.io import AtomicFileCreate
 from toilray.lib.processes import results_stream
-from toilray.options import add_toil_options
+from toilray.options import add_toil_options, embedded_ray
+
+if TYPE_CHECKING:
+    from toilray.wdl.backend import TaskBackend
 
 INPUTS_FILE = "wdl-inputs.json"
 
@@ -67,9 +71,37 @@ def _position(error: Any) -> str:
     return f"{pos.uri or pos.abspath}:{pos.line}:{pos.column}: "
 
 
-def _first_line(error: Exception) -> str:
+def _first_line(error: BaseException) -> str:
     """miniwdl's parser lists every token it would have accepted on the lines after the first."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+_WEB = ("http://", "https://")
+_FETCH_TIMEOUT_S = 60
+
+
+async def _read_source(uri: str, path: list[str], importer: Any) -> Any:
+    """miniwdl's reading of a document, plus ``http(s)`` URLs (miniwdl's library reads only
+    files); an import relative to a document read from a URL is resolved against that URL."""
+    import urllib.parse
+    import urllib.request
+
+    import WDL
+
+    base = importer.pos.abspath if importer is not None else ""
+    if not uri.startswith(_WEB) and base.startswith(_WEB) and not os.path.isabs(uri):
+        uri = urllib.parse.urljoin(base, uri)
+    if not uri.startswith(_WEB):
+        return await WDL.read_source_default(uri, path, importer)
+    with urllib.request.urlopen(uri, timeout=_FETCH_TIMEOUT_S) as response:
+        text = response.read().decode()
+    return WDL.ReadSourceResult(source_text=text, abspath=uri)
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
 
 
 def load_document(uri: str) -> Any:
@@ -79,12 +111,19 @@ def load_document(uri: str) -> Any:
     if "://" not in uri and not os.path.exists(uri):
         raise WDLInputError(f"WDL file not found: {uri}")
     try:
-        return WDL.load(uri, [os.path.dirname(os.path.abspath(uri))] if "://" not in uri else [])
+        return WDL.load(uri, [os.path.dirname(os.path.abspath(uri))] if "://" not in uri else [],
+                        read_source=_read_source)
     except WDL.Error.MultipleValidationErrors as exc:
         first = exc.exceptions[0]
         raise WDLInputError(f"{_position(first)}{_first_line(first)} ({len(exc.exceptions)} errors)") from None
-    except (WDL.Error.SyntaxError, WDL.Error.ValidationError, WDL.Error.ImportError) as exc:
+    except WDL.Error.ImportError as exc:
+        cause = _root_cause(exc)
+        why = "" if cause is exc else f": {_first_line(cause) if str(cause) else type(cause).__name__}"
+        raise WDLInputError(f"{_position(exc)}{_first_line(exc)}{why}") from None
+    except (WDL.Error.SyntaxError, WDL.Error.ValidationError) as exc:
         raise WDLInputError(f"{_position(exc)}{_first_line(exc)}") from None
+    except OSError as exc:
+        raise WDLInputError(f"Cannot read {uri}: {exc}") from None
 
 
 def read_inputs(path: str | None, workflow: Any) -> Any:
@@ -111,7 +150,6 @@ def read_inputs(path: str | None, workflow: Any) -> Any:
         raise WDLInputError(f"Bad input: {exc}") from None
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     argv = sys.argv[1:] if argv is None else argv
@@ -124,14 +162,31 @@ def main(argv: list[str] | None = None) -> int:
         args.retryCount = 0
     if args.inputs_file and args.inputs_positional:
         parser.error("give the inputs file once: either INPUTS.json or -i")
+    if args.restart and args.jobStore is None:
+        parser.error("--restart needs the --jobStore of the run to resume")
     inputs_path = args.inputs_file or args.inputs_positional
 
+    from toilray.cluster import warm_up
+    from toilray.wdl.backend import choose
+    from toilray.wdl.taskjob import warm_worker
+
+    backend = choose(args.container)
+    connection = warm_up(args.rayAddress, args.rayConnectTimeout, args.logLevel, embedded_ray(args.embeddedRay),
+                         args.localRayIdleTimeout, functools.partial(warm_worker, backend))
+    try:
+        return _run(args, inputs_path, backend)
+    finally:
+        if connection is not None:
+            connection.shutdown()
+
+
+def _run(args: argparse.Namespace, inputs_path: str | None, backend: TaskBackend) -> int:
     import WDL
 
     from toilray.common import Toil
     from toilray.wdl import files
-    from toilray.wdl.backend import choose
     from toilray.wdl.driver import STATE_LOGGER, WDLJobSource
+    from toilray.wdl.taskjob import save_document
 
     document = load_document(args.wdl)
     workflow = document.workflow
@@ -144,18 +199,14 @@ def main(argv: list[str] | None = None) -> int:
             files.check_inputs(inputs, base_dir)
         except files.WDLInputFileError as exc:
             raise WDLInputError(str(exc)) from None
-    backend = choose(args.container)
     if str(args.logLevel).upper() != "DEBUG":
         logging.getLogger(STATE_LOGGER).setLevel(logging.WARNING)
     made_dir = None
     if args.jobStore is None:
-        if args.restart:
-            parser.error("--restart needs the --jobStore of the run to resume")
         made_dir = tempfile.mkdtemp(prefix="toilray-wdl-")
         args.jobStore = "file:" + os.path.join(made_dir, "jobstore")
     output = results_stream()
     uri = args.wdl if "://" in args.wdl else os.path.abspath(args.wdl)
-    import_path = () if "://" in args.wdl else (os.path.dirname(uri),)
     try:
         with Toil(args) as toil:
             store = toil.jobStore
@@ -167,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 inputs = files.import_inputs(store, inputs, base_dir)
                 store.write_shared(INPUTS_FILE, json.dumps(WDL.values_to_json(inputs)).encode())
-            source = WDLJobSource(uri, import_path, workflow, inputs, store, backend, config.defaults)
+            source = WDLJobSource(uri, save_document(store, document), workflow, inputs, store, backend,
+                                  config.defaults)
             toil.drive(source)
             if source.error is not None:
                 raise source.error

@@ -1,15 +1,18 @@
 """One WDL task call as a toilray job: the worker side of the WDL runner.
 
-The job carries where the document is, which task, and the call's inputs as JSON with job
-store Files; in the worker it fetches the inputs (siblings kept in one directory), runs the
-task with miniwdl's task runtime on the chosen back end, and stores the outputs (a symbolic
-link stored as the file it points to).
+The job carries which task of the run's document (kept in the job store by the leader) and the
+call's inputs as JSON with job store Files; in the worker it fetches the inputs (siblings kept
+in one directory), runs the task with miniwdl's task runtime on the chosen back end, and stores
+the outputs (a symbolic link stored as the file it points to).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,7 @@ from WDL.runtime.error import CommandFailed, RunFailed
 
 from toilray.exceptions import ToilrayError
 from toilray.job import Job
+from toilray.jobStores.jobStore import JobStore
 from toilray.lib.processes import environment_set
 from toilray.wdl import files
 from toilray.wdl.backend import TaskBackend
@@ -32,28 +36,40 @@ class WDLTaskFailed(ToilrayError):
     """A task's command failed (or its outputs could not be collected)."""
 
 
+# The leader's loaded document, kept in the job store for the workers: parsing it again would
+# cost each fresh worker process a few tenths of a second (miniwdl builds its parser first).
+DOCUMENT_FILE = "wdl-document.pickle"
+
+
 @dataclass(frozen=True, slots=True)
 class TaskRef:
-    """Which task of which document: workers load the document themselves."""
+    """Which task of the run's document (``document`` names it in messages; ``key`` is the
+    digest of the stored document, which workers load once)."""
 
     document: str
-    import_path: tuple[str, ...]
+    key: str
     name: str
     digest: str
 
 
-_documents: dict[tuple[str, tuple[str, ...]], WDL.Tree.Document] = {}
+_documents: dict[str, WDL.Tree.Document] = {}
 
 
-def load_document(uri: str, import_path: tuple[str, ...]) -> WDL.Tree.Document:
-    key = (uri, import_path)
+def save_document(store: JobStore, document: WDL.Tree.Document) -> str:
+    """Keep the typechecked document in the job store; its key for ``TaskRef``."""
+    data = pickle.dumps(document, protocol=pickle.HIGHEST_PROTOCOL)
+    store.write_shared(DOCUMENT_FILE, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _stored_document(store: JobStore, key: str) -> WDL.Tree.Document:
     if key not in _documents:
-        _documents[key] = WDL.load(uri, list(import_path))
+        _documents[key] = pickle.loads(store.read_shared(DOCUMENT_FILE))
     return _documents[key]
 
 
-def find_task(ref: TaskRef) -> WDL.Tree.Task:
-    stack = [load_document(ref.document, ref.import_path)]
+def find_task(store: JobStore, ref: TaskRef) -> WDL.Tree.Task:
+    stack = [_stored_document(store, ref.key)]
     while stack:
         document = stack.pop()
         for task in document.tasks:
@@ -63,11 +79,14 @@ def find_task(ref: TaskRef) -> WDL.Tree.Task:
     raise WDLTaskFailed(f"Task {ref.name} is not in {ref.document} any more")
 
 
+def warm_worker(backend: TaskBackend) -> None:
+    """What a task job needs imported, for ``toilray.cluster.warm_up``."""
+    importlib.import_module(backend.module)
+
+
 def miniwdl_config(backend: TaskBackend) -> wdl_config.Loader:
     overrides = {section: dict(values) for section, values in backend.overrides.items()}
     return wdl_config.Loader(logging.getLogger("toilray.wdl.miniwdl"), overrides=overrides)
-
-
 
 
 def _failure(name: str, error: RunFailed) -> WDLTaskFailed:
@@ -97,9 +116,9 @@ class WDLTaskJob(Job):
         self.backend = backend
 
     def run(self, fileStore: Any) -> dict[str, Any]:
-        task = find_task(self.task)
-        work = fileStore.getLocalTempDir()
         store = fileStore.jobStore
+        task = find_task(store, self.task)
+        work = fileStore.getLocalTempDir()
         fetcher = files.Fetcher(os.path.join(work, "in"),
                                 lambda file_id, path: fileStore.readGlobalFile(file_id, path),
                                 lambda file_id: files.read_bytes(store, file_id))

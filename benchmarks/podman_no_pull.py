@@ -1,8 +1,9 @@
-"""The podman command miniwdl's podman back end runs (``[podman] exe``): podman itself, except
-that ``pull`` of an image already on this node does nothing.
+"""The podman command miniwdl runs in the WDL benchmark (its ``[podman] exe``): podman itself,
+except that ``pull`` of an image already on this node does nothing.
 
 miniwdl pulls every task's image before running it, and podman's ``pull`` always asks the
-registry, failing where none can be reached even though the image is right here.
+registry, failing where none can be reached (as here) even though the image is right here.
+toilray's podman back end makes no ``pull`` call (``toilray.backends.tasks.podman``).
 """
 
 from __future__ import annotations
