@@ -4,7 +4,11 @@ Each node is a ``ray start`` in a namespace of its own (``ip netns``; needs root
 others through a bridge that lives in a hub namespace, so nothing is added to the namespace the
 tests run in and several clusters (other test sessions) never see each other. Nodes share this
 machine's file system (a ``file:`` job store under /tmp is seen by all) but talk to each other
-only over their own addresses, as machines of a cluster do.
+only over their own addresses, as machines of a cluster do. Except for one directory,
+``NetnsCluster.private``: the worker nodes' Ray processes run in a mount namespace of their own
+where an empty tmpfs hides it, so what is put there (a workflow's code, a job store) is on the
+head's machine only, as on machines that share no file system. Commands run in a worker's
+namespace with ``run`` or ``popen`` (a user's shell on that machine) do see it.
 
 Processes are found through ``ip netns pids`` and signalled by PID, never by name, and a
 cluster's namespaces carry this process's PID in their names: teardown (always, also after a
@@ -70,6 +74,11 @@ class NetnsCluster:
     env: dict[str, str]
     root: Path
     removed: set[str] = field(default_factory=set)
+
+    @property
+    def private(self) -> Path:
+        """A directory that only the head's processes see (see the module's docstring)."""
+        return self.root / "private"
 
     @property
     def nodes(self) -> list[Node]:
@@ -179,6 +188,10 @@ def _ray_start(cluster: NetnsCluster, node: Node, head: bool, head_args: Sequenc
                  *head_args]
     else:
         argv += [f"--address={cluster.address}"]
+        # Its own mount namespace (the processes ray start leaves behind stay in it), where the
+        # private directory is an empty tmpfs.
+        argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"', str(cluster.private), *argv]
     return cluster.popen(node, argv, cluster.root / f"{node.name}.start.log")
 
 
@@ -215,6 +228,7 @@ def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1, ext
     hub = f"{tag}hub"
     cluster = NetnsCluster(hub, nodes[0], nodes[1:], env, root)
     try:
+        cluster.private.mkdir()
         _make_network(hub, nodes)
         _wait_started(cluster, cluster.head, _ray_start(cluster, cluster.head, True, head_args), timeout=180)
         starting = [(w, _ray_start(cluster, w, head=False)) for w in cluster.workers]

@@ -136,6 +136,7 @@ class Config:
     writeMessages: str | None
     realTimeLogging: bool
     rayAddress: str | None
+    disableAutoDeployment: bool
     autoscalingConfig: str | None
     rayConnectTimeout: float
     embeddedRay: bool
@@ -239,6 +240,7 @@ class Config:
             writeMessages=os.path.abspath(options.writeMessages) if options.writeMessages else None,
             realTimeLogging=bool(options.realTimeLogging),
             rayAddress=options.rayAddress,
+            disableAutoDeployment=bool(options.disableAutoDeployment),
             autoscalingConfig=options.autoscalingConfig,
             rayConnectTimeout=ray_connect_timeout,
             embeddedRay=embedded_ray(options.embeddedRay),

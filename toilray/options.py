@@ -239,8 +239,9 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
     batch.add_argument("--batchSystem", type=batch_system_type, default="ray",
                        help="Always Ray (default ray); single_machine is accepted and means the same.")
     batch.add_argument("--disableAutoDeployment", action="store_true", default=False,
-                       help="Accepted for Toil compatibility; toilray never ships code: workers import the script from "
-                            "the leader's paths, so it must be at the same path on every node.")
+                       help="Do not ship the workflow's own code (the script's directory, or the package root with "
+                            "python -m) to the nodes of the Ray cluster named by --rayAddress: it must then be at the "
+                            "same path on every node (default: shipped).")
     batch.add_argument("--scale", type=float, default=1.0,
                        help="Multiply every job's cores by this factor (default 1).")
     batch.add_argument("--linkImports", dest="symlinkImports", action="store_true", default=True,

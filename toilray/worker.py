@@ -88,6 +88,15 @@ def prepare_process(ctx: WorkerContext) -> None:
     _prepared_for = ctx.run_id
 
 
+def sees_workflow(locator: str, workflow_id: str) -> bool:
+    """Whether this node sees the job store at ``locator`` holding the workflow ``workflow_id``
+    (a ``file:`` store on a file system this node shares with the leader's)."""
+    try:
+        return bool(JobStore(locator).meta().get("workflowID") == workflow_id)
+    except (OSError, ToilrayError, ValueError):
+        return False
+
+
 def store_for(ctx: WorkerContext) -> JobStore:
     store = _stores.get(ctx.locator)
     if store is None:
