@@ -57,6 +57,7 @@ class Node:
     cpus: int
     resources: dict[str, float]
     temp_dir: str
+    memory: int | None = None  # bytes of Ray's memory resource; None: what Ray finds
 
     def exec_argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
@@ -183,6 +184,8 @@ def _ray_start(cluster: NetnsCluster, node: Node, head: bool, head_args: Sequenc
     argv = [_RAY, "start", f"--node-ip-address={node.ip}", f"--num-cpus={node.cpus}",
             f"--resources={json.dumps(node.resources)}", "--object-store-memory=150000000",
             f"--temp-dir={node.temp_dir}", "--disable-usage-stats"]
+    if node.memory is not None:
+        argv.append(f"--memory={node.memory}")
     if head:
         argv += ["--head", f"--port={HEAD_PORT}", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASHBOARD_PORT}",
                  *head_args]
@@ -208,8 +211,9 @@ def _wait_started(cluster: NetnsCluster, node: Node, process: subprocess.Popen[b
 
 @contextlib.contextmanager
 def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1, extra_env: dict[str, str] | None = None,
-                  head_args: Sequence[str] = ()) -> Iterator[NetnsCluster]:
-    """A head and len(node_resources) - 1 workers, node i with ``node_resources[i]``; always torn down.
+                  head_args: Sequence[str] = (), memory: Sequence[int | None] | None = None) -> Iterator[NetnsCluster]:
+    """A head and len(node_resources) - 1 workers, node i with ``node_resources[i]`` (and
+    ``memory[i]`` bytes of memory, if given); always torn down.
 
     ``head_args`` go to the head's ``ray start`` (an autoscaler's configuration, say: the nodes a
     fake-multinode autoscaler adds are raylets in the head's namespace, torn down with it)."""
@@ -219,8 +223,9 @@ def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1, ext
     # Short: Ray's Unix socket paths under --temp-dir must stay below 108 characters.
     root = Path(tempfile.mkdtemp(prefix="trn", dir="/tmp"))
     names = ["head", *[f"w{i}" for i in range(1, len(node_resources))]]
-    nodes = [Node(f"{tag}{name}", f"{SUBNET}.{10 + i}", cpus, dict(res), str(root / name))
-             for i, (name, res) in enumerate(zip(names, node_resources, strict=True))]
+    memories = list(memory) if memory is not None else [None] * len(node_resources)
+    nodes = [Node(f"{tag}{name}", f"{SUBNET}.{10 + i}", cpus, dict(res), str(root / name), mem)
+             for i, (name, res, mem) in enumerate(zip(names, node_resources, memories, strict=True))]
     env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1", **KEEPALIVE_ENV, **(extra_env or {})}
     env.pop("RAY_ADDRESS", None)
     if os.path.exists(os.path.expanduser("~/.ray/auth_token")):

@@ -2,7 +2,8 @@
 namespace with its own address and one CPU (tests/netns_cluster.py).
 
 One cluster serves the whole module; the test that kills a node runs last. Node ``w2`` is
-marked preemptible (the ``preemptible`` resource of cluster-configs/), the others on-demand.
+marked preemptible (the ``preemptible`` resource of cluster-configs/), the others on-demand;
+the head offers 1 GB of memory and the workers 4 GB.
 The leader runs on the head (as ``toilray submit`` runs it); the test process itself, outside
 every namespace, only reads what the run leaves in the shared file system. A moto S3 server on
 the head serves ``s3://`` stores; every node has its address and credentials in its environment
@@ -31,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 SPREAD = REPO / "tests" / "workflows" / "spread.py"
 # What spread.py imports from beside it.
 SPREAD_CODE = (SPREAD, SPREAD.with_name("spread_node.py"))
+LOST_SERVICE = SPREAD.with_name("lost_service.py")
+GB = 10**9
 TOILRAY = str(Path(sys.executable).parent / "toilray")
 RUN_TIMEOUT = 420
 
@@ -64,8 +67,8 @@ def cluster() -> Iterator[NetnsCluster]:
     s3_env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
               "AWS_ENDPOINT_URL_S3": f"http://{SUBNET}.10:{port}", "AWS_EC2_METADATA_DISABLED": "true"}
     try:
-        with netns_cluster([{"on_demand": 1}, {"on_demand": 1}, {"preemptible": 1}], extra_env=s3_env) as made, \
-                moto_on_head(made, port):
+        with netns_cluster([{"on_demand": 1}, {"on_demand": 1}, {"preemptible": 1}], extra_env=s3_env,
+                           memory=[GB, 4 * GB, 4 * GB]) as made, moto_on_head(made, port):
             yield made
     except ClusterError as exc:
         pytest.fail(f"could not bring the test cluster up: {exc}")
@@ -254,7 +257,33 @@ def test_a_node_cut_off_mid_job_has_its_job_rerun_elsewhere(cluster: NetnsCluste
 
 def test_a_killed_node_costs_no_retry_and_its_jobs_rerun_elsewhere(cluster: NetnsCluster, tmp_path: Path) -> None:
     victim = cluster.workers[0]
-    run = lose_a_node_mid_run(cluster, tmp_path, victim, cluster.kill_node, 12)
+    # Beside it, a workflow whose service only the victim can hold: its host job fails.
+    service_ran = tmp_path / "service-ran"
+    service_ran.mkdir()
+    service_log = tmp_path / "service-leader.log"
+    service_leader = cluster.popen(cluster.head, [
+        sys.executable, str(LOST_SERVICE), f"file:{tmp_path / 'service-store'}", "--rayAddress", cluster.address,
+        "--countDir", str(service_ran), "--gate", str(tmp_path / "never"), "--retryCount", "0",
+        "--servicePollingInterval", "600", "--logLevel", "INFO"], service_log)
+    try:
+        deadline = time.monotonic() + 180
+        while not os.listdir(service_ran):
+            assert service_leader.poll() is None, service_log.read_text()[-5000:]
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.2)
+        assert os.listdir(service_ran)[0].startswith(f"service-{victim.ip}-")
+        run = lose_a_node_mid_run(cluster, tmp_path, victim, cluster.kill_node, 12)
+        service_leader.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if service_leader.poll() is None:
+            service_leader.kill()
+            service_leader.wait()
     # A job ran again only when its run was cut short with the node, and never twice on a live node.
     for where in run.ran.values():
         assert where.count(victim.ip) <= 1 and len(where) - where.count(victim.ip) <= 1, where
+    # The service's host failed, saying why (noticed at once, not at the next check in 10 minutes).
+    output = service_log.read_text()
+    assert service_leader.returncode == 1, output[-5000:]
+    assert "its service Held failed: it was lost with its node (" in output, output[-5000:]
+    assert f"{victim.ip})" in output
+    assert "toilray: error: FailedJobsException" in output

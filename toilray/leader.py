@@ -206,8 +206,8 @@ class Leader:
         else:
             self._host_events(self._services.handle(kind, key))
 
-    def _host_events(self, events: list[tuple[str, str]]) -> None:
-        for what, host in events:
+    def _host_events(self, events: list[tuple[str, str, str]]) -> None:
+        for what, host, why in events:
             if not self.state.is_known(host):
                 continue
             if what == "up":
@@ -217,7 +217,7 @@ class Leader:
                     self.state.services_stopped(host)
             else:
                 spec = self.state.spec(host)
-                message = f"Job {spec.label()} failed: one of its services failed"
+                message = f"Job {spec.label()} failed: {why}"
                 self.store.record_failure(host, message)
                 logger.error(message)
                 self._forget_dropped(self.state.services_failed(host))
