@@ -284,6 +284,6 @@ def test_a_killed_node_costs_no_retry_and_its_jobs_rerun_elsewhere(cluster: Netn
     # The service's host failed, saying why (noticed at once, not at the next check in 10 minutes).
     output = service_log.read_text()
     assert service_leader.returncode == 1, output[-5000:]
-    assert "its service Held failed: it was lost with its node (" in output, output[-5000:]
+    assert "its service RecordedService failed: it was lost with its node (" in output, output[-5000:]
     assert f"{victim.ip})" in output
     assert "toilray: error: FailedJobsException" in output

@@ -8,31 +8,13 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 
-from spread_node import node_address
+from spread_node import RecordedService
 
 from toilray.common import Toil
 from toilray.job import Job
 
 _GATE_WAIT = 600.0
-
-
-class Held(Job.Service):
-    def __init__(self, count_dir: str) -> None:
-        super().__init__(cores=0, memory="2G", disk="10M", preemptible=False)
-        self.count_dir = count_dir
-
-    def start(self, job: Job) -> str:
-        address = node_address()
-        open(os.path.join(self.count_dir, f"service-{address}-{uuid.uuid4().hex}"), "w").close()
-        return address
-
-    def check(self) -> bool:
-        return True
-
-    def stop(self, job: Job) -> None:
-        pass
 
 
 def client(job: Job, address: str, gate: str) -> str:
@@ -43,7 +25,7 @@ def client(job: Job, address: str, gate: str) -> str:
 
 
 def root(job: Job, count_dir: str, gate: str) -> str:
-    address = job.addService(Held(count_dir))
+    address = job.addService(RecordedService(count_dir, cores=0, memory="2G", disk="10M", preemptible=False))
     return job.addChildJobFn(client, address, gate, cores=0, memory="50M", disk="10M").rv()
 
 

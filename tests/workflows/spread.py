@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 
-from spread_node import node_address, reachable
+from spread_node import RecordedService, node_address, reachable
 
 from toilray.common import Toil
 from toilray.job import Job
@@ -54,28 +54,9 @@ def gather(job: Job, file_ids: list[object], pinned_at: list[str]) -> int:
     return total
 
 
-class Pinned(Job.Service):
-    """A service that must not run on a preemptible node; its start leaves an execution record."""
-
-    def __init__(self, count_dir: str) -> None:
-        super().__init__(cores=0.1, memory="50M", disk="10M", preemptible=False)
-        self.count_dir = count_dir
-
-    def start(self, job: Job) -> str:
-        address = node_address()
-        open(os.path.join(self.count_dir, f"service-{address}-{uuid.uuid4().hex}"), "w").close()
-        return address
-
-    def check(self) -> bool:
-        return True
-
-    def stop(self, job: Job) -> None:
-        pass
-
-
 def root(job: Job, n: int, pins: int, count_dir: str, gate: str | None, reach: str | None) -> object:
     for _ in range(2 if gate is None else 0):
-        job.addService(Pinned(count_dir))
+        job.addService(RecordedService(count_dir, cores=0.1, memory="50M", disk="10M", preemptible=False))
     files = [job.addChildJobFn(piece, i, count_dir, gate, reach, cores=1, memory="50M", disk="10M").rv()
              for i in range(n)]
     pinned_at = [job.addChildJobFn(pinned, count_dir, gate, reach, cores=1, memory="50M", disk="10M",

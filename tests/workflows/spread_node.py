@@ -1,9 +1,15 @@
-"""Where a job of spread.py runs: a module beside the script, which nodes import as the script's
-code (shipped to them when they do not share the leader's file system)."""
+"""Where a job of spread.py runs, and a service that records where it runs: a module beside the
+script, which nodes import as the script's code (shipped to them when they do not share the
+leader's file system)."""
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
+from typing import Any
+
+from toilray.job import Job
 
 
 def node_address() -> str:
@@ -20,3 +26,22 @@ def reachable(where: str) -> bool:
     except OSError:
         return False
     return True
+
+
+class RecordedService(Job.Service):
+    """A service whose start leaves ``<count_dir>/service-<node address>-<uuid>``."""
+
+    def __init__(self, count_dir: str, **requirements: Any) -> None:
+        super().__init__(**requirements)
+        self.count_dir = count_dir
+
+    def start(self, job: Job) -> str:
+        address = node_address()
+        open(os.path.join(self.count_dir, f"service-{address}-{uuid.uuid4().hex}"), "w").close()
+        return address
+
+    def check(self) -> bool:
+        return True
+
+    def stop(self, job: Job) -> None:
+        pass
