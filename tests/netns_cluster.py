@@ -4,7 +4,11 @@ Each node is a ``ray start`` in a namespace of its own (``ip netns``; needs root
 others through a bridge that lives in a hub namespace, so nothing is added to the namespace the
 tests run in and several clusters (other test sessions) never see each other. Nodes share this
 machine's file system (a ``file:`` job store under /tmp is seen by all) but talk to each other
-only over their own addresses, as machines of a cluster do.
+only over their own addresses, as machines of a cluster do. Except for one directory,
+``NetnsCluster.private``: the worker nodes' Ray processes run in a mount namespace of their own
+where an empty tmpfs hides it, so what is put there (a workflow's code, a job store) is on the
+head's machine only, as on machines that share no file system. Commands run in a worker's
+namespace with ``run`` or ``popen`` (a user's shell on that machine) do see it.
 
 Processes are found through ``ip netns pids`` and signalled by PID, never by name, and a
 cluster's namespaces carry this process's PID in their names: teardown (always, also after a
@@ -53,6 +57,7 @@ class Node:
     cpus: int
     resources: dict[str, float]
     temp_dir: str
+    memory: int | None = None  # bytes of Ray's memory resource; None: what Ray finds
 
     def exec_argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
@@ -70,6 +75,11 @@ class NetnsCluster:
     env: dict[str, str]
     root: Path
     removed: set[str] = field(default_factory=set)
+
+    @property
+    def private(self) -> Path:
+        """A directory that only the head's processes see (see the module's docstring)."""
+        return self.root / "private"
 
     @property
     def nodes(self) -> list[Node]:
@@ -174,11 +184,17 @@ def _ray_start(cluster: NetnsCluster, node: Node, head: bool, head_args: Sequenc
     argv = [_RAY, "start", f"--node-ip-address={node.ip}", f"--num-cpus={node.cpus}",
             f"--resources={json.dumps(node.resources)}", "--object-store-memory=150000000",
             f"--temp-dir={node.temp_dir}", "--disable-usage-stats"]
+    if node.memory is not None:
+        argv.append(f"--memory={node.memory}")
     if head:
         argv += ["--head", f"--port={HEAD_PORT}", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASHBOARD_PORT}",
                  *head_args]
     else:
         argv += [f"--address={cluster.address}"]
+        # Its own mount namespace (the processes ray start leaves behind stay in it), where the
+        # private directory is an empty tmpfs.
+        argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"', str(cluster.private), *argv]
     return cluster.popen(node, argv, cluster.root / f"{node.name}.start.log")
 
 
@@ -195,8 +211,9 @@ def _wait_started(cluster: NetnsCluster, node: Node, process: subprocess.Popen[b
 
 @contextlib.contextmanager
 def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1, extra_env: dict[str, str] | None = None,
-                  head_args: Sequence[str] = ()) -> Iterator[NetnsCluster]:
-    """A head and len(node_resources) - 1 workers, node i with ``node_resources[i]``; always torn down.
+                  head_args: Sequence[str] = (), memory: Sequence[int | None] | None = None) -> Iterator[NetnsCluster]:
+    """A head and len(node_resources) - 1 workers, node i with ``node_resources[i]`` (and
+    ``memory[i]`` bytes of memory, if given); always torn down.
 
     ``head_args`` go to the head's ``ray start`` (an autoscaler's configuration, say: the nodes a
     fake-multinode autoscaler adds are raylets in the head's namespace, torn down with it)."""
@@ -206,8 +223,9 @@ def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1, ext
     # Short: Ray's Unix socket paths under --temp-dir must stay below 108 characters.
     root = Path(tempfile.mkdtemp(prefix="trn", dir="/tmp"))
     names = ["head", *[f"w{i}" for i in range(1, len(node_resources))]]
-    nodes = [Node(f"{tag}{name}", f"{SUBNET}.{10 + i}", cpus, dict(res), str(root / name))
-             for i, (name, res) in enumerate(zip(names, node_resources, strict=True))]
+    memories = list(memory) if memory is not None else [None] * len(node_resources)
+    nodes = [Node(f"{tag}{name}", f"{SUBNET}.{10 + i}", cpus, dict(res), str(root / name), mem)
+             for i, (name, res, mem) in enumerate(zip(names, node_resources, memories, strict=True))]
     env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1", **KEEPALIVE_ENV, **(extra_env or {})}
     env.pop("RAY_ADDRESS", None)
     if os.path.exists(os.path.expanduser("~/.ray/auth_token")):
@@ -215,6 +233,7 @@ def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1, ext
     hub = f"{tag}hub"
     cluster = NetnsCluster(hub, nodes[0], nodes[1:], env, root)
     try:
+        cluster.private.mkdir()
         _make_network(hub, nodes)
         _wait_started(cluster, cluster.head, _ray_start(cluster, cluster.head, True, head_args), timeout=180)
         starting = [(w, _ray_start(cluster, w, head=False)) for w in cluster.workers]

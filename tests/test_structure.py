@@ -93,7 +93,8 @@ def test_the_import_graph_has_one_direction() -> None:
 LAYERS: list[tuple[str, ...]] = [
     ("toilray.cli", "toilray.cwl", "toilray.wdl", "toilray.server", "toilray.__main__"),  # front ends
     ("toilray.common", "toilray.runs"),  # Toil, toilray.run/start: run a workflow
-    ("toilray.leader", "toilray.services", "toilray.run_reports", "toilray.leader_state", "toilray.leader_results"),
+    ("toilray.leader", "toilray.services", "toilray.run_reports", "toilray.leader_state", "toilray.leader_results",
+     "toilray.compensation"),
     ("toilray.worker",),
     ("toilray.job",),  # the job API
     ("toilray.config", "toilray.fileStores", "toilray.callCache", "toilray.deferred", "toilray.lib.urls",

@@ -251,11 +251,17 @@ class RayConnection:
     stopped by ``shutdown``; else the managed local Ray (``toilray.local_ray``), started if none
     runs, which this process stays attached to until it exits; else, with ``embedded`` or when the
     managed Ray runs other code and is busy, a Ray of this run's own. Shuts down only an instance
-    it started itself; a connection is left at exit without Ray's exit pause."""
+    it started itself; a connection is left at exit without Ray's exit pause.
+
+    On a running cluster (``address``), ``py_modules`` (local paths: ``toilray.deployment``) go
+    to every worker of the run through Ray's runtime_env, so that nodes that do not share this
+    machine's file system import the workflow's code too; ``shipped_code`` says they did."""
 
     def __init__(self, address: str | None, timeout: float = 15.0, log_level: str = "INFO", embedded: bool = False,
-                 idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT, py_modules: list[str] | None = None) -> None:
         self.started_here = False
+        self.shipped_code = False
+        self.on_cluster = False
         self._allocation_ray: AllocationRay | None = None
         self._sigterm_set = False
         # Whether the workers start from this process's environment; those of the shared local
@@ -287,6 +293,10 @@ class RayConnection:
             self.workers_inherit_environment = False
             address = local.address
         if address:
+            if py_modules and attachment is None:
+                kwargs["runtime_env"] = {"py_modules": py_modules}
+                self.shipped_code = True
+            self.on_cluster = attachment is None
             _connect(address, timeout, kwargs, log_level)
             atexit.unregister(_disconnect_at_exit)
             atexit.register(_disconnect_at_exit)
@@ -332,6 +342,29 @@ class RayConnection:
             capacities.append(NodeCapacity(res.get("CPU", 0.0), res.get("memory", 0.0), res.get("GPU", 0.0),
                                            (PREEMPTIBLE_RESOURCE in res) if marked else None, disk))
         return capacities
+
+    def nodes_where_false(self, check: Callable[..., bool], *args: Any, timeout: float = 120.0) -> list[str]:
+        """The addresses of the other live nodes on which ``check(*args)`` returned False (run
+        there as a task that takes no CPU); a node that has not answered within ``timeout``
+        seconds (busy starting workers, say) is not counted."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = ray.get_runtime_context().get_node_id()
+        others = [node for node in ray.nodes() if node.get("Alive", True) and node["NodeID"] != here]
+        if not others:
+            return []
+        remote = ray.remote(num_cpus=0, max_retries=0)(check)
+        asked = {remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+                 .remote(*args): node["NodeManagerAddress"] for node in others}
+        answered, _ = ray.wait(list(asked), num_returns=len(asked), timeout=timeout)
+        failing = []
+        for ref in answered:
+            try:
+                if not ray.get(ref):
+                    failing.append(asked[ref])
+            except ray.exceptions.RayError:
+                continue  # the node went away meanwhile
+        return sorted(failing)
 
     def node_ip(self) -> str:
         """This process's address as the Ray cluster sees it (where workers can reach us)."""

@@ -14,13 +14,14 @@ from argparse import Namespace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from toilray import serialize
+from toilray import deployment, serialize
 from toilray.callCache import CallCache
 from toilray.config import Config
 from toilray.deferred import run_orphaned
 from toilray.exceptions import (
     FailedJobsException,
     JobException,
+    JobStoreNotSharedError,
     NoSuchJobStoreException,
     ToilContextManagerException,
     ToilrayError,
@@ -38,6 +39,7 @@ from toilray.protocol import JobSpec, NodeDirs
 from toilray.realtimeLogger import LEADER_LOGGER_NAME
 
 if TYPE_CHECKING:
+    from toilray.cluster import RayConnection
     from toilray.leader import JobSource
 
 __all__ = ["Config", "Toil", "ToilContextManagerException"]
@@ -45,8 +47,10 @@ __all__ = ["Config", "Toil", "ToilContextManagerException"]
 logger = logging.getLogger("toilray")
 
 
-def _code_location() -> tuple[str | None, list[str]]:
-    """The importable name of the workflow script and the paths workers need to import it.
+def _code_location() -> tuple[str | None, str | None, list[str]]:
+    """The importable name of the workflow script, its code root (the directory that holds the
+    script, or the root of the package hierarchy of a module run with ``python -m``: what is
+    auto-deployed, ``toilray.deployment``), and the paths workers need to import it.
 
     Workers get the leader's whole ``sys.path`` (absolute), so that the script, modules
     beside it and packages run with ``python -m`` import there without being installed.
@@ -55,20 +59,20 @@ def _code_location() -> tuple[str | None, list[str]]:
     main = sys.modules.get("__main__")
     main_file = getattr(main, "__file__", None)
     if main is None or not main_file:
-        return None, paths
+        return None, None, paths
     main_file = os.path.abspath(main_file)
     spec_name = getattr(getattr(main, "__spec__", None), "name", None)
     if spec_name and spec_name != "__main__":
         root = os.path.dirname(main_file)
         for _ in range(spec_name.count(".")):
             root = os.path.dirname(root)
-        return spec_name, [root, *paths]
+        return spec_name, root, [root, *paths]
     stem = os.path.splitext(os.path.basename(main_file))[0]
     script_dir = os.path.dirname(main_file)
     if not stem.isidentifier():
         # Not importable by name: its functions travel by value (and restarts reuse that code).
-        return None, [script_dir, *paths]
-    return stem, [script_dir, *paths]
+        return None, script_dir, [script_dir, *paths]
+    return stem, script_dir, [script_dir, *paths]
 
 
 class _UncaughtToilrayErrors:
@@ -138,6 +142,7 @@ class Toil:
         self._handlers: list[logging.Handler] = []
         self._started = False
         self._launch_dir = os.getcwd()
+        self._code_root: str | None = None
         if not isinstance(sys.excepthook, _UncaughtToilrayErrors):
             sys.excepthook = _UncaughtToilrayErrors()
 
@@ -215,7 +220,7 @@ class Toil:
         assert self.config is not None
         if self._started:
             raise JobException("A workflow was already started in this job store")
-        module, paths = _code_location()
+        module, self._code_root, paths = _code_location()
         serialize.set_main_module_name(module, is_leader=True)
         serialize.set_main_definitions(serialize.capture_main_definitions())
         self._started = True
@@ -266,7 +271,7 @@ class Toil:
         (a bad address, a job that cannot be pickled) leaves no store to --restart.
         """
         # Ray and the leader load only when a workflow runs: a script's option mistakes stay quick.
-        from toilray.cluster import RayConnection
+        from toilray.cluster import RayConnection, running_address
         from toilray.leader import Leader
         from toilray.realtimeLogger import RealtimeLogServer
         from toilray.run_reports import RunReports
@@ -274,8 +279,13 @@ class Toil:
         config = self.config
         assert config is not None
         store = self.jobStore
+        shipped = [] if config.disableAutoDeployment or running_address(config.rayAddress, embedded=True) is None \
+            else deployment.workflow_modules(self._code_root)
         connection = RayConnection(config.rayAddress, config.rayConnectTimeout, config.logLevel, config.embeddedRay,
-                                   config.localRayIdleTimeout)
+                                   config.localRayIdleTimeout, shipped)
+        if connection.shipped_code:
+            # Every worker imports the shipped copy, also where the original is at hand.
+            paths = [path for path in paths if path != self._code_root]
         log_server = None
         try:
             if config.callCache is not None:
@@ -283,6 +293,8 @@ class Toil:
                 CallCache(config.callCache)
             if start_meta is not None:
                 store.write_start(start_meta, specs)
+            if connection.on_cluster:
+                self._check_store_is_shared(connection)
             log_server = RealtimeLogServer(connection.node_ip()) if config.realTimeLogging else None
             context = config.worker_context(store.meta()["workflowID"], self._launch_dir, paths, module,
                                             log_server.address if log_server else None,
@@ -306,6 +318,21 @@ class Toil:
             if log_server is not None:
                 log_server.close()
             connection.shutdown()
+
+    def _check_store_is_shared(self, connection: RayConnection) -> None:
+        """Fail at once when a ``file:`` store is not on a file system every node sees."""
+        from toilray.worker import sees_workflow
+
+        assert self.config is not None
+        locator = self.config.jobStoreLocator
+        if not locator.startswith("file:"):
+            return
+        blind = connection.nodes_where_false(sees_workflow, locator, self.jobStore.meta()["workflowID"])
+        if blind:
+            raise JobStoreNotSharedError(
+                f"The job store {self.config.jobStore} is not visible on node(s) {', '.join(blind)} of the Ray "
+                "cluster: a file: job store must be on a file system every node sees at the same path; without "
+                "one, use an s3:// or gs:// job store")
 
     def _clean_node_dirs(self, dirs: NodeDirs, succeeded: bool) -> None:
         """Run deferred functions left by killed attempts, then remove this node's scratch."""

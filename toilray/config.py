@@ -59,6 +59,7 @@ class LeaderLimits:
     double_memory: bool
     unlimited_preemptible_retries: bool
     autoscaling_config: str | None
+    preemptible_compensation: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,17 @@ def _call_cache_locator(locator: Any) -> str | None:
     return f"file:{os.path.abspath(os.path.expanduser(rest))}"
 
 
+def _compensation(value: Any) -> float:
+    """--preemptibleCompensation, also when a script set it in its code (as a string, say)."""
+    try:
+        compensation = float(value if value is not None else 0.0)
+    except (TypeError, ValueError):
+        raise BadOptionError(f"--preemptibleCompensation {value}: not a number") from None
+    if not 0.0 <= compensation <= 1.0:
+        raise BadOptionError(f"--preemptibleCompensation {value}: must be between 0 and 1")
+    return compensation
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The options a workflow runs with: defaults filled in, every value checked."""
@@ -136,7 +148,9 @@ class Config:
     writeMessages: str | None
     realTimeLogging: bool
     rayAddress: str | None
+    disableAutoDeployment: bool
     autoscalingConfig: str | None
+    preemptibleCompensation: float
     rayConnectTimeout: float
     embeddedRay: bool
     localRayIdleTimeout: float
@@ -239,7 +253,9 @@ class Config:
             writeMessages=os.path.abspath(options.writeMessages) if options.writeMessages else None,
             realTimeLogging=bool(options.realTimeLogging),
             rayAddress=options.rayAddress,
+            disableAutoDeployment=bool(options.disableAutoDeployment),
             autoscalingConfig=options.autoscalingConfig,
+            preemptibleCompensation=_compensation(getattr(options, "preemptibleCompensation", 0.0)),
             rayConnectTimeout=ray_connect_timeout,
             embeddedRay=embedded_ray(options.embeddedRay),
             localRayIdleTimeout=idle_timeout,
@@ -340,6 +356,7 @@ class Config:
             double_memory=self.doubleMem,
             unlimited_preemptible_retries=self.enableUnlimitedPreemptibleRetries,
             autoscaling_config=self.autoscalingConfig,
+            preemptible_compensation=self.preemptibleCompensation,
         )
 
     def report_options(self) -> ReportOptions:

@@ -63,6 +63,10 @@ class NoSuchJobStoreException(JobStoreError):
         self.locator = locator
 
 
+class JobStoreNotSharedError(JobStoreError):
+    """A ``file:`` job store that some node of the Ray cluster does not see."""
+
+
 class JobStoreLockedException(JobStoreError):
     """Another leader is already running a workflow on this job store."""
 

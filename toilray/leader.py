@@ -31,6 +31,7 @@ from toilray.cluster import (
     why_no_node_type_fits,
     why_unschedulable,
 )
+from toilray.compensation import PreemptibleCompensation
 from toilray.config import LeaderLimits
 from toilray.exceptions import DeadlockException, FailedJobsException, WorkflowKilledException
 from toilray.jobStores.jobStore import JobStore
@@ -61,6 +62,12 @@ _NO_PROMISES: frozenset[str] = frozenset()
 # On restart, the leader applies earlier commit records for at most this long before it issues
 # what is ready, so that a store of many finished jobs starts running new ones at once.
 _REPLAY_SLICE_S = 0.2
+
+
+def _request_resources(bundles: list[dict[str, float]]) -> None:
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=bundles)
 
 
 def _loss_of(exc: RayError, timed_out: bool) -> Loss:
@@ -111,6 +118,9 @@ class Leader:
         self._nodes = connection.nodes(context.work_dir)
         # With an autoscaler, a job no current node can hold waits for one of these to be added.
         self._node_types = autoscaler_node_types(limits.autoscaling_config)
+        self._compensation = PreemptibleCompensation(limits.preemptible_compensation, self._node_types,
+                                                     _request_resources) \
+            if limits.preemptible_compensation and self._node_types else None
         self._cpu_slots = max(1.0, connection.total_cpus())
         self._max_inflight = max(16, int(4 * self._cpu_slots))
         self._context_ref = ray.put(context)
@@ -175,6 +185,8 @@ class Leader:
             self._loop_until_done()
         finally:
             self._services.stop_everything()
+            if self._compensation is not None:
+                self._compensation.close()
             self._reports.progress(self.state.finished_count, 0, len(self._waiting), len(self.state.failed),
                                    force=True)
 
@@ -189,6 +201,8 @@ class Leader:
             if self._reports.status_due():
                 if self._node_types:
                     self._nodes_changed()
+                if self._compensation is not None:
+                    self._compensation.update(self._preemptible_waiting_for_nodes(), time.monotonic())
                 self._write_status("running")
             self._reports.progress(self.state.finished_count, len(self._issued), len(self._waiting),
                                    len(self.state.failed))
@@ -220,8 +234,8 @@ class Leader:
         else:
             self._host_events(self._services.handle(kind, key))
 
-    def _host_events(self, events: list[tuple[str, str]]) -> None:
-        for what, host in events:
+    def _host_events(self, events: list[tuple[str, str, str]]) -> None:
+        for what, host, why in events:
             if not self.state.is_known(host):
                 continue
             if what == "up":
@@ -231,7 +245,7 @@ class Leader:
                     self.state.services_stopped(host)
             else:
                 spec = self.state.spec(host)
-                message = f"Job {spec.label()} failed: one of its services failed"
+                message = f"Job {spec.label()} failed: {why}"
                 self.store.record_failure(host, message)
                 logger.error(message)
                 self._forget_dropped(self.state.services_failed(host))
@@ -294,6 +308,12 @@ class Leader:
             return 0
         return sum(len(t.job_ids) for t in self._inflight.values()
                    if t.requirements is not None and why_unschedulable(t.requirements, self._nodes))
+
+    def _preemptible_waiting_for_nodes(self) -> dict[str, Requirements]:
+        """Task -> requirements of the preemptible tasks submitted that no current node can hold."""
+        return {str(task_id): t.requirements for task_id, t in self._inflight.items()
+                if t.requirements is not None and t.requirements.preemptible
+                and why_unschedulable(t.requirements, self._nodes)}
 
     def _write_status(self, state: str) -> None:
         """Record counts for `toilray status` (an O(unfinished jobs) count: at most every second)."""

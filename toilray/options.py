@@ -48,7 +48,6 @@ REPLACED_OPTIONS: dict[str, str] = {
     "targetTime": "the Ray autoscaler decides when to scale (cluster-configs/*.yaml)",
     "betaInertia": "the Ray autoscaler decides when to scale (cluster-configs/*.yaml)",
     "scaleInterval": "the Ray autoscaler decides when to scale (cluster-configs/*.yaml)",
-    "preemptibleCompensation": "spot and on-demand node types are set in the Ray cluster configuration",
     "nodeStorage": "disk sizes are set in the Ray cluster configuration (node_config)",
     "nodeStorageOverrides": "disk sizes are set in the Ray cluster configuration (node_config)",
     "metrics": "use the Ray dashboard (and its Prometheus/Grafana integration) for metrics",
@@ -65,7 +64,7 @@ REPLACED_OPTIONS: dict[str, str] = {
 # sets one in its code (cactus sets targetTime) runs on with a warning; on the command line
 # they are refused like the others, as the user can simply leave them out.
 TUNING_ONLY_OPTIONS = frozenset({
-    "targetTime", "betaInertia", "scaleInterval", "preemptibleCompensation", "assumeZeroOverhead",
+    "targetTime", "betaInertia", "scaleInterval", "assumeZeroOverhead",
     "statePollingWait", "coalesceStatusCalls",
 })
 
@@ -214,6 +213,10 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
                            "~/ray_bootstrap_config.yaml, where 'ray up' puts it on the head, when it exists). "
                            "A job that fits one of its node types but no current node waits for the "
                            "autoscaler to add a node instead of failing.")
+    core.add_argument("--preemptibleCompensation", type=_fraction, default=0.0, metavar="FRACTION",
+                      help="On an autoscaling cluster: when preemptible jobs have waited 5 minutes for spot nodes "
+                           "that do not come, ask the autoscaler for this many on-demand nodes per missing spot "
+                           "node (0 to 1; 0.5 replaces two missing spot nodes with one; default 0).")
     core.add_argument("--rayConnectTimeout", type=_positive_float, default=15.0, metavar="SECONDS",
                       help="Give up connecting to the Ray cluster of --rayAddress after this many seconds, "
                            "with an error saying what to check (default 15).")
@@ -239,8 +242,9 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
     batch.add_argument("--batchSystem", type=batch_system_type, default="ray",
                        help="Always Ray (default ray); single_machine is accepted and means the same.")
     batch.add_argument("--disableAutoDeployment", action="store_true", default=False,
-                       help="Accepted for Toil compatibility; toilray never ships code: workers import the script from "
-                            "the leader's paths, so it must be at the same path on every node.")
+                       help="Do not ship the workflow's own code (the script's directory, or the package root with "
+                            "python -m) to the nodes of the Ray cluster named by --rayAddress: it must then be at the "
+                            "same path on every node (default: shipped).")
     batch.add_argument("--scale", type=float, default=1.0,
                        help="Multiply every job's cores by this factor (default 1).")
     batch.add_argument("--linkImports", dest="symlinkImports", action="store_true", default=True,

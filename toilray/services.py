@@ -7,6 +7,12 @@ value ``start`` returned is what the ``addService`` promise resolves to. ``check
 every ``--servicePollingInterval``; returning False ends a service early (successfully),
 raising fails it. When the host's successors have all finished, the services are stopped
 (sub-services first) and their actors killed.
+
+A service whose actor dies (its process killed, its node lost) fails its host job, as a service
+that raises does (Toil's rule): a call left waiting on every actor (``until_stopped``) tells
+the leader at once, whatever the polling interval. It is not started again elsewhere: the jobs
+using it hold what its ``start`` returned (an address, say), which a new instance would not
+honour.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
 from toilray.protocol import ServiceSpec
 from toilray.requirements import Requirements
@@ -28,9 +34,10 @@ from toilray.worker import ServiceHost
 logger = logging.getLogger("toilray.leader")
 
 
-# Two calls at once: check() is polled while a long start() or stop() may still run. Ray's type
-# stubs list only task options for ray.remote(...), not actor options such as max_concurrency.
-_ServiceActor = ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)(  # type: ignore[call-overload]
+# Three calls at once: check() is polled while a long start() or stop() may still run, and
+# until_stopped() waits all along. Ray's type stubs list only task options for ray.remote(...),
+# not actor options such as max_concurrency.
+_ServiceActor = ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=3)(  # type: ignore[call-overload]
     ServiceHost)
 
 
@@ -43,6 +50,9 @@ class _Running:
     next_check: float = 0.0
     check_ref: Any = None
     stop_ref: Any = None
+    node_ref: Any = None  # ServiceHost.node(): where the actor runs
+    watch_ref: Any = None  # ServiceHost.until_stopped(); None while waiting to call it again
+    next_watch: float = 0.0
 
 
 @dataclass
@@ -52,8 +62,12 @@ class _Host:
     stop_requested: bool = False
 
 
-# What ServiceManager tells the leader: ("up" | "failed" | "stopped", host job ID).
-HostEvent = tuple[str, str]
+# Seconds before asking again whether an actor that Ray says is out of reach is still there.
+_REWATCH_DELAY = 1.0
+
+# What ServiceManager tells the leader: ("up" | "failed" | "stopped", host job ID, why it
+# failed or "").
+HostEvent = tuple[str, str, str]
 
 
 class ServiceManager:
@@ -105,6 +119,8 @@ class ServiceManager:
 
     def next_wakeup(self) -> float | None:
         checks = [s.next_check for s in self._services.values() if s.phase == "up" and s.check_ref is None]
+        checks += [s.next_watch for s in self._services.values()
+                   if s.watch_ref is None and s.phase in ("starting", "up")]
         return max(0.0, min(checks) - time.monotonic()) if checks else None
 
     # -- commands ----------------------------------------------------------------------------
@@ -136,6 +152,8 @@ class ServiceManager:
             if running.phase == "up" and running.check_ref is None and running.next_check <= now:
                 running.check_ref = running.actor.check.remote()
                 self._watch(running.check_ref, ("service-check", service_id))
+            if running.phase in ("starting", "up") and running.watch_ref is None and running.next_watch <= now:
+                self._watch_actor(running)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -147,16 +165,21 @@ class ServiceManager:
             return self._started(running)
         if kind == "service-check":
             return self._checked(running)
+        if kind == "service-watch":
+            return self._watched(running)
         return self._stopped(running)
 
     def _started(self, running: _Running) -> list[HostEvent]:
+        if running.phase != "starting":
+            return []  # its actor's death came first
         host = self._hosts[running.host]
         try:
             ray.get(self.start_refs[running.spec.id])
         except RayError as exc:
+            why = self._why_gone(running, exc) or f"start() failed: {_first_line(exc)}"
             running.phase = "stopped"
             ray.kill(running.actor)
-            return self._fail(running, f"start() failed: {_first_line(exc)}")
+            return self._fail(running, why)
         running.phase = "up"
         running.next_check = time.monotonic() + self._poll
         logger.info("Service %s is up", running.spec.name)
@@ -167,7 +190,7 @@ class ServiceManager:
         if host.stop_requested:
             return self._stop_pass(running.host)
         if all(self._services[s].phase in ("up", "stopping", "stopped") for s in host.services):
-            return [("up", running.host)] if not host.failed else []
+            return [("up", running.host, "")] if not host.failed else []
         return []
 
     def _checked(self, running: _Running) -> list[HostEvent]:
@@ -176,14 +199,49 @@ class ServiceManager:
             return []
         try:
             alive = ray.get(ref)
+        except ActorUnavailableError:
+            # Out of reach for now: its until_stopped() call tells whether it is gone.
+            running.next_check = time.monotonic() + self._poll
+            return []
         except RayError as exc:
-            return self._fail(running, f"check() failed: {_first_line(exc)}")
+            return self._fail(running, self._why_gone(running, exc) or f"check() failed: {_first_line(exc)}")
         if alive:
             running.next_check = time.monotonic() + self._poll
         else:
             logger.info("Service %s ended on its own (check() returned False)", running.spec.name)
             self._stop(running)
         return []
+
+    def _watched(self, running: _Running) -> list[HostEvent]:
+        """The actor's until_stopped() call ended: fine after a stop; else the actor died."""
+        if running.phase not in ("starting", "up"):
+            return []
+        why = "its actor died"
+        try:
+            ray.get(running.watch_ref)
+        except ActorUnavailableError:
+            # Its node may be lost, or the network only slow: ask again shortly, until Ray
+            # answers that the actor is dead or the call waits again.
+            running.watch_ref = None
+            running.next_watch = time.monotonic() + _REWATCH_DELAY
+            return []
+        except RayError as exc:
+            why = self._why_gone(running, exc) or f"{why}: {_first_line(exc)}"
+        running.phase = "stopped"
+        return self._fail(running, why)
+
+    def _why_gone(self, running: _Running, exc: RayError) -> str | None:
+        """Why the actor is gone, if ``exc`` says it is (and not that the service raised)."""
+        if not isinstance(exc, RayActorError):
+            return None
+        ready, _ = ray.wait([running.node_ref], timeout=0)
+        try:
+            node_id, name = ray.get(ready[0]) if ready else (None, None)
+        except RayError:
+            node_id, name = None, None
+        if node_id is not None and not any(n["NodeID"] == node_id and n.get("Alive") for n in ray.nodes()):
+            return f"it was lost with its node ({name})"
+        return f"its actor died: {_first_line(exc)}"
 
     def _stopped(self, running: _Running) -> list[HostEvent]:
         try:
@@ -213,10 +271,16 @@ class ServiceManager:
                 resources=self._placement(req) or None,
             ).remote(self._context_ref, running.spec.name)
             ref = running.actor.start.remote(running.spec.body)
+            running.node_ref = running.actor.node.remote()
+            self._watch_actor(running)
             running.phase = "starting"
             self.start_refs[running.spec.id] = ref
             self._watch(ref, ("service-start", running.spec.id))
         self._queue = held
+
+    def _watch_actor(self, running: _Running) -> None:
+        running.watch_ref = running.actor.until_stopped.remote()
+        self._watch(running.watch_ref, ("service-watch", running.spec.id))
 
     def _stop_pass(self, host_id: str) -> list[HostEvent]:
         """Stop every service of the host that can stop now; report when all have."""
@@ -235,7 +299,7 @@ class ServiceManager:
                 del self._services[service_id]
                 self.start_refs.pop(service_id, None)
             del self._hosts[host_id]
-            return [("stopped", host_id)]
+            return [("stopped", host_id, "")]
         return []
 
     def _stop(self, running: _Running) -> None:
@@ -246,7 +310,8 @@ class ServiceManager:
     def _fail(self, running: _Running, why: str) -> list[HostEvent]:
         logger.error("Service %s of job %s failed: %s", running.spec.name, running.host[:8], why)
         host = self._hosts[running.host]
-        events: list[HostEvent] = [] if host.failed else [("failed", running.host)]
+        events: list[HostEvent] = [] if host.failed else [("failed", running.host,
+                                                           f"its service {running.spec.name} failed: {why}")]
         host.failed = True
         return events + self.stop_host(running.host)
 

@@ -88,6 +88,15 @@ def prepare_process(ctx: WorkerContext) -> None:
     _prepared_for = ctx.run_id
 
 
+def sees_workflow(locator: str, workflow_id: str) -> bool:
+    """Whether this node sees the job store at ``locator`` holding the workflow ``workflow_id``
+    (a ``file:`` store on a file system this node shares with the leader's)."""
+    try:
+        return bool(JobStore(locator).meta().get("workflowID") == workflow_id)
+    except (OSError, ToilrayError, ValueError):
+        return False
+
+
 def store_for(ctx: WorkerContext) -> JobStore:
     store = _stores.get(ctx.locator)
     if store is None:
@@ -391,6 +400,16 @@ class ServiceHost:
         self._file_store = FileStore(store_for(ctx), name, _process_dir(ctx, "service"), ctx.launch_dir, deferred)
         self._job: Any = None
         self._service: Any = None
+        self._stopped = threading.Event()
+
+    def node(self) -> tuple[str, str]:
+        """The Ray node ID of the node the service runs on, and its name (``node_name``)."""
+        return ray.get_runtime_context().get_node_id(), node_name()
+
+    def until_stopped(self) -> None:
+        """Returns once ``stop`` ran: a call of this outstanding tells the leader at once when
+        the actor dies instead (its process killed, its node lost)."""
+        self._stopped.wait()
 
     def start(self, body: bytes) -> bytes:
         self._service = serialize.loads(body)
@@ -405,3 +424,4 @@ class ServiceHost:
             self._service.stop(self._job)
         finally:
             self._file_store.close()
+            self._stopped.set()

@@ -6,15 +6,17 @@ Every execution of a job leaves ``<countDir>/<jobStoreID>-<node address>-<uuid>`
 tell how often each job ran and where. With ``--gate PATH``, jobs wait for PATH to exist before
 they finish (so a test can lose a node while jobs certainly run on it); with ``--reach
 HOST:PORT`` too, they then wait until they can connect there (a node cut off from the cluster
-never can, though it still sees the shared file system).
+never can, though it still sees the shared file system). Where a job runs comes from a module
+beside the script (spread_node.py), which nodes import as the script's own code.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
+
+from spread_node import RecordedService, node_address, reachable
 
 from toilray.common import Toil
 from toilray.job import Job
@@ -22,28 +24,12 @@ from toilray.job import Job
 _GATE_WAIT = 600.0
 
 
-def _node_address() -> str:
-    # The address this machine reaches others from (each node of the test cluster has its own).
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("10.255.255.255", 1))
-        return str(probe.getsockname()[0])
-
-
-def _reachable(where: str) -> bool:
-    host, _, port = where.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
 def _ran(job: Job, count_dir: str, gate: str | None, reach: str | None) -> None:
-    open(os.path.join(count_dir, f"{job.jobStoreID}-{_node_address()}-{uuid.uuid4().hex}"), "w").close()
+    open(os.path.join(count_dir, f"{job.jobStoreID}-{node_address()}-{uuid.uuid4().hex}"), "w").close()
     deadline = time.monotonic() + _GATE_WAIT
     while gate is not None and not os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.1)
-    while reach is not None and not _reachable(reach) and time.monotonic() < deadline:
+    while reach is not None and not reachable(reach) and time.monotonic() < deadline:
         time.sleep(0.5)
 
 
@@ -57,7 +43,7 @@ def piece(job: Job, index: int, count_dir: str, gate: str | None, reach: str | N
 
 def pinned(job: Job, count_dir: str, gate: str | None, reach: str | None) -> str:
     _ran(job, count_dir, gate, reach)
-    return _node_address()
+    return node_address()
 
 
 def gather(job: Job, file_ids: list[object], pinned_at: list[str]) -> int:
@@ -68,28 +54,9 @@ def gather(job: Job, file_ids: list[object], pinned_at: list[str]) -> int:
     return total
 
 
-class Pinned(Job.Service):
-    """A service that must not run on a preemptible node; its start leaves an execution record."""
-
-    def __init__(self, count_dir: str) -> None:
-        super().__init__(cores=0.1, memory="50M", disk="10M", preemptible=False)
-        self.count_dir = count_dir
-
-    def start(self, job: Job) -> str:
-        address = _node_address()
-        open(os.path.join(self.count_dir, f"service-{address}-{uuid.uuid4().hex}"), "w").close()
-        return address
-
-    def check(self) -> bool:
-        return True
-
-    def stop(self, job: Job) -> None:
-        pass
-
-
 def root(job: Job, n: int, pins: int, count_dir: str, gate: str | None, reach: str | None) -> object:
     for _ in range(2 if gate is None else 0):
-        job.addService(Pinned(count_dir))
+        job.addService(RecordedService(count_dir, cores=0.1, memory="50M", disk="10M", preemptible=False))
     files = [job.addChildJobFn(piece, i, count_dir, gate, reach, cores=1, memory="50M", disk="10M").rv()
              for i in range(n)]
     pinned_at = [job.addChildJobFn(pinned, count_dir, gate, reach, cores=1, memory="50M", disk="10M",
