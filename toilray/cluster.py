@@ -388,15 +388,13 @@ class RayConnection:
 
 
 def _warm_worker(prepare: Callable[[], None]) -> None:
-    import toilray.worker  # noqa: F401  (what every job's Ray task runs)
-
     prepare()
 
 
 def warm_up(address: str | None, timeout: float, log_level: str, embedded: bool, idle_timeout: float,
             prepare: Callable[[], None]) -> RayConnection | None:
     """Connect to a running Ray and start a worker that imports what the run's jobs need
-    (``prepare``, a module-level function) while the front end loads its document.
+    (``prepare``, a module-level function that imports ``toilray.worker`` too) while the front end loads its document.
 
     Ray starts fresh worker processes for every driver; started this early, the first job
     finds one ready instead of waiting a second or more for it. With no Ray running this does

@@ -181,7 +181,8 @@ def warm_worker() -> None:
     """What a tool job needs imported, for ``toilray.cluster.warm_up``."""
     import cwltool.executors  # noqa: F401  (imported for the side effect: a ready worker)
 
-    import toilray.cwl.tooljob  # noqa: F401
+    import toilray.cwl.tooljob
+    import toilray.worker  # noqa: F401  (what every job's Ray task runs)
 
 
 class ToilrayExecutor(JobExecutor):

@@ -81,6 +81,8 @@ def find_task(store: JobStore, ref: TaskRef) -> WDL.Tree.Task:
 
 def warm_worker(backend: TaskBackend) -> None:
     """What a task job needs imported, for ``toilray.cluster.warm_up``."""
+    import toilray.worker  # noqa: F401  (what every job's Ray task runs)
+
     importlib.import_module(backend.module)
 
 
