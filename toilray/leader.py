@@ -13,6 +13,7 @@ committed on its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import time
@@ -376,7 +377,9 @@ class Leader:
         for spec in specs:
             # Each spec arrives unpickled with objects of its own; pending jobs share them.
             if spec.requirements is not None:
-                spec.requirements = self._requirements.setdefault(spec.requirements, spec.requirements)
+                # Accelerator requests are dicts, which cannot be hashed: such a job keeps its own.
+                with contextlib.suppress(TypeError):
+                    spec.requirements = self._requirements.setdefault(spec.requirements, spec.requirements)
             if not spec.promise_deps:
                 spec.promise_deps = _NO_PROMISES
         self.state.add_jobs(specs, parent, children, followons)
