@@ -36,13 +36,20 @@ HEAD_PORT = 6379
 DASHBOARD_PORT = 8265
 _RAY = str(Path(sys.executable).parent / "ray")
 
-# Ray notices a node that went silent (a cut link, no TCP reset) through gRPC keepalive pings;
-# its defaults take minutes. Every process of the cluster must have these, the driver included.
-KEEPALIVE_ENV = {
-    "RAY_grpc_client_keepalive_time_ms": "10000",
-    "RAY_grpc_client_keepalive_timeout_ms": "10000",
-    "RAY_grpc_keepalive_time_ms": "10000",
-    "RAY_grpc_keepalive_timeout_ms": "10000",
+# How Ray notices a node that went silent (a cut link, no TCP reset; README: "Noticing a silent
+# node"). gRPC keepalive pings every 5 s on every process, the driver included: the leader's
+# connection to the job's worker fails ~15 s after the cut (Ray's defaults take minutes). The
+# GCS's health checks of each raylet (read by the head's GCS only), a check a second and three
+# in a row unanswered within 5 s, mark the node dead ~17 s after the cut, so that the rerun is
+# not offered to it.
+SILENT_NODE_ENV = {
+    "RAY_grpc_client_keepalive_time_ms": "5000",
+    "RAY_grpc_client_keepalive_timeout_ms": "5000",
+    "RAY_grpc_keepalive_time_ms": "5000",
+    "RAY_grpc_keepalive_timeout_ms": "5000",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "5000",
+    "RAY_health_check_failure_threshold": "3",
 }
 
 
@@ -226,7 +233,7 @@ def netns_cluster(node_resources: Sequence[dict[str, float]], cpus: int = 1, ext
     memories = list(memory) if memory is not None else [None] * len(node_resources)
     nodes = [Node(f"{tag}{name}", f"{SUBNET}.{10 + i}", cpus, dict(res), str(root / name), mem)
              for i, (name, res, mem) in enumerate(zip(names, node_resources, memories, strict=True))]
-    env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1", **KEEPALIVE_ENV, **(extra_env or {})}
+    env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1", **SILENT_NODE_ENV, **(extra_env or {})}
     env.pop("RAY_ADDRESS", None)
     if os.path.exists(os.path.expanduser("~/.ray/auth_token")):
         env["RAY_AUTH_MODE"] = "token"  # the CLI does not pick the token up by itself

@@ -249,10 +249,10 @@ def test_a_node_cut_off_mid_job_has_its_job_rerun_elsewhere(cluster: NetnsCluste
     # With --reach, the caught job cannot finish (and commit through the shared file system).
     silent = cluster.workers[1]
     run = lose_a_node_mid_run(cluster, tmp_path, silent, cluster.cut_link, 6, "--reach", cluster.address)
-    # Measured: ~40 s here under load 18-28 (the issue asks for 90 s). The bound only tells the
-    # keepalive settings working from Ray's defaults, with which the job reran ~7 minutes later.
+    # The issue's bound. Measured 12-31 s here with the cluster's health-check settings (README:
+    # "Noticing a silent node"); with Ray's defaults the job reran ~7 minutes after the cut.
     print(f"the run ended {run.seconds_after_loss:.1f} s after the cut")
-    assert run.seconds_after_loss < 240, f"the run took {run.seconds_after_loss:.0f} s after the cut"
+    assert run.seconds_after_loss < 90, f"the run took {run.seconds_after_loss:.0f} s after the cut"
 
 
 def test_a_killed_node_costs_no_retry_and_its_jobs_rerun_elsewhere(cluster: NetnsCluster, tmp_path: Path) -> None:
