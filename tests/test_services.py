@@ -194,6 +194,27 @@ def test_failed_service_fails_the_host_and_its_users(tmp_path: Path, ray_address
         toil.start(Job.wrapJobFn(_host_of_failing, cores=0.1))
 
 
+def _failing_user(address: tuple[str, int]) -> None:
+    raise RuntimeError("the user of the service failed")
+
+
+def _host_of_a_failing_user(job: Job, log: str) -> None:
+    address = job.addService(KeyValueService(log))
+    job.addChildFn(_failing_user, address, cores=0.1)
+    job.addFollowOnFn(_reader, address, log, cores=0.1)
+
+
+def test_a_failed_user_of_a_service_fails_the_run_without_waiting_for_a_deadlock(tmp_path: Path,
+                                                                                 ray_address: str) -> None:
+    # The service is up but can serve no job any more: the run fails at once naming the job
+    # that failed, not with a DeadlockException once --deadlockWait has passed.
+    log = str(tmp_path / "events")
+    options = _options(tmp_path, retryCount=0, deadlockWait=60)
+    with pytest.raises(FailedJobsException, match="contains 1 failed jobs: '_failing_user'"), Toil(options) as toil:
+        toil.start(Job.wrapJobFn(_host_of_a_failing_user, log, cores=0.1))
+    assert [name for name, _ in _events(log)] == ["service-up"]  # the follow-on never ran
+
+
 def _host_with_unstartable_service(job: Job, log: str) -> None:
     address = job.addService(KeyValueService(log))
     job.addChildFn(_writer, address, "a", log, cores=0.1)

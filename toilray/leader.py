@@ -195,7 +195,8 @@ class Leader:
         next_kill_check = time.monotonic() + self.limits.kill_polling_interval
         while True:
             self._dispatch()
-            if (not self._inflight and not self._replaying and not self._services.active()
+            if (not self._inflight and not self._replaying
+                    and (not self._services.active() or self._only_blocked_services())
                     and not self._take_source_jobs()):
                 return
             self._check_deadlock()
@@ -259,6 +260,12 @@ class Leader:
         stopping = self.state.take_services_to_stop()
         for host in stopping:
             self._host_events(self._services.stop_host(host))
+
+    def _only_blocked_services(self) -> bool:
+        """Whether the services still running can serve no job any more: nothing runs, waits or
+        is about to be released, and jobs failed for good (the rest waits on them). The run
+        then ends as failed, naming those jobs, instead of waiting for --deadlockWait."""
+        return bool(self.state.failed) and not self._waiting and self._services.settled()
 
     def _check_deadlock(self) -> None:
         """Raise DeadlockException when only services can run for --deadlockWait seconds."""

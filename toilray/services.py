@@ -101,6 +101,11 @@ class ServiceManager:
     def hosts(self, host: str) -> bool:
         return host in self._hosts
 
+    def settled(self) -> bool:
+        """Whether every service is up or stopped: none is waiting, starting or stopping (after
+        which its host's successors, or what follows its host, might run)."""
+        return all(s.phase in ("up", "stopped") for s in self._services.values())
+
     def host_count(self) -> int:
         """Host jobs whose services are starting, up or stopping."""
         return len(self._hosts)
