@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -198,6 +199,24 @@ def test_code_reaches_nodes_that_share_no_file_system(cluster: NetnsCluster, tmp
     assert f"is not visible on node(s) {workers} of the Ray cluster" in done.stderr, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert not os.listdir(count_dir)
+
+    # Not shipped (--disableAutoDeployment): the jobs, which only the workers have the memory
+    # for, cannot import the script there. Each failure says so in one line naming the node, and
+    # the run fails naming the jobs. (The gate exists: no services, no waiting.)
+    count_dir = tmp_path / "unshipped"
+    count_dir.mkdir()
+    (tmp_path / "open").touch()
+    args = spread_args(cluster, f"file:{tmp_path / 'unshipped-store'}", count_dir, 2, "--pins", "0", "--gate",
+                       str(tmp_path / "open"), "--pieceMemory", "2G", "--disableAutoDeployment")
+    args[1] = str(code / "spread.py")
+    done = cluster.run(cluster.head, args, timeout=RUN_TIMEOUT)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    not_found = {match.group(1) for match in re.finditer(
+        r"failed \(attempt 1 of 1\): JobCodeImportError: the job's code cannot be imported on node \S+ ([\d.]+): "
+        r"ModuleNotFoundError: No module named 'spread' \(", done.stderr)}
+    assert not_found and not_found <= {node.ip for node in cluster.workers}, done.stderr[-5000:]
+    assert "Traceback" not in done.stderr
+    assert "toilray: error: FailedJobsException: The job store" in done.stderr
 
 
 @dataclass

@@ -167,6 +167,10 @@ class AutoscalingConfigError(ToilrayError):
     """The autoscaler configuration (--autoscalingConfig) cannot be read."""
 
 
+class JobCodeImportError(ToilrayError):
+    """A job's code cannot be imported on the node that was to run it."""
+
+
 # Exit statuses of an uncaught error, the same for a script run with python and for `toilray`.
 USAGE_ERROR = 2  # a mistake in what was asked: a bad store, option, script or address (as click uses)
 WORKFLOW_FAILED = 1  # the workflow ran and did not finish

@@ -32,7 +32,7 @@ import ray
 from toilray import serialize
 from toilray.callCache import CallCache, replayed
 from toilray.deferred import DeferredFunctions, run_orphaned
-from toilray.exceptions import TRACEBACK_VARIABLE, ToilrayError
+from toilray.exceptions import TRACEBACK_VARIABLE, JobCodeImportError, ToilrayError
 from toilray.fileStores.cache import NodeCache
 from toilray.fileStores.fileStore import FileStore
 from toilray.job import Job, call_identity, load_job, requirements_of, run_job, service_host_job
@@ -222,6 +222,18 @@ def _call_cache(ctx: WorkerContext, job: Job) -> CallCache | None:
     return cache
 
 
+def _load_job(item: TaskItem, context: serialize.PromiseContext, ctx: WorkerContext) -> Job:
+    try:
+        return load_job(item.body, context, ctx.defaults)
+    except ImportError as exc:
+        # Typically a node of a cluster that lacks the workflow's own modules while others have
+        # them: which node it is, is what the user needs to know.
+        raise JobCodeImportError(
+            f"the job's code cannot be imported on node {node_name()}: {type(exc).__name__}: {exc} (toilray "
+            "ships a workflow's own modules to the nodes of a cluster unless --disableAutoDeployment; "
+            "otherwise they must be on every node)") from exc
+
+
 def _cache_key(cache: CallCache, job: Job, store: JobStore, file_store: FileStore) -> str | None:
     try:
         return cache.key(call_identity(job, file_store), store)
@@ -242,7 +254,7 @@ def _execute(
     cache: CallCache | None = None
     key: str | None = None
     try:
-        job = load_job(item.body, serialize.PromiseContext(values, store.result_bytes), ctx.defaults)
+        job = _load_job(item, serialize.PromiseContext(values, store.result_bytes), ctx)
         if item.resolve_requirements_only:
             return Outcome(item.job_id, ok=True, requirements=requirements_of(job)), None
         cache = _call_cache(ctx, job)

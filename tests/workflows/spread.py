@@ -6,7 +6,8 @@ Every execution of a job leaves ``<countDir>/<jobStoreID>-<node address>-<uuid>`
 tell how often each job ran and where. With ``--gate PATH``, jobs wait for PATH to exist before
 they finish (so a test can lose a node while jobs certainly run on it); with ``--reach
 HOST:PORT`` too, they then wait until they can connect there (a node cut off from the cluster
-never can, though it still sees the shared file system). Where a job runs comes from a module
+never can, though it still sees the shared file system). ``--pieceMemory`` sets the memory the
+N jobs ask for (so that only some nodes can hold them). Where a job runs comes from a module
 beside the script (spread_node.py), which nodes import as the script's own code.
 """
 
@@ -54,10 +55,11 @@ def gather(job: Job, file_ids: list[object], pinned_at: list[str]) -> int:
     return total
 
 
-def root(job: Job, n: int, pins: int, count_dir: str, gate: str | None, reach: str | None) -> object:
+def root(job: Job, n: int, pins: int, count_dir: str, gate: str | None, reach: str | None,
+         piece_memory: str) -> object:
     for _ in range(2 if gate is None else 0):
         job.addService(RecordedService(count_dir, cores=0.1, memory="50M", disk="10M", preemptible=False))
-    files = [job.addChildJobFn(piece, i, count_dir, gate, reach, cores=1, memory="50M", disk="10M").rv()
+    files = [job.addChildJobFn(piece, i, count_dir, gate, reach, cores=1, memory=piece_memory, disk="10M").rv()
              for i in range(n)]
     pinned_at = [job.addChildJobFn(pinned, count_dir, gate, reach, cores=1, memory="50M", disk="10M",
                                    preemptible=False).rv() for _ in range(pins)]
@@ -71,9 +73,10 @@ if __name__ == "__main__":
     parser.add_argument("--countDir", required=True)
     parser.add_argument("--gate")
     parser.add_argument("--reach")
+    parser.add_argument("--pieceMemory", default="50M", help="the memory each of the N jobs asks for")
     options = parser.parse_args()
     with Toil(options) as toil:
         result = toil.restart() if options.restart else toil.start(
             Job.wrapJobFn(root, options.n, options.pins, options.countDir, options.gate, options.reach,
-                         memory="50M", disk="10M"))
+                         options.pieceMemory, memory="50M", disk="10M"))
     print(f"RESULT {result}")
