@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from toilray.exceptions import JobStoreLockedException, NoSuchFileException
 from toilray.job import Job
 from toilray.jobStores.jobStore import JobStore
 from toilray.lib import urls
+from toilray.protocol import CommitRecord
 
 WORKFLOWS = Path(__file__).parent / "workflows"
 
@@ -113,3 +115,23 @@ def test_only_the_job_store_touches_its_storage_back_end() -> None:
     )
     assert not offenders, "use JobStore's methods instead of its storage back end:\n" + "\n".join(
         f"{path}:{line}: .{attr}" for path, line, attr in offenders)
+
+
+def _record(job_id: str, value: int) -> CommitRecord:
+    return CommitRecord(job_id, pickle.dumps(value), frozenset(), [], (), (), [], [], name=f"job {value}")
+
+
+def test_jobs_committed_together_read_back_apart_and_a_first_commit_wins(tmp_path: Path) -> None:
+    """A task's batch commits in one write (hard links of one file on a local store): each job
+    reads back its own record, one committed before keeps its own, and each uncommits alone."""
+    store = JobStore(f"file:{tmp_path / 'store'}")
+    store.initialize()
+    assert store.commit(_record("b" * 32, -1))
+    created = store.commit_all([_record(letter * 32, value) for value, letter in enumerate("abc")])
+    assert created == [True, False, True]
+    assert [pickle.loads(store.result_bytes(letter * 32)) for letter in "abc"] == [0, -1, 2]
+    assert store.read_commit("c" * 32) == _record("c" * 32, 2)
+    store.uncommit("a" * 32)
+    assert store.read_commit("a" * 32) is None and store.result_bytes("c" * 32) == pickle.dumps(2)
+    assert sorted(store.committed_ids()) == ["b" * 32, "c" * 32]
+    assert os.listdir(tmp_path / "store" / "tmp") == []  # nothing staged is left behind
