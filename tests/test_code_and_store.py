@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import os
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -135,3 +136,17 @@ def test_jobs_committed_together_read_back_apart_and_a_first_commit_wins(tmp_pat
     assert store.read_commit("a" * 32) is None and store.result_bytes("c" * 32) == pickle.dumps(2)
     assert sorted(store.committed_ids()) == ["b" * 32, "c" * 32]
     assert os.listdir(tmp_path / "store" / "tmp") == []  # nothing staged is left behind
+
+
+def test_a_batch_commits_its_jobs_once_they_ran_and_a_job_committed_meanwhile_keeps_that_commit(
+        tmp_path: Path) -> None:
+    """A worker's batch task (no Ray: ``run_jobs`` in a process of its own) leaves each job's
+    record in the store; a job another attempt committed while the batch ran reports that
+    attempt's value, and a second run of the batch runs nothing again."""
+    done = subprocess.run([sys.executable, str(WORKFLOWS / "batch_commit.py"), str(tmp_path / "store"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "first [(True, True), (True, False), (True, False)] ['earlier', None, 6] ['earlier', None, 6]",
+        "again [(True, True), (True, True), (True, True)] ['earlier', None, 6] ['earlier', None, 6]",
+    ]
