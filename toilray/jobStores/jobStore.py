@@ -11,7 +11,9 @@ Layout (the same keys on every storage back end)::
     start                the initial job graph (pickled list of JobSpec), written once.
     commits/<jobID>      a job's CommitRecord: its return value, the successors it created,
                          its file deletions. Written once, atomically; it *is* the job's done
-                         marker. Restart replays these records to rebuild the graph.
+                         marker. Restart replays these records to rebuild the graph. The jobs
+                         one task commits together may share one object under their names
+                         (hard links, on a local store): a dict of each one's pickled record.
     failures/<jobID>     the latest failure report of a job (text), for users and `status`.
     logs/<jobID>.<n>     what attempt n of a job printed (its end, up to --maxLogFileSize), if anything.
     stats/<uuid>.parquet the per-job statistics (--stats) one leader session recorded; see toilray.stats.
@@ -247,6 +249,16 @@ class JobStore(AbstractJobStore):
         data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
         return self._storage.write_bytes_once(f"{COMMITS}/{record.job_id}", data)
 
+    def commit_all(self, records: list[CommitRecord]) -> list[bool]:
+        """``commit`` for each record, in order, in one write where the storage can share it."""
+        if len(records) > 1:
+            group = {r.job_id: pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in records}
+            created = self._storage.write_bytes_once_shared(
+                [f"{COMMITS}/{r.job_id}" for r in records], pickle.dumps(group, protocol=pickle.HIGHEST_PROTOCOL))
+            if created is not None:
+                return created
+        return [self.commit(record) for record in records]
+
     def uncommit(self, job_id: str) -> None:
         """Forget a job's commit (a checkpoint about to rerun, or its discarded subtree)."""
         self._storage.delete(f"{COMMITS}/{job_id}")
@@ -256,9 +268,10 @@ class JobStore(AbstractJobStore):
 
     def read_commit(self, job_id: str) -> CommitRecord | None:
         try:
-            return pickle.loads(self._storage.read_bytes(f"{COMMITS}/{job_id}"))
+            record = pickle.loads(self._storage.read_bytes(f"{COMMITS}/{job_id}"))
         except FileNotFoundError:
             return None
+        return pickle.loads(record[job_id]) if isinstance(record, dict) else record
 
     def committed_ids(self) -> Iterator[str]:
         return self._storage.list(COMMITS)

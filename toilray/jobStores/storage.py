@@ -49,6 +49,12 @@ class Storage(ABC):
     def write_bytes_once(self, key: str, data: bytes) -> bool:
         """Atomically create ``key`` unless it exists; return whether this call created it."""
 
+    def write_bytes_once_shared(self, keys: list[str], data: bytes) -> list[bool] | None:
+        """Store ``data`` once under each of ``keys`` (each created atomically unless it exists,
+        in order); return which of them this call created. None where the back end cannot give
+        one object several names: the caller then writes each key's own data."""
+        return None
+
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key`` (and, for a prefix, everything under it); a missing key is fine."""
