@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from counting_commands import calls as count_calls
+from counting_commands import counting_wrappers
 
 REPO = Path(__file__).resolve().parent.parent
 FLOW = REPO / "tests" / "workflows" / "hpc_nodes.py"
@@ -145,21 +147,6 @@ ELASTIC_FLOW = REPO / "tests" / "workflows" / "elastic_fanout.py"
 _COUNTED = ("sbatch", "squeue", "scancel", "sacct")
 
 
-def _counting_wrappers(directory: Path, log: Path) -> dict[str, str]:
-    """Scripts named as the scheduler's commands that log each call to ``log`` and run the real
-    command; the real commands' paths."""
-    directory.mkdir()
-    real = {}
-    for name in _COUNTED:
-        found = shutil.which(name)
-        assert found, name
-        real[name] = found
-        wrapper = directory / name
-        wrapper.write_text(f'#!/bin/bash\necho "{name} $*" >> {log}\nexec {found} "$@"\n')
-        wrapper.chmod(0o755)
-    return real
-
-
 def _elastic_leftovers() -> list[str]:
     """Directories and processes of elastic runs' Ray nodes (toilray.allocation's temp roots)."""
     roots = [str(p) for p in Path("/tmp").glob(f"toilray-{os.environ.get('USER') or os.getuid()}-slurm-e*")]
@@ -173,7 +160,7 @@ def test_elastic_slurm_adds_worker_jobs_survives_a_scancel_and_cancels_idle_ones
     jobs are cancelled while the last job runs, and every one is gone at the end. The scheduler
     commands the run issued are counted by wrappers on PATH."""
     calls = tmp_path / "calls.log"
-    real = _counting_wrappers(tmp_path / "bin", calls)
+    real = counting_wrappers(tmp_path / "bin", calls, _COUNTED)
     marks, out, log = tmp_path / "marks", tmp_path / "out.json", tmp_path / "run.log"
     marks.mkdir()
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
@@ -182,14 +169,15 @@ def test_elastic_slurm_adds_worker_jobs_survives_a_scancel_and_cancels_idle_ones
                "--statePollingWait", "1", "--n", "300", "--marks", str(marks), "--out", str(out),
                "--squeue", real["squeue"]]
     # A job bigger than a worker job fails at once, naming the worker jobs' shape; none is submitted.
-    big = subprocess.run([*command, "--rootCores", "3", f"file:{tmp_path / 'big'}"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=DEADLINE)
+    big = subprocess.run([*command, "--rootCores", "3", f"file:{tmp_path / 'big'}"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=DEADLINE)
     assert big.returncode == 1, big.stderr
     assert "the slurm worker job of --nodeCores/--nodeMemory/--nodeAccelerators (2 core(s), 1 GB)" in big.stderr
-    assert not calls.exists() or "sbatch" not in calls.read_text()
+    assert count_calls(calls)["sbatch"] == 0
     started = time.monotonic()
     with open(log, "w") as handle:
-        run = subprocess.Popen([*command, f"file:{tmp_path / 'store'}"], cwd=tmp_path, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        run = subprocess.Popen([*command, f"file:{tmp_path / 'store'}"], cwd=tmp_path, env=env, stdout=handle,
+                               stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + DEADLINE
         while len(list(marks.iterdir())) < 2:  # jobs run in two worker jobs
@@ -210,9 +198,9 @@ def test_elastic_slurm_adds_worker_jobs_survives_a_scancel_and_cancels_idle_ones
     # The idle worker jobs went while the last job ran in its own.
     assert result["left"] == [result["self"]], result
     assert "): idle" in output
-    counted = [line.split()[0] for line in calls.read_text().splitlines()]
-    sbatch, squeue, scancel = (counted.count(name) for name in ("sbatch", "squeue", "scancel"))
-    assert counted.count("sacct") == 0
+    counted = count_calls(calls)
+    sbatch, squeue, scancel = (counted[name] for name in ("sbatch", "squeue", "scancel"))
+    assert counted["sacct"] == 0
     assert 2 <= sbatch <= 8, counted  # worker jobs, not workflow jobs: at most 3 at a time, one replaced
     assert scancel <= 8, counted
     assert squeue <= elapsed / 1 + 2, (squeue, elapsed)  # at most one status query per --statePollingWait

@@ -128,7 +128,8 @@ def fits(unit: Demand, shape: Shape) -> bool:
 def plan(demand: Sequence[Demand], workers: Sequence[WorkerJob], limits: Limits, now: float) -> Actions:
     """What to do now: the worker jobs to submit for the ``demand`` that the worker jobs on their
     way (queued or starting) will not take, whole shapes or one slice, never more than
-    ``limits.max_nodes`` worker jobs in all; and the worker jobs to cancel: those whose Ray node
+    ``limits.max_nodes`` worker jobs in all (the last one allowed is whole: a slice would cap the
+    run); and the worker jobs to cancel: those whose Ray node
     has been idle ``limits.idle_time`` seconds, and with no demand, those queued that long."""
     units = sorted((Demand(d.cpus, d.memory, d.gpus) for d in demand if fits(d, limits.shape)
                     for _ in range(d.count)), key=lambda u: (u.gpus, u.cpus, u.memory), reverse=True)
@@ -145,7 +146,8 @@ def plan(demand: Sequence[Demand], workers: Sequence[WorkerJob], limits: Limits,
     cancel = [w.job_id for w in workers if w.state == JOINED and w.idle_seconds >= limits.idle_time]
     if not units:
         cancel += [w.job_id for w in workers if w.state == QUEUED and now - w.submitted >= limits.idle_time]
-    return Actions(tuple(b.slice() for b in new), tuple(cancel))
+    last = limits.max_nodes - len(workers) - 1
+    return Actions(tuple(limits.shape if i == last else b.slice() for i, b in enumerate(new)), tuple(cancel))
 
 
 def demand_of(bundles: Sequence[tuple[Mapping[str, float], int]]) -> list[Demand]:
@@ -215,10 +217,13 @@ class ElasticWorkers:
         self._thread.start()
 
     def _loop(self) -> None:
+        from ray.exceptions import RayError
+
         while not self._stop.wait(self.settings.polling):
             try:
                 self.step()
-            except SchedulerError as exc:
+            except (SchedulerError, RayError, OSError) as exc:
+                # A scheduler or the head that does not answer now may answer next time: said once.
                 if str(exc) != self._last_error:
                     logger.error("Elastic %s: %s (trying again every %g s)", self.scheduler.name, exc,
                                  self.settings.polling)
