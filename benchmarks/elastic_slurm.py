@@ -42,7 +42,9 @@ def measure(engine: str, jobs: int, timeout: float) -> dict[str, object]:
         command = [python, str(FANOUT), f"file:{directory / 'store'}", "--jobs", str(jobs), "--batchSystem", "slurm",
                    *JOB_OPTIONS, *(TOILRAY_OPTIONS if engine == "toilray" else [])]
         if engine == "toil":
+            # As with Toil's virtualenv activated: the batch jobs run its _toil_worker.
             env["BENCH_ENGINE"] = "toil"
+            env["PATH"] = f"{directory / 'bin'}{os.pathsep}{TOIL_PYTHON.parent}{os.pathsep}{os.environ['PATH']}"
         started = time.monotonic()
         try:
             done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=timeout)

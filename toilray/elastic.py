@@ -263,6 +263,8 @@ class ElasticWorkers:
                 state = JOINED if job.tag in nodes else STARTING if job.started or job.joined else QUEUED
                 workers.append(WorkerJob(job.job_id, job.shape, state, job.submitted, nodes.get(job.tag, 0.0)))
             actions = plan(demand, workers, self._limits, now)
+            logger.debug("Elastic %s: %d task(s) wait for a node; worker jobs %s; %s", self.scheduler.name,
+                         sum(d.count for d in demand), {w.job_id: w.state for w in workers}, actions)
             if actions.cancel:
                 hpc_schedulers.cancel(self.scheduler, actions.cancel)
                 for job_id in actions.cancel:
