@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from toilray import hpc_schedulers
 from toilray.hpc import FINISHED, PENDING, BatchRequest, Scheduler, SchedulerError
@@ -129,8 +129,8 @@ def plan(demand: Sequence[Demand], workers: Sequence[WorkerJob], limits: Limits,
     """What to do now: the worker jobs to submit for the ``demand`` that the worker jobs on their
     way (queued or starting) will not take, whole shapes or one slice, never more than
     ``limits.max_nodes`` worker jobs in all (the last one allowed is whole: a slice would cap the
-    run); and the worker jobs to cancel: those whose Ray node
-    has been idle ``limits.idle_time`` seconds, and with no demand, those queued that long."""
+    run); and the worker jobs to cancel: those whose Ray node has been idle ``limits.idle_time``
+    seconds, and with no demand, those queued that long."""
     units = sorted((Demand(d.cpus, d.memory, d.gpus) for d in demand if fits(d, limits.shape)
                     for _ in range(d.count)), key=lambda u: (u.gpus, u.cpus, u.memory), reverse=True)
     coming = [_Bin(w.shape) for w in workers if w.state in (QUEUED, STARTING)]
@@ -178,7 +178,6 @@ class ElasticSettings:
     extra_args: tuple[str, ...] = ()
     parallel_environment: str | None = None
     memory_is_product: bool = False
-    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -302,7 +301,7 @@ class ElasticWorkers:
             time=settings.time, queue=settings.queue, qos=settings.qos, job_name="toilray-worker",
             output=os.path.join(self.script_dir, f"{tag}.log"), extra_args=settings.extra_args,
             parallel_environment=settings.parallel_environment, memory_is_product=settings.memory_is_product,
-            environment={**settings.environment, "PYTHONPATH": path})
+            environment={"PYTHONPATH": path})
 
     def _submit(self, shape: Shape) -> None:
         tag = uuid.uuid4().hex[:12]
