@@ -127,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(number, on_signal)
     if args.watch_stdin:
         def watch() -> None:
-            sys.stdin.buffer.read()  # returns when the starting process's end of the pipe closes
+            # The raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read makes
+            # the interpreter's exit a fatal error, whose output hides why Ray stopped.
+            while os.read(0, 4096):  # b"" once the starting process's end of the pipe closes
+                pass
             stop.set()
 
         threading.Thread(target=watch, daemon=True).start()
