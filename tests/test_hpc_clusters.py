@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from counting_commands import calls as count_calls
+from counting_commands import counting_wrappers
 
 REPO = Path(__file__).resolve().parent.parent
 FLOW = REPO / "tests" / "workflows" / "hpc_nodes.py"
@@ -139,3 +141,73 @@ def test_grid_engine_smp_allocation(gridengine: None, tmp_path: Path) -> None:
                         f"file:{failing / 'store'}", "--n", "5", "--fail", "--out", str(failing / "nodes.json"))
     assert done.returncode == 1, done.stdout + done.stderr
     _assert_ray_gone(_temp_root("grid_engine", job_id))
+
+
+ELASTIC_FLOW = REPO / "tests" / "workflows" / "elastic_fanout.py"
+_COUNTED = ("sbatch", "squeue", "scancel", "sacct")
+
+
+def _elastic_leftovers() -> list[str]:
+    """Directories and processes of elastic runs' Ray nodes (toilray.allocation's temp roots)."""
+    roots = [str(p) for p in Path("/tmp").glob(f"toilray-{os.environ.get('USER') or os.getuid()}-slurm-e*")]
+    return roots + _ray_processes("-slurm-e")
+
+
+def test_elastic_slurm_adds_worker_jobs_survives_a_scancel_and_cancels_idle_ones(slurm: None,
+                                                                                 tmp_path: Path) -> None:
+    """From 0 worker jobs, 300 jobs make toilray submit worker jobs; one of them is cancelled with
+    scancel while its jobs run, and the workflow (no retries allowed) still completes; idle worker
+    jobs are cancelled while the last job runs, and every one is gone at the end. The scheduler
+    commands the run issued are counted by wrappers on PATH."""
+    calls = tmp_path / "calls.log"
+    real = counting_wrappers(tmp_path / "bin", calls, _COUNTED)
+    marks, out, log = tmp_path / "marks", tmp_path / "out.json", tmp_path / "run.log"
+    marks.mkdir()
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, str(ELASTIC_FLOW), "--batchSystem", "slurm",
+               "--nodeCores", "2", "--nodeMemory", "1G", "--maxNodes", "3", "--nodeIdleTime", "5",
+               "--statePollingWait", "1", "--n", "300", "--marks", str(marks), "--out", str(out),
+               "--squeue", real["squeue"]]
+    # A job bigger than a worker job fails at once, naming the worker jobs' shape; none is submitted.
+    big = subprocess.run([*command, "--rootCores", "3", f"file:{tmp_path / 'big'}"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=DEADLINE)
+    assert big.returncode == 1, big.stderr
+    assert "the slurm worker job of --nodeCores/--nodeMemory/--nodeAccelerators (2 core(s), 1 GB)" in big.stderr
+    assert count_calls(calls)["sbatch"] == 0
+    started = time.monotonic()
+    with open(log, "w") as handle:
+        run = subprocess.Popen([*command, f"file:{tmp_path / 'store'}"], cwd=tmp_path, env=env, stdout=handle,
+                               stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while len(list(marks.iterdir())) < 2:  # jobs run in two worker jobs
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        victim = sorted(p.name for p in marks.iterdir())[0]
+        subprocess.run([real["scancel"], victim], check=True)
+        assert run.wait(DEADLINE) == 0, log.read_text()
+    finally:
+        if run.poll() is None:
+            run.kill()
+    elapsed = time.monotonic() - started
+    output = log.read_text()
+    result = json.loads(out.read_text())
+    assert sum(result["jobs"].values()) == 300
+    assert victim in result["jobs"] and len(result["jobs"]) >= 2
+    assert f"slurm worker job {victim} ended (cancelled, or at its time limit): its Ray node is lost" in output
+    # The idle worker jobs went while the last job ran in its own.
+    assert result["left"] == [result["self"]], result
+    assert "): idle" in output
+    counted = count_calls(calls)
+    sbatch, squeue, scancel = (counted[name] for name in ("sbatch", "squeue", "scancel"))
+    assert counted["sacct"] == 0
+    assert 2 <= sbatch <= 8, counted  # worker jobs, not workflow jobs: at most 3 at a time, one replaced
+    assert scancel <= 8, counted
+    assert squeue <= elapsed / 1 + 2, (squeue, elapsed)  # at most one status query per --statePollingWait
+    deadline = time.monotonic() + 60
+    while (subprocess.run([real["squeue"], "--noheader", "--name=toilray-worker"], capture_output=True,
+                          text=True).stdout.strip() or _elastic_leftovers()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert subprocess.run([real["squeue"], "--noheader", "--name=toilray-worker"], capture_output=True,
+                          text=True).stdout.strip() == ""
+    assert _elastic_leftovers() == []

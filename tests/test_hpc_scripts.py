@@ -151,3 +151,24 @@ def test_no_allocation_outside_one_or_when_turned_off() -> None:
     inside = {"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "node1"}
     assert hpc_schedulers.detect(inside) is not None
     assert hpc_schedulers.detect({**inside, "TOILRAY_HPC": "0"}) is None
+
+
+def test_lsf_worker_job_of_an_elastic_run() -> None:
+    """--batchSystem lsf: each Ray worker node is a bsub job running toilray.lib.ray_node."""
+    from toilray.elastic import ElasticSettings, ElasticWorkers, Shape
+
+    lsf = hpc_schedulers.by_name("lsf")
+    settings = ElasticSettings("lsf", Shape(4, 16 * 1024 * MB, 1), max_nodes=5, idle_time=60.0, polling=1.0,
+                               queue="short", time="01:00:00", memory_is_product=True,
+                               extra_args=tuple(lsf.extra_args({"TOIL_LSF_ARGS": "-P p"})))
+    workers = ElasticWorkers(settings, lsf, "10.0.0.1:6379", "/tmp/toilray-u-lsf-e1", "/w/toilray-hpc/e1")
+    request = workers.request(Shape(2, 8 * 1024 * MB, 1), "tag1", 3)
+    lines = lsf.render_script(request).splitlines()
+    assert lines[1:9] == ["#BSUB -J toilray-worker", "#BSUB -n 2", '#BSUB -R "span[ptile=2]"',
+                          '#BSUB -R "rusage[mem=4096MB]"', "#BSUB -M 4096MB", '#BSUB -gpu "num=1"', "#BSUB -W 01:00",
+                          "#BSUB -q short"]
+    assert lines[-1].startswith("exec ")  # the node's process gets LSF's signals itself
+    assert lines[-1].split()[2:] == ["-m", "toilray.lib.ray_node", "--temp-dir=/tmp/toilray-u-lsf-e1/w3",
+                                     "--num-cpus=2", "--num-gpus=1", "--address=10.0.0.1:6379",
+                                     "--labels=toilray-worker=tag1", f"--memory={8 * 1024 * MB}"]
+    assert lsf.submission("/w/x.sh", request).argv == ("bsub", "-P", "p")

@@ -157,12 +157,10 @@ def test_unknown_log_level_is_rejected(capsys: pytest.CaptureFixture[str]) -> No
     [
         (["--provisioner", "aws"], "--provisioner", "Ray autoscaler"),
         (["--nodeTypes", "x"], "--nodeTypes", "Ray cluster configuration"),
-        (["--maxNodes", "3"], "--maxNodes", "Ray cluster configuration"),
         (["--mesosEndpoint", "h:1"], "--mesosEndpoint", "--rayAddress"),
         (["--kubernetesOwner", "me"], "--kubernetesOwner", "--rayAddress"),
         (["--awsBatchQueue", "q"], "--awsBatchQueue", "ray up"),
-        (["--batchSystem", "slurm"], "--batchSystem", "toilray hpc slurm"),
-        (["--batchSystem", "lsf"], "--batchSystem", "toilray hpc lsf"),
+        (["--batchSystem", "torque"], "--batchSystem", "--rayAddress"),
         (["--batchSystem", "mesos"], "--batchSystem", "Ray"),
         (["--batchSystem", "kubernetes"], "--batchSystem", "Ray"),
     ],
@@ -191,6 +189,29 @@ def test_supported_batch_systems_are_accepted(name: str) -> None:
     assert parse("--batchSystem", name, "file:x").batchSystem == name
 
 
+def test_hpc_batch_systems_take_toils_scheduler_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOIL_SLURM_ARGS", "--account=lab")
+    config = Config.from_options(parse("file:x", "--batchSystem", "slurm", "--maxNodes", "4", "--nodeCores", "8",
+                                       "--nodeMemory", "16G", "--nodeAccelerators", "2", "--slurmPartition", "gpu",
+                                       "--slurmTime", "4:00:00", "--slurmQOS", "high", "--slurmArgs=--exclusive",
+                                       "--nodeIdleTime", "30", "--statePollingWait", "5"))
+    elastic = config.elastic
+    assert elastic is not None
+    assert (elastic.scheduler, elastic.max_nodes, elastic.idle_time, elastic.polling) == ("slurm", 4, 30.0, 5.0)
+    assert (elastic.shape.cpus, elastic.shape.memory, elastic.shape.gpus) == (8, 16 * 10**9, 2)
+    assert (elastic.queue, elastic.time, elastic.qos) == ("gpu", "4:00:00", "high")
+    assert elastic.extra_args == ("--account=lab", "--exclusive")
+    monkeypatch.setenv("TOIL_GRIDENGINE_PE", "mpi")
+    grid = Config.from_options(parse("file:x", "--batchSystem", "gridengine")).elastic
+    assert grid is not None and (grid.scheduler, grid.parallel_environment) == ("grid_engine", "mpi")
+    assert Config.from_options(parse("file:x")).elastic is None
+    for args, problem in ((["--maxNodes", "3"], "--maxNodes is for --batchSystem slurm"),
+                          (["--batchSystem", "lsf", "--slurmArgs=-x"], "--slurmArgs is for Slurm"),
+                          (["--batchSystem", "slurm", "--rayAddress", "h:1"], "conflict")):
+        with pytest.raises(BadOptionError, match=problem):
+            Config.from_options(parse("file:x", *args))
+
+
 @pytest.mark.parametrize(("name", "value"), [("provisioner", "aws"), ("nodeTypes", ["t2.micro"]),
                                              ("mesosEndpoint", "h:1"), ("metrics", True)])
 def test_replaced_options_set_in_code_are_rejected(name: str, value: object) -> None:
@@ -207,7 +228,7 @@ def test_tuning_options_set_in_code_are_accepted_and_noted(name: str, value: obj
     assert Config.from_options(options).ignoredOptions == (name,)
 
 
-@pytest.mark.parametrize("name", ["slurm", "mesos"])
+@pytest.mark.parametrize("name", ["torque", "mesos"])
 def test_replaced_batch_system_set_in_code_is_rejected(name: str) -> None:
     options = Job.Runner.getDefaultOptions("file:x")
     options.batchSystem = name

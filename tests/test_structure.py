@@ -98,7 +98,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("toilray.worker",),
     ("toilray.job",),  # the job API
     ("toilray.config", "toilray.fileStores", "toilray.callCache", "toilray.deferred", "toilray.lib.urls",
-     "toilray.stats", "toilray.hpc_schedulers",
+     "toilray.stats", "toilray.hpc_schedulers", "toilray.elastic",
      "toilray.stats_page",
      "toilray.cluster"),
     ("toilray.jobStores",),

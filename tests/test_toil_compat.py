@@ -526,6 +526,6 @@ def test_batch_system_single_machine_runs_a_script(tmp_path: Path, script_env: d
     done = run_script(script, f"file:{tmp_path / 'store'}", "--batchSystem", "single_machine", env=script_env)
     assert done.returncode == 0, done.stderr
     assert f"hello on {cpu_count()} core(s)" in done.stdout
-    refused = run_script(script, f"file:{tmp_path / 'store2'}", "--batchSystem", "slurm", env=script_env)
+    refused = run_script(script, f"file:{tmp_path / 'store2'}", "--batchSystem", "torque", env=script_env)
     assert refused.returncode == 2
-    assert "slurm is not a toilray batch system" in refused.stderr
+    assert "torque is not a toilray batch system" in refused.stderr

@@ -13,6 +13,7 @@ import socket
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +22,12 @@ import ray
 
 from toilray import hpc_schedulers, local_ray
 from toilray.allocation import AllocationRay
+from toilray.elastic import ElasticSettings, ElasticWorkers
 from toilray.exceptions import AutoscalingConfigError, RayConnectionError
+from toilray.hpc import Allocation, HostSlots
 from toilray.lib import ray_reaper
 from toilray.lib.conversions import readable_size
+from toilray.lib.ray_node import ray_memory
 from toilray.requirements import Requirements
 
 logger = logging.getLogger(__name__)
@@ -255,14 +259,21 @@ class RayConnection:
 
     On a running cluster (``address``), ``py_modules`` (local paths: ``toilray.deployment``) go
     to every worker of the run through Ray's runtime_env, so that nodes that do not share this
-    machine's file system import the workflow's code too; ``shipped_code`` says they did."""
+    machine's file system import the workflow's code too; ``shipped_code`` says they did.
+
+    With ``elastic`` (``--batchSystem slurm|grid_engine|lsf``), the run's Ray is a head here with
+    no cores and worker nodes that come and go as scheduler jobs (``toilray.elastic``);
+    ``node_types`` is then the worker jobs' shape, which the leader places jobs by."""
 
     def __init__(self, address: str | None, timeout: float = 15.0, log_level: str = "INFO", embedded: bool = False,
-                 idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT, py_modules: list[str] | None = None) -> None:
+                 idle_timeout: float = local_ray.DEFAULT_IDLE_TIMEOUT, py_modules: list[str] | None = None,
+                 elastic: ElasticSettings | None = None) -> None:
         self.started_here = False
         self.shipped_code = False
         self.on_cluster = False
+        self.node_types: list[NodeType] = []
         self._allocation_ray: AllocationRay | None = None
+        self._elastic: ElasticWorkers | None = None
         self._sigterm_set = False
         # Whether the workers start from this process's environment; those of the shared local
         # Ray were started by its server, so the run ships its environment to them instead.
@@ -272,6 +283,9 @@ class RayConnection:
         _quiet_ray_banners(log_level)
         address = address or os.environ.get("RAY_ADDRESS") or None
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+        if elastic is not None:
+            self._start_elastic(elastic, timeout, kwargs, log_level)
+            return
         # Inside an HPC allocation, the run's Ray spans the allocation (toilray.allocation).
         allocated = hpc_schedulers.detect() if address is None and not embedded else None
         if allocated is not None:
@@ -326,6 +340,33 @@ class RayConnection:
         atexit.register(self.shutdown)
         self._sigterm_set = _interrupt_on_sigterm()
 
+    def _start_elastic(self, settings: ElasticSettings, timeout: float, kwargs: dict[str, Any],
+                       log_level: str) -> None:
+        """A head here that runs no job, and the loop that adds and cancels worker jobs."""
+        scheduler = hpc_schedulers.by_name(settings.scheduler)
+        run = f"e{uuid.uuid4().hex[:7]}"  # short: Ray's socket paths must stay under 108 bytes
+        head = AllocationRay(scheduler, Allocation(scheduler.name, run, (HostSlots(socket.gethostname(), 0),)))
+        self._allocation_ray = head
+        try:
+            address = head.start_head()
+            _use_token_auth()  # as for an allocation's nodes
+            _connect(address, max(timeout, head.start_timeout), kwargs, log_level)
+            self._elastic = ElasticWorkers(settings, scheduler, address, head.temp_root,
+                                           os.path.abspath(os.path.join("toilray-hpc", run)))
+            self._elastic.start()
+        except BaseException:
+            self.shutdown()
+            raise
+        shape = settings.shape
+        memory = math.inf if shape.memory is None else float(ray_memory(shape.memory))
+        self.node_types = [NodeType(f"the {scheduler.name} worker job of --nodeCores/--nodeMemory/"
+                                    f"--nodeAccelerators ({shape.describe()})",
+                                    NodeCapacity(float(shape.cpus), memory, float(shape.gpus)))]
+        atexit.register(self.shutdown)
+        self._sigterm_set = _interrupt_on_sigterm()
+        logger.info("Elastic %s: worker jobs of up to %s each, at most %d, cancelled after %g s idle",
+                    scheduler.name, shape.describe(), settings.max_nodes, settings.idle_time)
+
     def nodes(self, work_dir: str) -> list[NodeCapacity]:
         """The live nodes; the disk of this process's own node is the size of ``work_dir``'s
         file system, where its jobs keep their files."""
@@ -377,6 +418,9 @@ class RayConnection:
         if self.started_here and ray.is_initialized():
             ray.shutdown()
             self.started_here = False
+        if self._elastic is not None:
+            workers, self._elastic = self._elastic, None
+            workers.stop()
         if self._allocation_ray is not None:
             nodes, self._allocation_ray = self._allocation_ray, None
             if ray.is_initialized():

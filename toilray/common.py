@@ -34,7 +34,7 @@ from toilray.job import Job, make_specs
 from toilray.jobStores.jobStore import JobStore
 from toilray.jobStores.storage import LeaderLock
 from toilray.lib import urls
-from toilray.options import REPLACED_OPTIONS, clean_applies
+from toilray.options import NO_EFFECT_ON_RAY, REPLACED_OPTIONS, clean_applies
 from toilray.protocol import JobSpec, NodeDirs
 from toilray.realtimeLogger import LEADER_LOGGER_NAME
 
@@ -153,7 +153,8 @@ class Toil:
         self.config = config
         self._handlers = _configure_logging(config)
         for name in config.ignoredOptions:
-            logger.warning("options.%s has no effect in toilray: %s", name, REPLACED_OPTIONS[name])
+            logger.warning("options.%s has no effect in toilray: %s", name,
+                           REPLACED_OPTIONS.get(name) or NO_EFFECT_ON_RAY[name])
         try:
             store = JobStore(config.jobStoreLocator,
                              verify_checksums=not config.disableJobStoreChecksumVerification)
@@ -282,7 +283,7 @@ class Toil:
         shipped = [] if config.disableAutoDeployment or running_address(config.rayAddress, embedded=True) is None \
             else deployment.workflow_modules(self._code_root)
         connection = RayConnection(config.rayAddress, config.rayConnectTimeout, config.logLevel, config.embeddedRay,
-                                   config.localRayIdleTimeout, shipped)
+                                   config.localRayIdleTimeout, shipped, config.elastic)
         if connection.shipped_code:
             # Every worker imports the shipped copy, also where the original is at hand.
             paths = [path for path in paths if path != self._code_root]

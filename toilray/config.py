@@ -10,6 +10,7 @@ for each option, whichever way its value came.
 from __future__ import annotations
 
 import os
+import shlex
 import tempfile
 import uuid
 from argparse import ArgumentTypeError, Namespace
@@ -17,9 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from toilray import hpc_schedulers
+from toilray.elastic import ElasticSettings, Shape
 from toilray.exceptions import BadOptionError, ToilrayError
 from toilray.jobStores.jobStore import parse_locator
 from toilray.options import (
+    ELASTIC_BATCH_SYSTEMS,
+    ELASTIC_OPTIONS,
+    NO_EFFECT_ON_RAY,
     REPLACED_OPTIONS,
     TUNING_ONLY_OPTIONS,
     batch_system_type,
@@ -126,6 +132,52 @@ def _compensation(value: Any) -> float:
     return compensation
 
 
+_DEFAULT_MAX_NODES = 10
+_DEFAULT_NODE_IDLE_TIME = 60.0
+_DEFAULT_STATE_POLLING_WAIT = 1.0
+
+
+def _given(options: Namespace, name: str) -> Any:
+    value = getattr(options, name, None)
+    return None if value is False else value
+
+
+def _elastic_settings(options: Namespace, batch_system: str) -> ElasticSettings | None:
+    """The worker jobs of an elastic HPC run (``toilray.elastic``); None for a run on Ray itself,
+    which must not be given their options."""
+    if batch_system not in ELASTIC_BATCH_SYSTEMS:
+        for name, instead in ELASTIC_OPTIONS.items():
+            if _given(options, name) is not None:
+                raise BadOptionError(f"--{name} is for --batchSystem slurm, grid_engine or lsf; on Ray: {instead}")
+        return None
+    scheduler = hpc_schedulers.by_name(batch_system)
+    if _given(options, "slurmArgs") and scheduler.name != "slurm":
+        raise BadOptionError(f"--slurmArgs is for Slurm; use {scheduler.args_variable} with --batchSystem "
+                             f"{batch_system}")
+
+    def number(name: str, convert: Callable[[Any], T], default: T) -> T:
+        value = _given(options, name)
+        if value is None:
+            return default
+        converted = _checked(convert, value, f"--{name}")
+        if not isinstance(converted, int | float) or converted <= 0:
+            raise BadOptionError(f"--{name} must be positive, not {value}")
+        return converted
+
+    memory = _given(options, "nodeMemory")
+    shape = Shape(cpus=number("nodeCores", int, 1),
+                  memory=None if memory is None else _memory(memory, "--nodeMemory"),
+                  gpus=number("nodeAccelerators", int, 0))
+    return ElasticSettings(
+        scheduler=scheduler.name, shape=shape, max_nodes=number("maxNodes", int, _DEFAULT_MAX_NODES),
+        idle_time=number("nodeIdleTime", float, _DEFAULT_NODE_IDLE_TIME),
+        polling=number("statePollingWait", float, _DEFAULT_STATE_POLLING_WAIT),
+        queue=_given(options, "slurmPartition"), time=_given(options, "slurmTime"), qos=_given(options, "slurmQOS"),
+        extra_args=(*scheduler.extra_args(os.environ), *shlex.split(_given(options, "slurmArgs") or "")),
+        parallel_environment=os.environ.get("TOIL_GRIDENGINE_PE") or None,
+        memory_is_product=bool(_given(options, "memoryIsProduct")))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The options a workflow runs with: defaults filled in, every value checked."""
@@ -179,6 +231,9 @@ class Config:
     badWorkerFailInterval: float
     callCache: str | None = None
     callCacheAllJobs: bool = False
+    batchSystem: str = "ray"
+    # --batchSystem slurm, grid_engine or lsf: the run's Ray worker nodes are scheduler jobs.
+    elastic: ElasticSettings | None = None
     # Tuning options set in the script's code that toilray has no use for (a warning says so).
     ignoredOptions: tuple[str, ...] = ()
 
@@ -191,7 +246,13 @@ class Config:
                 if name not in TUNING_ONLY_OPTIONS:
                     raise BadOptionError(f"--{name} is not used by toilray: {REPLACED_OPTIONS[name]}")
                 ignored.append(name)
-        _checked(batch_system_type, str(options.batchSystem), f"--batchSystem {options.batchSystem}")
+        batch_system = _checked(batch_system_type, str(options.batchSystem), f"--batchSystem {options.batchSystem}")
+        elastic = _elastic_settings(options, batch_system)
+        if elastic is None:
+            ignored += [name for name in NO_EFFECT_ON_RAY if _given(options, name) is not None]
+        if elastic is not None and options.rayAddress:
+            raise BadOptionError(f"--rayAddress and --batchSystem {batch_system} conflict: the run starts its "
+                                 "own Ray head and adds worker nodes as scheduler jobs")
         job_store = os.fspath(options.jobStore) if options.jobStore else options.jobStore
         if not job_store:
             raise BadOptionError("No job store given (pass a locator such as file:my-store or a path)")
@@ -284,6 +345,8 @@ class Config:
             badWorkerFailInterval=float(options.badWorkerFailInterval),
             callCache=_call_cache_locator(getattr(options, "callCache", None)),
             callCacheAllJobs=bool(getattr(options, "callCacheAllJobs", False)),
+            batchSystem=batch_system,
+            elastic=elastic,
             ignoredOptions=tuple(ignored),
         )
 

@@ -87,6 +87,8 @@ class Scheduler(ABC):
     name: str
     #: the variable with extra submission arguments (TOIL_SLURM_ARGS ...)
     args_variable: str
+    #: what the cancel command says of a job that has already ended (not a failure to cancel)
+    ended_job_message: str
 
     @abstractmethod
     def detect(self, environ: Mapping[str, str]) -> Allocation | None:

@@ -80,7 +80,7 @@ def states(scheduler: Scheduler, job_ids: Sequence[str]) -> dict[str, str]:
 
 
 def cancel(scheduler: Scheduler, job_ids: Sequence[str]) -> None:
-    """Cancel the jobs (with one command)."""
+    """Cancel the jobs (with one command); one that has ended already is no failure."""
     status, output = run_command(scheduler.cancel_command(job_ids))
-    if status != 0:
+    if status != 0 and scheduler.ended_job_message not in output:
         raise SchedulerError(f"{scheduler.cancel_command(job_ids)[0]} failed: {output.strip()}")

@@ -118,7 +118,7 @@ class Leader:
         self._connection = connection
         self._nodes = connection.nodes(context.work_dir)
         # With an autoscaler, a job no current node can hold waits for one of these to be added.
-        self._node_types = autoscaler_node_types(limits.autoscaling_config)
+        self._node_types = connection.node_types or autoscaler_node_types(limits.autoscaling_config)
         self._compensation = PreemptibleCompensation(limits.preemptible_compensation, self._node_types,
                                                      _request_resources) \
             if limits.preemptible_compensation and self._node_types else None

@@ -19,7 +19,27 @@ from toilray.requirements import TOIL_DEFAULTS
 
 CLEAN_CHOICES = ("always", "onError", "never", "onSuccess")
 SUPPORTED_BATCH_SYSTEMS = ("ray", "single_machine")
-_HPC_BATCH_SYSTEMS = ("slurm", "lsf", "grid_engine", "gridengine", "torque", "htcondor")
+# Elastic Ray from a login node: worker nodes as scheduler jobs (toilray.elastic).
+ELASTIC_BATCH_SYSTEMS = ("slurm", "grid_engine", "gridengine", "lsf")
+_OTHER_HPC_BATCH_SYSTEMS = ("torque", "htcondor")
+# The options of elastic runs only (dest -> what to use instead on a Ray cluster).
+ELASTIC_OPTIONS: dict[str, str] = {
+    "maxNodes": "node counts are set in the Ray cluster configuration (max_workers)",
+    "nodeIdleTime": "the Ray autoscaler's idle_timeout_minutes is set in the Ray cluster configuration",
+    "nodeCores": "node types are set in the Ray cluster configuration (cluster-configs/*.yaml)",
+    "nodeMemory": "node types are set in the Ray cluster configuration (cluster-configs/*.yaml)",
+    "nodeAccelerators": "node types are set in the Ray cluster configuration (cluster-configs/*.yaml)",
+    "slurmPartition": "submit a Slurm allocation with 'toilray hpc slurm --slurmPartition ...'",
+    "slurmTime": "submit a Slurm allocation with 'toilray hpc slurm --slurmTime ...'",
+    "slurmQOS": "submit a Slurm allocation with 'toilray hpc slurm --slurmQOS ...'",
+    "slurmArgs": "submit a Slurm allocation with 'toilray hpc slurm --slurmArgs ...'",
+    "memoryIsProduct": "submit an LSF allocation with 'toilray hpc lsf --memoryIsProduct ...'",
+}
+# Elastic options that a run on Ray accepts with a warning, as Toil's tuning options.
+NO_EFFECT_ON_RAY: dict[str, str] = {
+    "statePollingWait": "scheduler polling is for --batchSystem slurm, grid_engine or lsf; Ray reports task "
+                        "completion directly",
+}
 
 # Option -> what toilray does instead. Used both to reject them on the command line and to
 # reject them when a script sets them on the options object.
@@ -40,11 +60,9 @@ REPLACED_OPTIONS: dict[str, str] = {
     "awsBatchJobRoleArn": "AWS Batch is not used; start a Ray cluster with 'ray up cluster-configs/aws.yaml'",
     "coalesceStatusCalls": "LSF status polling is not used; Ray tracks running tasks itself",
     "manualMemArgs": "Grid Engine memory flags are not used; Ray schedules by the jobs' memory",
-    "statePollingWait": "batch system polling is not used; Ray reports task completion directly",
     "provisioner": "autoscaling is done by the Ray autoscaler: 'ray up cluster-configs/aws.yaml' or gcp.yaml",
     "nodeTypes": "node types are set in the Ray cluster configuration (cluster-configs/*.yaml)",
     "minNodes": "node counts are set in the Ray cluster configuration (min_workers)",
-    "maxNodes": "node counts are set in the Ray cluster configuration (max_workers)",
     "targetTime": "the Ray autoscaler decides when to scale (cluster-configs/*.yaml)",
     "betaInertia": "the Ray autoscaler decides when to scale (cluster-configs/*.yaml)",
     "scaleInterval": "the Ray autoscaler decides when to scale (cluster-configs/*.yaml)",
@@ -65,7 +83,7 @@ REPLACED_OPTIONS: dict[str, str] = {
 # they are refused like the others, as the user can simply leave them out.
 TUNING_ONLY_OPTIONS = frozenset({
     "targetTime", "betaInertia", "scaleInterval", "assumeZeroOverhead",
-    "statePollingWait", "coalesceStatusCalls",
+    "coalesceStatusCalls",
 })
 
 
@@ -114,6 +132,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -129,13 +154,9 @@ def embedded_ray(flag: bool) -> bool:
 def batch_system_type(text: str) -> str:
     if text in SUPPORTED_BATCH_SYSTEMS:
         return text
-    if text in ("slurm", "lsf", "grid_engine", "gridengine"):
-        command = "gridengine" if text == "grid_engine" else text
-        raise argparse.ArgumentTypeError(
-            f"{text} is not a toilray batch system: run inside a {text} allocation (toilray starts Ray on its "
-            f"nodes), or submit one with 'toilray hpc {command} --nodes N -- SCRIPT ARGS'"
-        )
-    if text in _HPC_BATCH_SYSTEMS:
+    if text in ELASTIC_BATCH_SYSTEMS:
+        return "grid_engine" if text == "gridengine" else text
+    if text in _OTHER_HPC_BATCH_SYSTEMS:
         raise argparse.ArgumentTypeError(
             f"{text} is not a toilray batch system: inside a {text} allocation, start Ray on its nodes "
             "and pass --rayAddress"
@@ -240,7 +261,9 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
 
     batch = parser.add_argument_group("toilray execution options")
     batch.add_argument("--batchSystem", type=batch_system_type, default="ray",
-                       help="Always Ray (default ray); single_machine is accepted and means the same.")
+                       help="ray (the default; single_machine means the same), or slurm, grid_engine (gridengine) "
+                            "or lsf: from a login node, a Ray head here and Ray worker nodes as scheduler jobs, "
+                            "added for pending jobs and cancelled when idle.")
     batch.add_argument("--disableAutoDeployment", action="store_true", default=False,
                        help="Do not ship the workflow's own code (the script's directory, or the package root with "
                             "python -m) to the nodes of the Ray cluster named by --rayAddress: it must then be at the "
@@ -256,6 +279,30 @@ def add_toil_options(parser: argparse.ArgumentParser | Any, jobstore_as_flag: bo
                        help="Do not share one cached copy of a global file between jobs on a node (default: shared).")
     batch.add_argument("--caching", type=_bool, default=None,
                        help="Turn the node file cache on or off, true or false (default true).")
+
+    elastic = parser.add_argument_group("toilray HPC options (--batchSystem slurm, grid_engine or lsf)")
+    elastic.add_argument("--maxNodes", type=_positive_int, default=None,
+                         help="Most worker jobs (Ray worker nodes) at any one time (default 10).")
+    elastic.add_argument("--nodeIdleTime", type=_positive_float, default=None, metavar="SECONDS",
+                         help="Cancel a worker job whose Ray node has run nothing for this long (default 60).")
+    elastic.add_argument("--statePollingWait", type=_positive_float, default=None, metavar="SECONDS",
+                         help="Seconds between two status queries of the worker jobs, one query for all of them "
+                              "(default 1).")
+    elastic.add_argument("--nodeCores", type=_positive_int, default=None,
+                         help="Cores of the largest worker job; fewer when the pending jobs need fewer "
+                              "(default 1).")
+    elastic.add_argument("--nodeMemory", type=_size, default=None,
+                         help="Memory of the largest worker job, such as 16G (default: the scheduler's default; "
+                              "Ray then measures the node).")
+    elastic.add_argument("--nodeAccelerators", type=_positive_int, default=None,
+                         help="GPUs of a worker job (Slurm: --gres=gpu:N; default 0).")
+    elastic.add_argument("--slurmPartition", default=None, help="Slurm partition of the worker jobs.")
+    elastic.add_argument("--slurmTime", default=None, help="Time limit of the worker jobs (HH:MM:SS).")
+    elastic.add_argument("--slurmQOS", default=None, help="Slurm quality of service of the worker jobs.")
+    elastic.add_argument("--slurmArgs", default=None,
+                         help="More sbatch arguments for the worker jobs (after those of TOIL_SLURM_ARGS).")
+    elastic.add_argument("--memoryIsProduct", action="store_true", default=None,
+                         help="LSF reads memory per slot: ask for the worker job's memory divided by its cores.")
 
     services = parser.add_argument_group("toilray service options")
     services.add_argument("--maxServiceJobs", type=int, default=sys.maxsize,

@@ -38,6 +38,7 @@ from toilray.fileStores.cache import NodeCache
 from toilray.fileStores.fileStore import FileStore
 from toilray.job import Job, call_identity, load_job, requirements_of, run_job, service_host_job
 from toilray.jobStores.jobStore import JobStore
+from toilray.lib.ray_node import NODE_OWNS_SIGTERM
 from toilray.options import clean_applies
 from toilray.protocol import CommitRecord, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.realtimeLogger import install_sender
@@ -59,11 +60,21 @@ def node_name() -> str:
     return _node_name
 
 
+def _leave_sigterm_to_the_node(_signum: int, _frame: object) -> None:
+    """SIGTERM on a node that ends itself on it: nothing to do here (see prepare_process)."""
+
+
 def prepare_process(ctx: WorkerContext) -> None:
     """Once per worker process and run of a workflow: code paths, environment, logging."""
     global _prepared_for
     if _prepared_for == ctx.run_id:
         return
+    if os.environ.get(NODE_OWNS_SIGTERM) and threading.current_thread() is threading.main_thread():
+        # On a node of toilray.lib.ray_node, a scheduler's SIGTERM (cancel, time limit) ends the
+        # whole node: Ray's own handler would end this process first, and the leader would take
+        # the lost node for a failed job. A handler, not SIG_IGN: the jobs' programs get Python's
+        # default disposition back when they start.
+        signal.signal(signal.SIGTERM, _leave_sigterm_to_the_node)
     if ctx.leader_env is not None:
         # As if started from the leader: its variables (Ray's workers serve one run only, so
         # nothing leaks between runs), its PYTHONPATH's modules, its TMPDIR for temp files.

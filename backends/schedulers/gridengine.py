@@ -27,6 +27,7 @@ DEFAULT_PE = "smp"
 class GridEngine(Scheduler):
     name = "grid_engine"
     args_variable = "TOIL_GRIDENGINE_ARGS"
+    ended_job_message = "does not exist"
 
     def detect(self, environ: Mapping[str, str]) -> Allocation | None:
         job_id, hostfile = environ.get("JOB_ID"), environ.get("PE_HOSTFILE")

@@ -36,6 +36,7 @@ def _time_limit(text: str) -> str:
 class LSF(Scheduler):
     name = "lsf"
     args_variable = "TOIL_LSF_ARGS"
+    ended_job_message = "already finished"
 
     def detect(self, environ: Mapping[str, str]) -> Allocation | None:
         job_id, listing = environ.get("LSB_JOBID"), environ.get("LSB_MCPU_HOSTS")

@@ -66,6 +66,7 @@ def _gpus(environ: Mapping[str, str]) -> int:
 class Slurm(Scheduler):
     name = "slurm"
     args_variable = "TOIL_SLURM_ARGS"
+    ended_job_message = "Invalid job id"
 
     def detect(self, environ: Mapping[str, str]) -> Allocation | None:
         job_id = environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID")

@@ -1,7 +1,9 @@
 """Toil's ``toil.batchSystems.registry``: batch systems by name.
 
-toilray runs every job on Ray, so ``--batchSystem`` takes ``ray`` or ``single_machine``; other
-names of Toil's get a one-line answer saying what to do instead (``toilray.options``). A plugin
+toilray runs every job on Ray, so ``--batchSystem`` takes ``ray`` or ``single_machine``, and
+``slurm``, ``grid_engine`` or ``lsf`` for Ray worker nodes that are scheduler jobs
+(``toilray.elastic``); other names of Toil's get a one-line answer saying what to do instead
+(``toilray.options``). A plugin
 registered here can be looked up by name, but jobs still run on Ray.
 """
 

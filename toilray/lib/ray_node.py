@@ -34,6 +34,17 @@ _PORT_RANGE = (20000, 60000)
 # A worker node stops once the head has not answered this many times in a row, this far apart.
 _HEAD_POLL = 1.0
 _HEAD_MISSES = 3
+# The object store takes its share of a node's memory, as Ray does by default; jobs get the rest.
+_OBJECT_STORE_SHARE = 0.3
+# Set for the node's Ray processes: a job's worker process leaves SIGTERM to this process, which
+# then ends the whole node at once (a scheduler signals every process of a cancelled job, and a
+# worker that died first would look to the leader like a failed job rather than a lost node).
+NODE_OWNS_SIGTERM = "TOILRAY_NODE_OWNS_SIGTERM"
+
+
+def ray_memory(total: int) -> int:
+    """The memory Ray gives jobs on a node of ``total`` bytes (the rest is the object store's)."""
+    return int(total * (1 - _OBJECT_STORE_SHARE))
 
 
 def _free(port: int) -> bool:
@@ -75,8 +86,10 @@ def ray_start_command(args: argparse.Namespace) -> list[str]:
     else:
         command.append(f"--address={args.address}")
     if args.memory:
-        # The object store takes its share of the node's memory, as Ray does by default (30 %).
-        command += [f"--memory={int(args.memory * 0.7)}", f"--object-store-memory={int(args.memory * 0.3)}"]
+        command += [f"--memory={ray_memory(args.memory)}",
+                    f"--object-store-memory={int(args.memory * _OBJECT_STORE_SHARE)}"]
+    if args.labels:
+        command.append(f"--labels={args.labels}")
     return command
 
 
@@ -114,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(number, on_signal)
     if args.watch_stdin:
         def watch() -> None:
-            sys.stdin.buffer.read()  # returns when the starting process's end of the pipe closes
+            # The raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read makes
+            # the interpreter's exit a fatal error, whose output hides why Ray stopped.
+            while os.read(0, 4096):  # b"" once the starting process's end of the pipe closes
+                pass
             stop.set()
 
         threading.Thread(target=watch, daemon=True).start()
@@ -124,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     # A session of its own: every process of the node is then in one process group to end.
     # TOILRAY_HPC=0: a workflow run by a job on this node is not the allocation's own run.
     ray = subprocess.Popen(ray_start_command(args), stdin=subprocess.DEVNULL, start_new_session=True,
-                           env={**os.environ, "TOILRAY_HPC": "0"})
+                           env={**os.environ, "TOILRAY_HPC": "0", NODE_OWNS_SIGTERM: "1"})
     try:
         while not stop.is_set() and ray.poll() is None:
             stop.wait(0.5)
@@ -152,6 +168,7 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, required=True)
     parser.add_argument("--num-gpus", type=int, default=0)
     parser.add_argument("--memory", type=int, default=None, help="Bytes for this node (default: Ray measures)")
+    parser.add_argument("--labels", default=None, help="Ray node labels, key=value[,key=value]")
     parser.add_argument("--watch-stdin", action="store_true")
     sys.exit(run(parser.parse_args()))
 
