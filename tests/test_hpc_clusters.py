@@ -211,3 +211,11 @@ def test_elastic_slurm_adds_worker_jobs_survives_a_scancel_and_cancels_idle_ones
     assert subprocess.run([real["squeue"], "--noheader", "--name=toilray-worker"], capture_output=True,
                           text=True).stdout.strip() == ""
     assert _elastic_leftovers() == []
+    # A partition the scheduler refuses ends the run with the scheduler's words, not a wait for nodes.
+    refused = subprocess.run([*command, "--slurmPartition", "nosuch", f"file:{tmp_path / 'refused'}"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=DEADLINE)
+    assert refused.returncode != 0
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("toilray: error: SubmissionRefusedError: slurm refused the run's worker jobs"), \
+        refused.stderr
+    assert "invalid partition" in last.lower() and "Traceback" not in refused.stderr

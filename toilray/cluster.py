@@ -414,6 +414,12 @@ class RayConnection:
     def total_cpus(self) -> float:
         return float(ray.cluster_resources().get("CPU", 1.0))
 
+    def raise_if_failed(self) -> None:
+        """Raise what makes the run's own nodes impossible to get (elastic: the scheduler
+        refuses every worker job), so the run ends instead of waiting for them."""
+        if self._elastic is not None and self._elastic.failure is not None:
+            raise self._elastic.failure
+
     def shutdown(self) -> None:
         if self.started_here and ray.is_initialized():
             ray.shutdown()

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from toilray import hpc_schedulers
-from toilray.hpc import FINISHED, PENDING, BatchRequest, Scheduler, SchedulerError
+from toilray.hpc import FINISHED, PENDING, BatchRequest, Scheduler, SchedulerError, SubmissionRefusedError
 from toilray.lib.conversions import readable_size
 from toilray.lib.ray_node import ray_memory
 
@@ -38,6 +38,9 @@ QUEUED, STARTING, JOINED = "queued", "starting", "joined"
 # The Ray node label that names the worker job a node belongs to.
 WORKER_LABEL = "toilray-worker"
 _A_LITTLE = 1e-6
+# Refusals in a row, with no worker job left, after which the run fails: a partition or argument
+# that the scheduler refuses will not be taken later, and the run would wait for nodes forever.
+_REFUSALS = 3
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -210,6 +213,8 @@ class ElasticWorkers:
         self._keep_logs = False
         self._last_error = ""
         self._submitted = 0
+        self._refusals = 0
+        self.failure: SubmissionRefusedError | None = None
 
     def start(self) -> None:
         os.makedirs(self.script_dir, exist_ok=True)
@@ -221,12 +226,21 @@ class ElasticWorkers:
         while not self._stop.wait(self.settings.polling):
             try:
                 self.step()
+            except SubmissionRefusedError as exc:
+                self._refusals += 1
+                if self._refusals >= _REFUSALS and not self._jobs:
+                    self.failure = SubmissionRefusedError(
+                        f"{self.scheduler.name} refused the run's worker jobs {self._refusals} times in a row: {exc}")
+                    return
+                self._log_once(exc)
             except (SchedulerError, RayError, OSError) as exc:
-                # A scheduler or the head that does not answer now may answer next time: said once.
-                if str(exc) != self._last_error:
-                    logger.error("Elastic %s: %s (trying again every %g s)", self.scheduler.name, exc,
-                                 self.settings.polling)
-                self._last_error = str(exc)
+                self._log_once(exc)
+
+    def _log_once(self, exc: Exception) -> None:
+        # A scheduler or the head that does not answer now may answer next time: said once.
+        if str(exc) != self._last_error:
+            logger.error("Elastic %s: %s (trying again every %g s)", self.scheduler.name, exc, self.settings.polling)
+        self._last_error = str(exc)
 
     def _cluster(self) -> tuple[list[Demand], dict[str, float]]:
         """Ray's pending demand, and the idle seconds of each worker job's Ray node, by tag."""
@@ -308,6 +322,7 @@ class ElasticWorkers:
         self._submitted += 1
         request = self.request(shape, tag, self._submitted)
         job_id = hpc_schedulers.submit(self.scheduler, request, os.path.join(self.script_dir, f"{tag}.sh"))
+        self._refusals = 0
         self._jobs[job_id] = _Tracked(job_id, tag, shape, time.monotonic(), request.output or "")
         logger.info("Submitted %s worker job %s (%s) for pending jobs", self.scheduler.name, job_id,
                     shape.describe())

@@ -21,6 +21,10 @@ class SchedulerError(ToilrayError):
     """A scheduler command failed, or its allocation cannot be read."""
 
 
+class SubmissionRefusedError(SchedulerError):
+    """The scheduler refused a batch job (a bad partition, queue or argument, say)."""
+
+
 @dataclass(frozen=True, slots=True)
 class HostSlots:
     """One host of an allocation and what the allocation gives on it (memory in bytes; None:

@@ -8,7 +8,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from toilray.hpc import Allocation, BatchRequest, Scheduler, SchedulerError
+from toilray.hpc import Allocation, BatchRequest, Scheduler, SchedulerError, SubmissionRefusedError
 
 
 def schedulers() -> list[Scheduler]:
@@ -69,7 +69,8 @@ def submit(scheduler: Scheduler, request: BatchRequest, script_path: str) -> str
     submission = scheduler.submission(script_path, request)
     status, output = run_command(submission.argv, submission.stdin_path)
     if status != 0:
-        raise SchedulerError(f"{submission.argv[0]} failed: {output.strip() or f'exit status {status}'}")
+        said = "; ".join(line.strip() for line in output.strip().splitlines())  # one line
+        raise SubmissionRefusedError(f"{submission.argv[0]} failed: {said or f'exit status {status}'}")
     return scheduler.job_id(output)
 
 

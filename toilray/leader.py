@@ -201,6 +201,7 @@ class Leader:
                 return
             self._check_deadlock()
             if self._reports.status_due():
+                self._connection.raise_if_failed()
                 if self._node_types:
                     self._nodes_changed()
                 if self._compensation is not None:
