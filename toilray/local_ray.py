@@ -101,7 +101,9 @@ def log_path() -> str:
 def code_stamp() -> str:
     """A digest of the code a long-lived toilray process runs: toilray's source files (path,
     size and modification time: no file is read), Ray's version and the interpreter."""
-    digest = hashlib.sha256(f"{version('ray')}\0{sys.executable}\0".encode())
+    # Normalised (not resolved: each venv's interpreter is a link to the same file): an interpreter
+    # started as .venv/../.venv/bin/python is the same interpreter.
+    digest = hashlib.sha256(f"{version('ray')}\0{os.path.abspath(sys.executable)}\0".encode())
     for directory, subdirectories, files in os.walk(_PACKAGE):
         subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
         for name in sorted(files):
