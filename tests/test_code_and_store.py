@@ -124,7 +124,8 @@ def _record(job_id: str, value: int) -> CommitRecord:
 
 def test_jobs_committed_together_read_back_apart_and_a_first_commit_wins(tmp_path: Path) -> None:
     """A task's batch commits in one write (hard links of one file on a local store): each job
-    reads back its own record, one committed before keeps its own, and each uncommits alone."""
+    reads back its own record, one committed before keeps its own, and each uncommits alone
+    (and a job committed again reads back its new record, not the batch's)."""
     store = JobStore(f"file:{tmp_path / 'store'}")
     store.initialize()
     assert store.commit(_record("b" * 32, -1))
@@ -135,6 +136,7 @@ def test_jobs_committed_together_read_back_apart_and_a_first_commit_wins(tmp_pat
     store.uncommit("a" * 32)
     assert store.read_commit("a" * 32) is None and store.result_bytes("c" * 32) == pickle.dumps(2)
     assert sorted(store.committed_ids()) == ["b" * 32, "c" * 32]
+    assert store.commit(_record("a" * 32, 7)) and store.read_commit("a" * 32) == _record("a" * 32, 7)
     assert os.listdir(tmp_path / "store" / "tmp") == []  # nothing staged is left behind
 
 

@@ -15,7 +15,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import IO
 
 from toilray.exceptions import JobStoreLockedException
@@ -70,6 +70,19 @@ class LocalStorage(Storage):
     def read_bytes(self, key: str) -> bytes:
         with open(self._path(key), "rb") as handle:
             return handle.read()
+
+    @staticmethod
+    def _identity_of(info: os.stat_result) -> Hashable:
+        # The inode names the object behind every hard link; size and mtime tell a new file
+        # apart from an old one whose inode number the file system gave out again.
+        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def identity(self, key: str) -> Hashable:
+        return self._identity_of(os.stat(self._path(key)))
+
+    def read_bytes_identified(self, key: str) -> tuple[bytes, Hashable]:
+        with open(self._path(key), "rb") as handle:
+            return handle.read(), self._identity_of(os.fstat(handle.fileno()))
 
     def _make_parent(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -8,7 +8,7 @@ object, or the whole new one, never a part.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import AbstractContextManager
 from typing import IO
 
@@ -40,6 +40,17 @@ class Storage(ABC):
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
         """Raise FileNotFoundError when the key is missing."""
+
+    def identity(self, key: str) -> Hashable | None:
+        """A cheap name for the object now under ``key``, the same for every key that
+        ``write_bytes_once_shared`` gave it and different once ``key`` names another object;
+        None where the back end has none (its keys never share an object). Raise
+        FileNotFoundError when the key is missing."""
+        return None
+
+    def read_bytes_identified(self, key: str) -> tuple[bytes, Hashable | None]:
+        """``read_bytes`` and the ``identity`` of the very object read."""
+        return self.read_bytes(key), None
 
     @abstractmethod
     def write_bytes(self, key: str, data: bytes) -> None:
