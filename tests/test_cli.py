@@ -289,3 +289,20 @@ def test_conflicting_options_are_one_line_errors(tmp_path: Path, script_env: dic
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and ("conflict" in lines[0] or "less than --defaultCores" in lines[0])
         assert not (tmp_path / "store").exists()
+
+
+def test_a_run_leaves_unused_libraries_unloaded(tmp_path: Path, script_env: dict[str, str]) -> None:
+    """The leader imports neither pyarrow (for --stats only) nor what Ray's serialization would
+    load for objects the leader never sends (pydantic, starlette, pyarrow with numpy)."""
+    (tmp_path / "lean.py").write_text(
+        "import sys\nfrom toilray.common import Toil\nfrom toilray.job import Job\n\n\n"
+        "def hello(job, name):\n    return f'hello {name}'\n\n\n"
+        "if __name__ == '__main__':\n"
+        "    options = Job.Runner.getDefaultArgumentParser().parse_args(sys.argv[1:])\n"
+        "    with Toil(options) as toil:\n"
+        "        print(toil.start(Job.wrapJobFn(hello, 'lean')))\n"
+        "    print(sorted(m for m in ('pyarrow', 'numpy', 'pydantic', 'starlette') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "lean.py", f"file:{tmp_path / 's'}"], env=script_env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["hello lean", "[]"]
