@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import logging
 import math
 import os
@@ -259,15 +258,9 @@ def _skip_unused_serialization_addons() -> None:
 def _disconnect_at_exit() -> None:
     """Leave Ray without its exit handler's pause: that handler sleeps half a second so that
     workers' log lines reach the terminal, and toilray never forwards them (log_to_driver=False).
-    Registered after Ray's handler, so it runs first; Ray's then has nothing left to do.
-
-    Then spare the interpreter the garbage collections of its finalization, which walk every
-    object of Ray's and the workflow's modules again (0.2-1 s of a run's exit, measured): frozen,
-    the objects live on, so the exit handlers still to run see no change; cycles that became
-    garbage are left to the end of the process (Python never promised their ``__del__`` at exit)."""
+    Registered after Ray's handler, so it runs first; Ray's then has nothing left to do."""
     if ray.is_initialized():
         ray.shutdown()
-    gc.freeze()
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
