@@ -306,3 +306,25 @@ def test_a_run_leaves_unused_libraries_unloaded(tmp_path: Path, script_env: dict
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["hello lean", "[]"]
+
+
+def test_what_a_script_does_at_exit_still_happens(tmp_path: Path, script_env: dict[str, str]) -> None:
+    """After a run the leader leaves Ray quickly (and spares the interpreter's last collections):
+    the script's own exit handlers still run, its unclosed files are still written, its exit
+    status is kept."""
+    (tmp_path / "leaving.py").write_text(
+        "import atexit, sys\nfrom toilray.common import Toil\nfrom toilray.job import Job\n\n"
+        "atexit.register(lambda: open('handler.txt', 'w').write('handler ran'))\n\n\n"
+        "def hello(job):\n    return 'hello'\n\n\n"
+        "if __name__ == '__main__':\n"
+        "    options = Job.Runner.getDefaultArgumentParser().parse_args(sys.argv[1:])\n"
+        "    with Toil(options) as toil:\n"
+        "        value = toil.start(Job.wrapJobFn(hello))\n"
+        "    unclosed = open('unclosed.txt', 'w')\n"
+        "    unclosed.write(value)\n"
+        "    sys.exit(3)\n")
+    done = subprocess.run([sys.executable, "leaving.py", f"file:{tmp_path / 's'}"], env=script_env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert (tmp_path / "handler.txt").read_text() == "handler ran"
+    assert (tmp_path / "unclosed.txt").read_text() == "hello"
