@@ -1,7 +1,7 @@
 """The WDL conformance suite run by toilray-wdl-runner and by miniwdl (its podman back end),
 with the same harness (tests/wdl_conformance.py): passes per version and summed time.
 
-    .venv/bin/python benchmarks/wdl_conformance.py [--jobs 4] [--engines toilray,toilray-native,miniwdl]
+    .venv/bin/python benchmarks/wdl_conformance.py [--jobs 4] [--engines toilray,toilray-native,miniwdl] [--limit N]
 
 The engines' cases alternate in one queue of ``--jobs`` at a time, so that both meet the same
 load (on a shared machine it varies by the minute). Each engine's result is also merged into
@@ -62,9 +62,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=4, help="Cases run at once, all engines together")
     parser.add_argument("--engines", default="toilray,miniwdl")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="Only the first N cases, for a quick comparison: printed, not saved in the JSON file")
     args = parser.parse_args()
     engines = args.engines.split(",")
     setups = {engine: _setup(engine) for engine in engines}
+    if args.limit is not None:
+        setups = {engine: (cases[:args.limit], runner, work, env)
+                  for engine, (cases, runner, work, env) in setups.items()}
     # The engines' cases alternate in one queue, so that each engine meets the same load.
     queue = [(engine, case) for row in zip(*(setups[engine][0] for engine in engines), strict=True)
              for engine, case in zip(engines, row, strict=True)]
@@ -91,7 +96,8 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "failed": [f"{r.case.id} ({r.case.version}): {r.reason[:300]}" for r in results if not r.passed]}
         print(json.dumps({engine: saved[engine]}, indent=2), flush=True)
-    RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+    if args.limit is None:
+        RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
 
 
 if __name__ == "__main__":

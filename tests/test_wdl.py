@@ -252,3 +252,42 @@ def test_s3_job_store(tmp_path: Path, script_env: dict[str, str], object_env: di
     assert Path(outputs["s3flow.result"]).read_text().strip() == "6"
     listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
     assert listed.get("KeyCount", 0) > 0
+
+
+PARSE = """
+import json, sys
+import WDL
+from toilray.wdl import parsers
+if sys.argv[1] == "kept":
+    parsers.keep_on_disk()
+try:
+    document = WDL.load(sys.argv[2])
+    print(json.dumps([[c.pos.line, c.pos.column, c.text] for c in document.source_comments if c is not None]))
+except WDL.Error.SyntaxError as exc:
+    print(json.dumps([exc.pos.line, exc.pos.column, str(exc).splitlines()[0]]))
+"""
+
+
+@pytest.mark.parametrize("text", [
+    "version 1.0\n# first\nworkflow w {\n  input { Int n }  # the input\n  output { Int m = n + 1 }\n}\n",
+    "version 1.1\nworkflow w {\n  input { Int n }\n  output { Int m = n + }\n}\n",
+    "workflow w {\n  # draft-2\n  Int n\n}\n",
+])
+def test_parsers_kept_on_disk_parse_as_miniwdl_does(tmp_path: Path, text: str) -> None:
+    """The first run builds and keeps the parser, the next reads it; both see the comments and
+    the syntax errors miniwdl's own parser sees."""
+    (tmp_path / "w.wdl").write_text(text)
+    env = {**os.environ, "TOILRAY_HOME": str(tmp_path / "home")}
+
+    def parse(mode: str) -> str:
+        done = subprocess.run([sys.executable, "-c", PARSE, mode, str(tmp_path / "w.wdl")], env=env,
+                              capture_output=True, text=True, timeout=120, check=True)
+        return done.stdout
+
+    plain = parse("plain")
+    assert not (tmp_path / "home" / "wdl-parsers").exists()
+    assert parse("kept") == plain
+    kept = list((tmp_path / "home" / "wdl-parsers").iterdir())
+    assert [path.suffix for path in kept] == [".lark"]
+    assert parse("kept") == plain
+    assert list((tmp_path / "home" / "wdl-parsers").iterdir()) == kept

@@ -226,6 +226,35 @@ def _use_token_auth() -> None:
         Config.initialize("")
 
 
+def _addons_of_loaded_libraries(context: Any) -> None:
+    """Ray's serializers for pydantic, starlette and pyarrow types, for those of the three this
+    process has imported (see ``_skip_unused_serialization_addons``)."""
+    # Each of Ray's modules imports its library: only those of loaded libraries are imported.
+    if "pydantic" in sys.modules:
+        from ray._common.pydantic_compat import register_pydantic_serializers
+
+        register_pydantic_serializers(context)
+    if "starlette" in sys.modules:
+        from ray.util.serialization_addons import register_starlette_serializer
+
+        register_starlette_serializer(context)
+    if "pyarrow" in sys.modules:
+        from ray._private.arrow_serialization import _register_custom_datasets_serializers
+
+        _register_custom_datasets_serializers(context)
+
+
+def _skip_unused_serialization_addons() -> None:
+    """Keep the leader from importing pydantic, starlette and pyarrow (with numpy) on its first
+    ``ray.put``: Ray's serialization context imports each one that is installed, to register
+    serializers of its types, 0.3 s or more of every run. What the leader sends through Ray is
+    toilray's own records (job bodies and values are bytes by then), never such objects; the
+    serializers of a library the process has loaded (a script's own import) are still registered."""
+    from ray.util import serialization_addons
+
+    serialization_addons.apply = _addons_of_loaded_libraries
+
+
 def _disconnect_at_exit() -> None:
     """Leave Ray without its exit handler's pause: that handler sleeps half a second so that
     workers' log lines reach the terminal, and toilray never forwards them (log_to_driver=False).
@@ -281,6 +310,7 @@ class RayConnection:
         if ray.is_initialized():
             return
         _quiet_ray_banners(log_level)
+        _skip_unused_serialization_addons()
         address = address or os.environ.get("RAY_ADDRESS") or None
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
         if elastic is not None:

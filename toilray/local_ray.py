@@ -86,8 +86,14 @@ class Attachment:
     started: bool
 
 
-def _home() -> str:
+def state_dir() -> str:
+    """toilray's directory on this machine, ``$TOILRAY_HOME`` (default ``~/.toilray``): the local
+    Ray's records (this module) and what toilray keeps between runs."""
     return os.environ.get("TOILRAY_HOME") or os.path.join(os.path.expanduser("~"), ".toilray")
+
+
+def _home() -> str:
+    return state_dir()
 
 
 def _state_path() -> str:

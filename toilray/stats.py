@@ -17,34 +17,45 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from toilray.exceptions import NoSuchJobStoreException, ToilrayError
 from toilray.jobStores.jobStore import JobStore
 
 if TYPE_CHECKING:
     import pandas
+    import pyarrow as pa
 
-_SCHEMA = pa.schema([
-    ("job_id", pa.string()), ("name", pa.string()), ("category", pa.string()), ("attempt", pa.int32()),
-    ("ok", pa.bool_()), ("start", pa.float64()), ("wall", pa.float64()), ("cpu", pa.float64()),
-    ("memory_kib", pa.int64()), ("node", pa.string()), ("pid", pa.int64()), ("task", pa.string()),
-    ("cache", pa.string()),
-])
+# pyarrow (with numpy, about 0.2 s) is imported where records are written or read: every run's
+# leader imports this module, and only runs with --stats write any.
+
+
+def _schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("job_id", pa.string()), ("name", pa.string()), ("category", pa.string()), ("attempt", pa.int32()),
+        ("ok", pa.bool_()), ("start", pa.float64()), ("wall", pa.float64()), ("cpu", pa.float64()),
+        ("memory_kib", pa.int64()), ("node", pa.string()), ("pid", pa.int64()), ("task", pa.string()),
+        ("cache", pa.string()),
+    ])
 
 
 def write_records(store: JobStore, records: Sequence[dict[str, Any]]) -> None:
     """Add one leader session's records to the store (each session writes its own file)."""
     if not records:
         return
-    table = pa.Table.from_pylist(list(records), schema=_SCHEMA)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(list(records), schema=_schema())
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     store.write_stats(buffer.getvalue())
 
 
 def read_records(store: JobStore) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     # One thread: pyarrow's pool could abort the process at exit (seen once in a short CLI run).
     tables = [pq.read_table(io.BytesIO(data), use_threads=False) for data in store.stats_tables()]
     # Tables of sessions before the call cache have no "cache" column: it reads as null there.

@@ -108,6 +108,9 @@ def load_document(uri: str) -> Any:
     """The typechecked document; a WDLInputError with file:line:col for a syntax, type or import error."""
     import WDL
 
+    from toilray.wdl import parsers
+
+    parsers.keep_on_disk()
     if "://" not in uri and not os.path.exists(uri):
         raise WDLInputError(f"WDL file not found: {uri}")
     try:
