@@ -1,7 +1,7 @@
 """The CWL v1.2 conformance suite, run by cwltest against toilray-cwl-runner, with containers.
 
 cwltest runs every test of ``conformance_tests.yaml`` as its own ``toilray-cwl-runner``
-process (two at a time), each connecting to the session's Ray. A tool with a DockerRequirement
+process (three at a time), each connecting to the session's Ray. A tool with a DockerRequirement
 (under ``requirements`` or ``hints``) runs in a container of the machine's engine, as by
 default: podman, through its Docker Engine API socket, with the stand-in images (a Debian 12
 userland under the names the suite pulls) that .ci/setup-tests builds. The README lists, with
@@ -38,7 +38,7 @@ def test_conformance_suite(tmp_path: Path, script_env: dict[str, str]) -> None:
     # A bound for a loaded machine, not the expected time: containers made the whole suite take
     # over 25 minutes on a 2-core machine that other test runs kept busy.
     done = subprocess.run(
-        [cwltest, "--test", "conformance_tests.yaml", "--tool", RUNNER, "-j2", f"--junit-xml={junit}"],
+        [cwltest, "--test", "conformance_tests.yaml", "--tool", RUNNER, "-j3", f"--junit-xml={junit}"],
         cwd=CONFORMANCE, env=script_env, capture_output=True, text=True, timeout=2400)
     cases = ElementTree.parse(junit).getroot().iter("testcase")
     failed, passed, unsupported = set(), set(), set()

@@ -148,8 +148,9 @@ def test_toilray_kill_leaves_no_container(tmp_path: Path, script_env: dict[str, 
 
 
 def test_a_job_past_max_job_duration_leaves_no_container(tmp_path: Path, script_env: dict[str, str]) -> None:
-    # Long enough for a loaded machine to start the worker and the container before the kill.
-    leader, store = start_sleeping_container(tmp_path, script_env, "--maxJobDuration", "30")
+    # Long enough for a loaded machine to start the worker and the container before the kill
+    # (some 3 s here; start_sleeping_container fails the test if the job ends before it runs).
+    leader, store = start_sleeping_container(tmp_path, script_env, "--maxJobDuration", "20")
     _, err = leader.communicate(timeout=180)
     assert leader.returncode == 1 and "--maxJobDuration" in err, err
     wait_until(lambda: containers_of(store) == [], "the overdue job's container is removed")

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from toilray.common import Toil
 from toilray.fileStores.cache import NodeCache, remove_cache
 from toilray.job import Job
 from toilray.jobStores.jobStore import JobStore
+from toilray.lib.files import copy_file
 
 SIZE = 200 * 10**6
 
@@ -56,11 +58,15 @@ def _reader(job: Job, file_id: str, work_dir: str) -> dict[str, Any]:
             "names": os.stat(path).st_nlink}
 
 
-def _mutable_reader(job: Job, file_id: str) -> int:
+def _mutable_reader(job: Job, file_id: str) -> list[int]:
     private = job.fileStore.readGlobalFile(file_id, mutable=True)
     with open(private, "ab") as handle:
         handle.write(b"mine")  # a mutable copy is the job's own to change
-    return os.path.getsize(private)
+    # Neither the node's cached copy nor the stored file changed with it.
+    shared = job.fileStore.readGlobalFile(file_id)
+    with job.fileStore.readGlobalFileStream(file_id) as stored:
+        stored_size = sum(len(chunk) for chunk in iter(lambda: stored.read(1 << 24), b""))
+    return [os.path.getsize(private), os.path.getsize(shared), stored_size]
 
 
 def _readers(job: Job, work_dir: str) -> list[Any]:
@@ -80,8 +86,8 @@ def test_ten_readers_share_one_read_only_copy(tmp_path: Path, ray_address: str) 
     options = Job.Runner.getDefaultOptions(f"file:{tmp_path / 'store'}")
     options.workDir = str(work_dir)
     with Toil(options) as toil:
-        results, mutable_size = toil.start(Job.wrapJobFn(_readers, str(work_dir), cores=0.1, disk="300M"))
-    assert mutable_size == SIZE + 4
+        results, sizes = toil.start(Job.wrapJobFn(_readers, str(work_dir), cores=0.1, disk="300M"))
+    assert sizes == [SIZE + 4, SIZE, SIZE]  # the mutable copy grew; the cache and the store did not
     assert all(r["intact"] for r in results)
     assert all(r["write_refused"] for r in results)
     # The store is on the work dir's file system: the file read is the store's own inode (its
@@ -351,6 +357,25 @@ def test_what_a_process_killed_mid_fill_leaves_is_cleaned_up(tmp_path: Path) -> 
     assert len(entries) == 1 and leftovers == []  # the other file, no longer held, made room
     assert os.stat(cache_dir / entries[0]).st_ino == os.stat(tmp_path / "a").st_ino
     cache.release()
+
+
+def test_copies_are_whole_across_file_systems_and_of_files_of_unknown_size(tmp_path: Path) -> None:
+    """copy_file (mutable reads, stores of local files) falls back where copy_file_range cannot
+    do the copy: from another file system (/dev/shm), and from /proc, whose files report size 0."""
+    data = os.urandom(SMALL + 17)
+    sources = [Path(tempfile.mkdtemp(dir="/dev/shm")) / "data"] if os.path.isdir("/dev/shm") else []
+    sources.append(tmp_path / "data")
+    try:
+        for source in sources:
+            source.write_bytes(data)
+            copy_file(str(source), str(tmp_path / "copy"))
+            assert (tmp_path / "copy").read_bytes() == data, source
+            os.unlink(tmp_path / "copy")
+    finally:
+        if len(sources) > 1:
+            shutil.rmtree(sources[0].parent)
+    copy_file("/proc/self/status", str(tmp_path / "status"))
+    assert (tmp_path / "status").read_text().startswith("Name:")
 
 
 def test_a_read_of_a_local_store_file_is_the_stored_inode_and_cannot_change_it(tmp_path: Path) -> None:

@@ -168,8 +168,15 @@ def test_staging_example_imports_from_s3_and_exports_to_gs(store: StoreCase, obj
 # -- a large file --------------------------------------------------------------------------------
 
 
+# A job's memory may grow by about half this while it writes or reads the file, so a job that
+# held the whole file would fail. Streaming costs a bounded amount whatever the size: up to
+# 161 MiB seen (boto3's concurrent multipart parts), 32 MiB for a file: store.
+BIG = 384 << 20
+BIG_GROWTH_MIB = 200
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_one_gib_file_round_trip_in_bounded_memory(kind: str, tmp_path: Path, script_env: dict[str, str]) -> None:
+def test_a_big_file_round_trips_in_bounded_memory(kind: str, tmp_path: Path, script_env: dict[str, str]) -> None:
     # Servers of its own: the emulators keep large objects in memory, and this returns it.
     with contextlib.ExitStack() as stack:
         args: list[str] = []
@@ -182,19 +189,20 @@ def test_one_gib_file_round_trip_in_bounded_memory(kind: str, tmp_path: Path, sc
             env = {**script_env, **servers.environment()}
             args = set_env_args(servers.environment())
             locator = f"{kind}://toilray-big/{unique('big')}"
-        result = run_script(WORKFLOWS / "bigfile.py", locator, "--size", str(1 << 30), *args, env=env, timeout=900)
+        result = run_script(WORKFLOWS / "bigfile.py", locator, "--size", str(BIG), *args, env=env, timeout=900)
         assert result.returncode == 0, result.stderr[-4000:]
         report = json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
         server = ""
         if servers is not None:
             pid = servers.s3_pid if kind == "s3" else servers.gcs_pid
             server = f"; server peak {peak_rss_mib(pid):.0f} MiB"
-    assert report["intact"] and report["size"] == 1 << 30
-    # Writer and reader may share a worker process: its peak covers both jobs then.
-    peaks = {name: report[f"{name}_rss_kib"] / 1024 for name in ("writer", "reader", "leader")}
-    print(f"1 GiB via {kind}: peak RSS writer {peaks['writer']:.0f} MiB, reader {peaks['reader']:.0f} MiB, "
-          f"leader {peaks['leader']:.0f} MiB{server}")
-    assert all(peak < 384 for peak in peaks.values()), peaks
+    assert report["intact"] and report["size"] == BIG
+    growth = {name: report[f"{name}_growth_kib"] / 1024 for name in ("writer", "reader")}
+    leader = report["leader_rss_kib"] / 1024
+    print(f"{BIG >> 20} MiB via {kind}: memory growth writer {growth['writer']:.0f} MiB, reader "
+          f"{growth['reader']:.0f} MiB; leader peak {leader:.0f} MiB{server}")
+    assert all(mib < BIG_GROWTH_MIB for mib in growth.values()), growth
+    assert leader < 384, leader  # the leader never holds the file's data
 
 
 # -- faults ----------------------------------------------------------------------------------------

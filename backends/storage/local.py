@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import stat
 import uuid
 from collections.abc import Hashable, Iterator
@@ -20,7 +19,7 @@ from typing import IO
 
 from toilray.exceptions import JobStoreLockedException
 from toilray.jobStores.storage import LeaderLock, Storage
-from toilray.lib.files import link_or_copy, remove_tree, unlink_sealed
+from toilray.lib.files import copy_file, link_or_copy, remove_tree, unlink_sealed
 
 _TMP = "tmp"
 
@@ -154,7 +153,7 @@ class LocalStorage(Storage):
 
     def put_file(self, key: str, local_path: str, executable: bool) -> None:
         tmp = self._tmp_path()
-        shutil.copyfile(local_path, tmp)
+        copy_file(local_path, tmp)
         self._seal(tmp, key, executable)
 
     def get_file(self, key: str, local_path: str, allow_link: bool) -> None:

@@ -17,6 +17,9 @@ _FS_IMMUTABLE_FL = 0x10
 
 # Errors after which a hard link is impossible here but a copy will do.
 _NO_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
+# Errors of copy_file_range where the kernel or file system cannot do it (older kernels, other
+# file systems, some FUSE and network ones): a plain copy will do.
+_NO_COPY_RANGE = (errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)
 
 
 def _set_immutable_fd(fd: int, immutable: bool) -> bool:
@@ -79,6 +82,28 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, onerror=retry)
 
 
+def copy_file(source: str, destination: str) -> None:
+    """Copy ``source`` to a new file ``destination`` with copy_file_range, which shares the data
+    (a reflink) on file systems that can (XFS, Btrfs) and copies it in the kernel elsewhere; a
+    plain copy where the call is not supported."""
+    with open(source, "rb") as src, open(destination, "wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        copied = 0
+        try:
+            while copied < size:
+                done = os.copy_file_range(src.fileno(), dst.fileno(), size - copied)
+                if done == 0:  # a file system that reports no data (seen on some FUSE ones)
+                    break
+                copied += done
+        except OSError as exc:
+            if exc.errno not in _NO_COPY_RANGE:
+                raise
+        # The rest, from where copy_file_range stopped (both offsets are there).
+        src.seek(copied)
+        dst.seek(copied)
+        shutil.copyfileobj(src, dst)
+
+
 def link_or_copy(source: str, destination: str, allow_link: bool) -> bool:
     """Hard-link ``source`` to ``destination`` where allowed and possible, else copy it.
 
@@ -91,7 +116,7 @@ def link_or_copy(source: str, destination: str, allow_link: bool) -> bool:
         except OSError as exc:
             if exc.errno not in _NO_LINK:
                 raise
-    shutil.copyfile(source, destination)
+    copy_file(source, destination)
     return True
 
 
