@@ -291,10 +291,17 @@ def test_conflicting_options_are_one_line_errors(tmp_path: Path, script_env: dic
         assert not (tmp_path / "store").exists()
 
 
+def _run_script_text(tmp_path: Path, env: dict[str, str], source: str) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` as a workflow script in ``tmp_path`` with a job store there."""
+    (tmp_path / "flow.py").write_text(source)
+    return subprocess.run([sys.executable, "flow.py", f"file:{tmp_path / 's'}"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_a_run_leaves_unused_libraries_unloaded(tmp_path: Path, script_env: dict[str, str]) -> None:
     """The leader imports neither pyarrow (for --stats only) nor what Ray's serialization would
     load for objects the leader never sends (pydantic, starlette, pyarrow with numpy)."""
-    (tmp_path / "lean.py").write_text(
+    done = _run_script_text(tmp_path, script_env,
         "import sys\nfrom toilray.common import Toil\nfrom toilray.job import Job\n\n\n"
         "def hello(job, name):\n    return f'hello {name}'\n\n\n"
         "if __name__ == '__main__':\n"
@@ -302,17 +309,14 @@ def test_a_run_leaves_unused_libraries_unloaded(tmp_path: Path, script_env: dict
         "    with Toil(options) as toil:\n"
         "        print(toil.start(Job.wrapJobFn(hello, 'lean')))\n"
         "    print(sorted(m for m in ('pyarrow', 'numpy', 'pydantic', 'starlette') if m in sys.modules))\n")
-    done = subprocess.run([sys.executable, "lean.py", f"file:{tmp_path / 's'}"], env=script_env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["hello lean", "[]"]
 
 
 def test_what_a_script_does_at_exit_still_happens(tmp_path: Path, script_env: dict[str, str]) -> None:
-    """After a run the leader leaves Ray quickly (and spares the interpreter's last collections):
-    the script's own exit handlers still run, its unclosed files are still written, its exit
-    status is kept."""
-    (tmp_path / "leaving.py").write_text(
+    """After a run the leader leaves Ray quickly: the script's own exit handlers still run, its
+    unclosed files are still written, its exit status is kept."""
+    done = _run_script_text(tmp_path, script_env,
         "import atexit, sys\nfrom toilray.common import Toil\nfrom toilray.job import Job\n\n"
         "atexit.register(lambda: open('handler.txt', 'w').write('handler ran'))\n\n\n"
         "def hello(job):\n    return 'hello'\n\n\n"
@@ -323,8 +327,6 @@ def test_what_a_script_does_at_exit_still_happens(tmp_path: Path, script_env: di
         "    unclosed = open('unclosed.txt', 'w')\n"
         "    unclosed.write(value)\n"
         "    sys.exit(3)\n")
-    done = subprocess.run([sys.executable, "leaving.py", f"file:{tmp_path / 's'}"], env=script_env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 3, done.stderr
     assert (tmp_path / "handler.txt").read_text() == "handler ran"
     assert (tmp_path / "unclosed.txt").read_text() == "hello"

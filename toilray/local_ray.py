@@ -92,16 +92,12 @@ def state_dir() -> str:
     return os.environ.get("TOILRAY_HOME") or os.path.join(os.path.expanduser("~"), ".toilray")
 
 
-def _home() -> str:
-    return state_dir()
-
-
 def _state_path() -> str:
-    return os.path.join(_home(), "local-ray.json")
+    return os.path.join(state_dir(), "local-ray.json")
 
 
 def log_path() -> str:
-    return os.path.join(_home(), "local-ray.log")
+    return os.path.join(state_dir(), "local-ray.log")
 
 
 def code_stamp() -> str:
@@ -123,8 +119,8 @@ def code_stamp() -> str:
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
     """Hold the state directory's lock (see the module docstring)."""
-    os.makedirs(_home(), exist_ok=True)
-    with open(os.path.join(_home(), "local-ray.lock"), "a") as handle:
+    os.makedirs(state_dir(), exist_ok=True)
+    with open(os.path.join(state_dir(), "local-ray.lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
@@ -169,7 +165,7 @@ def _current() -> LocalRay | None:
     files of instances that are gone (a killed server leaves its own)."""
     instance = _recorded()
     if instance is None:
-        for path in [_state_path(), *glob.glob(os.path.join(glob.escape(_home()), "local-ray-*.leases"))]:
+        for path in [_state_path(), *glob.glob(os.path.join(glob.escape(state_dir()), "local-ray-*.leases"))]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
     return instance
@@ -183,7 +179,7 @@ def _spawn(num_cpus: int, idle_timeout: float | None) -> LocalRay:
     # directory (which may be removed, or too deep for Ray's socket paths); RAY_TMPDIR still
     # chooses. Runs give their workers their own environment, TMPDIR included.
     env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
-    env["TOILRAY_HOME"] = _home()
+    env["TOILRAY_HOME"] = state_dir()
     with open(log_path(), "w") as log:
         # Run from the package's parent directory so that the server imports this very toilray.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -287,7 +283,7 @@ def _serve(num_cpus: int, idle_timeout: float | None) -> None:
     session_dir = context.address_info["session_dir"]  # type: ignore[attr-defined]
     # Should this process be killed, its Ray's agents go with it instead of a minute later.
     _reaper = ray_reaper.start(session_dir)
-    leases = os.path.join(_home(), f"local-ray-{os.getpid()}.leases")
+    leases = os.path.join(state_dir(), f"local-ray-{os.getpid()}.leases")
     open(leases, "a").close()
 
     def shut_down(_signum: int, _frame: object) -> None:
