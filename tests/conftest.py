@@ -28,13 +28,14 @@ EXAMPLES = REPO / "examples"
 
 @pytest.fixture(scope="session", autouse=True)
 def toilray_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from toilray import local_ray
+    from toilray import forkserver, local_ray
 
     home = tmp_path_factory.mktemp("toilray-home")
     saved = os.environ.get("TOILRAY_HOME")
     os.environ["TOILRAY_HOME"] = str(home)
     yield home
     local_ray.stop()
+    forkserver.stop()
     if saved is None:
         del os.environ["TOILRAY_HOME"]
     else:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from toilray import local_ray
+from toilray import forkserver, local_ray
 from toilray.cli.errors import user_errors
 from toilray.exceptions import JobStoreLockedException, NoSuchJobStoreException
 from toilray.jobStores.jobStore import JobStore
@@ -183,8 +183,11 @@ def local_ray_start(num_cpus: int | None) -> None:
 @local_ray_group.command("stop")
 @user_errors
 def local_ray_stop() -> None:
-    """Stop the local instance and every process it started (runs still attached to it lose their Ray)."""
+    """Stop the local instance and every process it started (runs still attached to it lose their Ray),
+    and the CWL and WDL runners' fork servers (each ends when its runs have)."""
     click.echo("Stopped the local Ray instance" if local_ray.stop() else "No local Ray instance was running")
+    if forkserver.stop():
+        click.echo("Stopped the fork servers of the CWL and WDL runners")
 
 
 @local_ray_group.command("status")

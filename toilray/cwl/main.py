@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                          args.localRayIdleTimeout, warm_worker)
     try:
         return cwltool.main.main(args=args, executor=executor, runtimeContext=runtime_context, stdout=output,
-                                 versionfunc=version)
+                                 versionfunc=version, custom_schema_callback=lambda: keep_parsed_schemas(args))
     finally:
         output.close()
         if connection is not None:
@@ -106,6 +106,23 @@ def main(argv: list[str] | None = None) -> int:
         if made_dir is not None and not os.listdir(made_dir):
             # The job store was removed after success (or never made): nothing to keep.
             os.rmdir(made_dir)
+
+
+def keep_parsed_schemas(args: argparse.Namespace) -> None:
+    """cwltool's choice of schemas at a run's start, keeping the standard ones it has parsed already.
+
+    cwltool drops every parsed schema at the start of a run (even to choose the same ones
+    again), and parsing them again is a third of a small run's CPU; a fork server's child
+    (``toilray.forkserver``) has them parsed already.
+    """
+    from cwltool.main import setup_schema
+    from cwltool.process import custom_schemas, use_standard_schema
+
+    if args.enable_ext:
+        setup_schema(args, None)
+    else:
+        for cwl_version in list(custom_schemas):
+            use_standard_schema(cwl_version)
 
 
 def reported_main(argv: list[str] | None = None) -> int:
@@ -131,8 +148,30 @@ def quick_exit(status: int) -> None:
     os._exit(status)
 
 
+def preload() -> None:
+    """What a run imports and sets up before its work, done ahead in a fork server (``toilray.forkserver``)."""
+    import cwltool.main  # noqa: F401  (imported for the side effect: a warm process)
+    from cwltool.process import get_schema
+
+    import toilray.cluster
+    import toilray.common
+    import toilray.cwl.containers
+    import toilray.cwl.executor
+    import toilray.cwl.tooljob
+    import toilray.leader
+    import toilray.worker  # noqa: F401
+
+    for cwl_version in ("v1.0", "v1.1", "v1.2"):
+        # cwltool keeps each version's schema once parsed: a third of a small run's CPU.
+        get_schema(cwl_version)
+    make_parser()
+
+
 def run() -> None:
-    """The ``toilray-cwl-runner`` command: ``main``, then a quick exit."""
+    """The ``toilray-cwl-runner`` command: ``main``, then a quick exit; in a warm process's fork where one serves."""
+    from toilray import forkserver
+
+    forkserver.run_forked("toilray.cwl.main")
     quick_exit(reported_main())
 
 

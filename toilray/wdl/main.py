@@ -247,8 +247,32 @@ def _run(args: argparse.Namespace, inputs_path: str | None, backend: TaskBackend
             os.rmdir(made_dir)
 
 
+def preload() -> None:
+    """What a run imports and sets up before its work, done ahead in a fork server (``toilray.forkserver``)."""
+    import WDL
+
+    import toilray.cluster
+    import toilray.common
+    import toilray.leader
+    import toilray.wdl.backend
+    import toilray.wdl.driver
+    import toilray.wdl.files
+    import toilray.wdl.taskjob
+    import toilray.worker  # noqa: F401  (imported for the side effect: a warm process)
+    from toilray.wdl import parsers
+
+    parsers.keep_on_disk()
+    for header in ("", "version 1.0\n", "version 1.1\n"):
+        # miniwdl builds a version's parser on its first document (read from disk: see parsers).
+        WDL.parse_document(header + "workflow w {}\n")
+    make_parser()
+
+
 def run() -> None:
     """The ``toilray-wdl-runner`` command: ``main``, then a quick exit (see the CWL runner's)."""
+    from toilray import forkserver
+
+    forkserver.run_forked("toilray.wdl.main")
     try:
         status = main()
     except (Exception, KeyboardInterrupt) as exc:

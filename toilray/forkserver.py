@@ -1,0 +1,395 @@
+"""The CWL and WDL runners' commands, started as forks of a process that is warm already.
+
+Every ``toilray-cwl-runner`` or ``toilray-wdl-runner`` run pays for its imports (cwltool or
+miniwdl, Ray, toilray) and its language's set-up (cwltool parses its CWL schemas) before any
+work: about 0.6 s of CPU, most of a small run's leader. A *fork server* has done all that once.
+A command connects to it over a Unix socket and hands over its argument vector, working
+directory, environment, umask and its standard streams (the file descriptors themselves); the
+server forks a child, which becomes the run's leader: the same code as a run in the command's
+own process, with the command's streams, directory, environment and arguments. The command
+waits for the child's exit status and exits with it. Ctrl-C and the signals a scheduler sends
+(SIGINT, SIGTERM, SIGHUP) reach the child through the command; a command that is killed
+outright (``kill -9``) takes its child with it (the server sends it SIGTERM).
+
+A server serves only commands that would run the very same code in the very same conditions:
+its socket's name is a digest of the state directory (``$TOILRAY_HOME``), the user and groups,
+toilray's code stamp (``toilray.local_ray.code_stamp``), the interpreter with its ``sys.path``
+and flags, the resource limits, the control groups and namespaces, and the environment variables
+read when modules are imported (``PYTHON*``, ``RAY_*`` but ``RAY_ADDRESS``, ``TOILRAY_*``,
+``LD_*``, the temporary directory's). A command that finds no server for its digest starts one
+in the background and runs in its own process, as it would without; the server stops once it
+has been idle (no run, no request) for ``IDLE_TIMEOUT`` seconds. The socket is in Linux's
+abstract namespace (nothing to leave behind when a server is killed), and the server serves only
+its own user (the peer's credentials; a command, likewise, talks only to its own user's server).
+``toilray local-ray stop`` stops the servers of its state directory too: each takes no new run
+then and exits when its runs have ended. ``TOILRAY_FORKSERVER=0`` turns it all off.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from toilray.local_ray import code_stamp, state_dir
+
+SWITCH = "TOILRAY_FORKSERVER"
+IDLE_TIMEOUT = 600.0
+# The front ends a server has warm, each a module with preload() and run().
+FRONT_ENDS = ("toilray.cwl.main", "toilray.wdl.main")
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_HEADER = struct.Struct("!I")
+_STREAMS = 3  # stdin, stdout, stderr
+# Set in a server's child: the run it does is the command's own, not one to hand on again.
+_in_child = False
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH, "1") != "0"
+
+
+def _imported_at_start(name: str) -> bool:
+    """Whether a variable may be read when a module is imported (so a warm process read it already)."""
+    if name == "RAY_ADDRESS":
+        return False  # read by ray.init, in the run
+    # LANG and LC_*: the interpreter's standard streams take their encoding from them when it starts.
+    return (name.startswith(("PYTHON", "RAY_", "TOILRAY_", "LD_", "LC_"))
+            or name in ("TMPDIR", "TEMP", "TMP", "LANG"))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def _namespaces() -> list[str]:
+    found = []
+    for kind in ("mnt", "pid", "net", "user", "cgroup"):
+        with contextlib.suppress(OSError):
+            found.append(os.readlink(f"/proc/self/ns/{kind}"))
+    return found
+
+
+def _records() -> str:
+    """Where each running server keeps a file named by its digest, holding its process id."""
+    return os.path.join(state_dir(), "forkservers")
+
+
+def socket_name() -> str:
+    """The abstract socket of the server for a command in this process's conditions."""
+    conditions = {
+        "home": os.path.abspath(state_dir()),
+        "user": [os.getuid(), os.getgid(), sorted(os.getgroups())],
+        "code": code_stamp(),
+        "python": [os.path.abspath(sys.executable), sys.path, list(sys.flags)],
+        "limits": [resource.getrlimit(getattr(resource, name)) for name in dir(resource)
+                   if name.startswith("RLIMIT_")],
+        "cgroup": _read("/proc/self/cgroup"),
+        "namespaces": _namespaces(),
+        "environment": sorted((k, v) for k, v in os.environ.items() if _imported_at_start(k)),
+    }
+    digest = hashlib.sha256(json.dumps(conditions, sort_keys=True).encode()).hexdigest()[:32]
+    return f"\0toilray-forkserver-{digest}"
+
+
+def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(message).encode()
+    payload = _HEADER.pack(len(data)) + data
+    if fds:
+        sent = sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        payload = payload[sent:]
+    if payload:
+        sock.sendall(payload)
+
+
+def _whole(data: bytes) -> bool:
+    """Whether ``data`` holds a whole message (or nothing at all)."""
+    if not data:
+        return True
+    return len(data) >= _HEADER.size and len(data) >= _HEADER.size + _HEADER.unpack_from(data)[0]
+
+
+def _receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """The next message and the file descriptors that came with it; None at the end of the stream."""
+    fds = array.array("i")
+    data, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(_STREAMS * fds.itemsize))
+    for level, kind, items in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(items[:len(items) - len(items) % fds.itemsize])
+    while not _whole(data):
+        more = sock.recv(65536)
+        if not more:
+            break
+        data += more
+    if not _whole(data) or not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    (size,) = _HEADER.unpack_from(data)
+    return json.loads(data[_HEADER.size:_HEADER.size + size]), list(fds)
+
+
+# -- the command's side ------------------------------------------------------------------------
+
+def run_forked(module: str) -> None:
+    """Run front end ``module``'s command in a warm server's child and exit with its status.
+
+    Returns (having done nothing else) where no server can take it: the command then runs in
+    its own process, and starts a server for the commands to come."""
+    if not enabled() or _in_child:
+        return
+    name = socket_name()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(name)
+    except OSError:
+        sock.close()
+        _start_server(name)
+        return
+    if _peer_uid(sock) != os.getuid():
+        sock.close()  # someone else's socket under this name: not to be handed this command's streams
+        return
+    request = {"module": module, "argv": sys.argv, "cwd": os.getcwd(), "environment": dict(os.environ),
+               "umask": _umask()}
+    try:
+        _send(sock, request, list(range(_STREAMS)))
+        answer, _ = _receive(sock)
+    except OSError:
+        answer = None  # a closed standard stream, or the server is stopping
+    if answer is None or "pid" not in answer:
+        sock.close()
+        return
+    child = answer["pid"]
+    for number in _FORWARDED:
+        signal.signal(number, lambda received, _frame: _send(sock, {"signal": received}))
+    status: int | None = None
+    while status is None:
+        message, _ = _receive(sock)
+        if message is None:
+            break
+        status = message.get("status")
+    if status is None:
+        sys.stderr.write(f"toilray: the run's leader (process {child}) ended without an exit status: its fork "
+                         "server stopped\n")
+        status = 1
+    os._exit(status if status >= 0 else 128 - status)
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return int(uid)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _start_server(name: str) -> None:
+    """Start a server in the background (it outlives this command), in this command's conditions."""
+    log = os.path.join(state_dir(), "forkserver.log")
+    code = f"import sys; sys.path[:] = {sys.path!r}; from toilray.forkserver import serve; serve({name!r})"
+    with contextlib.suppress(OSError):
+        os.makedirs(state_dir(), exist_ok=True)
+        with open(log, "a") as output:
+            subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=output,
+                             stderr=subprocess.STDOUT, cwd="/", start_new_session=True)
+
+
+# -- the server's side -------------------------------------------------------------------------
+
+def stop() -> int:
+    """Have the servers of this state directory take no new run (each exits once its runs end);
+    how many were asked."""
+    asked = 0
+    with contextlib.suppress(OSError):
+        for digest in os.listdir(_records()):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(_read(os.path.join(_records(), digest)))
+                # The record of a server that was killed outright names a process id that may be reused.
+                if "toilray.forkserver" in _read(f"/proc/{pid}/cmdline"):
+                    os.kill(pid, signal.SIGTERM)
+                    asked += 1
+    return asked
+
+
+def serve(name: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    """The server's process: warm the front ends, then fork a child per request until idle or stopped."""
+    stopping = False
+
+    def stop_taking(_number: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop_taking)
+    for module in FRONT_ENDS:
+        importlib.import_module(module).preload()
+    threads = len(os.listdir("/proc/self/task"))
+    if threads > 1:
+        # A fork would carry locks that other threads hold into the child.
+        raise SystemExit(f"toilray fork server: warming up started {threads - 1} threads "
+                         f"({threading.enumerate()}); not serving")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(name)
+    except OSError:
+        return  # another command started one already
+    listener.listen(64)
+    record = os.path.join(_records(), name.rsplit("-", 1)[1])
+    os.makedirs(_records(), exist_ok=True)
+    with open(record, "w") as handle:
+        handle.write(str(os.getpid()))
+    print(f"fork server {os.getpid()}: serving", flush=True)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda _number, _frame: None)
+    children: dict[int, socket.socket] = {}
+    left: set[int] = set()  # children whose command is gone (sent SIGTERM)
+    try:
+        _serve(listener, children, left, wake_read, wake_write, idle_timeout, lambda: stopping)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(record)
+    print(f"fork server {os.getpid()}: stopped", flush=True)
+
+
+def _serve(listener: socket.socket, children: dict[int, socket.socket], left: set[int], wake_read: int,
+           wake_write: int, idle_timeout: float, stopping: Callable[[], bool]) -> None:
+    last_busy = time.monotonic()
+    while children or (not stopping() and time.monotonic() - last_busy < idle_timeout):
+        if stopping() and listener.fileno() >= 0:
+            listener.close()  # unbinds the name: the next command starts a server of its own
+        watched = {sock.fileno(): pid for pid, sock in children.items() if pid not in left}
+        listening = [listener.fileno()] if listener.fileno() >= 0 else []
+        readable, _, _ = select.select([wake_read, *watched, *listening], [], [], max(1.0, idle_timeout / 10))
+        for source in readable:
+            if source in listening:
+                _accept(listener, children, [listener.fileno(), wake_read, wake_write])
+            elif source == wake_read:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_read, 512)
+            else:
+                pid = watched[source]
+                message = None
+                with contextlib.suppress(OSError):
+                    message, _ = _receive(children[pid])
+                if message is None:
+                    # The command is gone (killed outright): its run ends as on a scheduler's cancel.
+                    left.add(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
+                elif message.get("signal") in {int(n) for n in _FORWARDED}:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, message["signal"])
+        _reap(children, left)
+        if children:
+            last_busy = time.monotonic()
+
+
+def _accept(listener: socket.socket, children: dict[int, socket.socket], server_fds: list[int]) -> None:
+    sock, _ = listener.accept()
+    fds: list[int] = []
+    try:
+        if _peer_uid(sock) != os.getuid():
+            sock.close()
+            return
+        sock.settimeout(10)
+        request, fds = _receive(sock)
+        sock.settimeout(None)
+        if request is None or len(fds) != _STREAMS or request.get("module") not in FRONT_ENDS:
+            raise OSError("not a request")
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        sock.close()
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        _become(request, fds, [*server_fds, sock.fileno(), *(s.fileno() for s in children.values())])
+    for fd in fds:
+        os.close(fd)
+    print(f"fork server {os.getpid()}: run {pid}: {' '.join(request['argv'])}", flush=True)
+    children[pid] = sock
+    with contextlib.suppress(OSError):
+        _send(sock, {"pid": pid})
+
+
+def _reap(children: dict[int, socket.socket], left: set[int]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        sock = children.pop(pid, None)
+        left.discard(pid)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                _send(sock, {"status": os.waitstatus_to_exitcode(status)})
+            sock.close()
+
+
+def _become(request: dict[str, Any], fds: list[int], server_fds: list[int]) -> None:
+    """In the child: become the command's process, and run its front end (never returns)."""
+    global _in_child
+    _in_child = True
+    status = 70  # EX_SOFTWARE: what a child that failed to start its run reports
+    try:
+        signal.set_wakeup_fd(-1)
+        for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for fd in server_fds:
+            os.close(fd)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.umask(request["umask"])
+        os.environ.clear()
+        os.environ.update(request["environment"])
+        sys.argv = request["argv"]
+        tempfile.tempdir = None  # chosen again, from the command's environment
+        # As the interpreter would have for the command's own streams: line by line to a terminal.
+        sys.stdout.reconfigure(line_buffering=os.isatty(1))  # type: ignore[union-attr]
+        entry = importlib.import_module(request["module"]).run
+        status = 1
+        entry()
+        status = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, int) or exc.code is None:
+            status = exc.code or 0
+        else:
+            sys.stderr.write(f"{exc.code}\n")
+            status = 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
