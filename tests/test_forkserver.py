@@ -137,6 +137,10 @@ def test_a_forked_run_fails_as_a_run_in_its_own_process_does(served: Served) -> 
     assert served.forked([str(tool)]), served.log_text()
     assert forked.returncode == alone.returncode == 1
     assert "the tool says no" in forked.stderr and "the tool says no" in alone.stderr
+    # A run that ends at once: the server's two answers (forked, exited) arrive together.
+    answered = served.run("--version")
+    assert answered.returncode == 0 and answered.stdout.startswith("toilray-cwl-runner "), answered
+    assert served.forked(["--version"]), served.log_text()
     missing = served.run("no-such.cwl")
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1] == "toilray-cwl-runner: error: workflow file not found: no-such.cwl"

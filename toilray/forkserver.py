@@ -111,41 +111,58 @@ def socket_name() -> str:
     return f"\0toilray-forkserver-{digest}"
 
 
-def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
-    data = json.dumps(message).encode()
-    payload = _HEADER.pack(len(data)) + data
-    if fds:
-        sent = sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-        payload = payload[sent:]
-    if payload:
-        sock.sendall(payload)
+class _Channel:
+    """Length-prefixed JSON messages over a stream socket, file descriptors riding on the request.
 
+    A read may bring more than one message (the server's "forked" and "exited" answers to a run
+    that ends at once arrive together): what follows the message returned is kept for the next."""
 
-def _whole(data: bytes) -> bool:
-    """Whether ``data`` holds a whole message (or nothing at all)."""
-    if not data:
-        return True
-    return len(data) >= _HEADER.size and len(data) >= _HEADER.size + _HEADER.unpack_from(data)[0]
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._data = b""
 
+    def fileno(self) -> int:
+        return self.sock.fileno()
 
-def _receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    """The next message and the file descriptors that came with it; None at the end of the stream."""
-    fds = array.array("i")
-    data, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(_STREAMS * fds.itemsize))
-    for level, kind, items in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(items[:len(items) - len(items) % fds.itemsize])
-    while not _whole(data):
-        more = sock.recv(65536)
-        if not more:
-            break
-        data += more
-    if not _whole(data) or not data:
-        for fd in fds:
-            os.close(fd)
-        return None, []
-    (size,) = _HEADER.unpack_from(data)
-    return json.loads(data[_HEADER.size:_HEADER.size + size]), list(fds)
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        data = json.dumps(message).encode()
+        payload = _HEADER.pack(len(data)) + data
+        if fds:
+            sent = self.sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            payload = payload[sent:]
+        if payload:
+            self.sock.sendall(payload)
+
+    def holds_message(self) -> bool:
+        return (len(self._data) >= _HEADER.size
+                and len(self._data) >= _HEADER.size + _HEADER.unpack_from(self._data)[0])
+
+    def receive(self) -> tuple[dict[str, Any] | None, list[int]]:
+        """The next message and the file descriptors that came with it; None at the end of the stream."""
+        fds = array.array("i")
+        try:
+            while not self.holds_message():
+                data, ancillary, _flags, _address = self.sock.recvmsg(65536,
+                                                                      socket.CMSG_SPACE(_STREAMS * fds.itemsize))
+                for level, kind, items in ancillary:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(items[:len(items) - len(items) % fds.itemsize])
+                if not data:
+                    raise EOFError
+                self._data += data
+        except (OSError, EOFError) as exc:
+            for fd in fds:
+                os.close(fd)
+            if isinstance(exc, OSError):
+                raise
+            return None, []
+        (size,) = _HEADER.unpack_from(self._data)
+        message = json.loads(self._data[_HEADER.size:_HEADER.size + size])
+        self._data = self._data[_HEADER.size + size:]
+        return message, list(fds)
 
 
 # -- the command's side ------------------------------------------------------------------------
@@ -168,22 +185,32 @@ def run_forked(module: str) -> None:
     if _peer_uid(sock) != os.getuid():
         sock.close()  # someone else's socket under this name: not to be handed this command's streams
         return
+    server = _Channel(sock)
     request = {"module": module, "argv": sys.argv, "cwd": os.getcwd(), "environment": dict(os.environ),
                "umask": _umask()}
+    # Held until the child is known, then passed on to it (a Ctrl-C now must not end this command alone).
+    signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
     try:
-        _send(sock, request, list(range(_STREAMS)))
-        answer, _ = _receive(sock)
+        server.send(request, list(range(_STREAMS)))
+        answer, _ = server.receive()
     except OSError:
         answer = None  # a closed standard stream, or the server is stopping
     if answer is None or "pid" not in answer:
-        sock.close()
+        server.close()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
         return
     child = answer["pid"]
+
+    def forward(received: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):  # the server is gone: the end of the stream says so
+            server.send({"signal": received})
+
     for number in _FORWARDED:
-        signal.signal(number, lambda received, _frame: _send(sock, {"signal": received}))
+        signal.signal(number, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
     status: int | None = None
     while status is None:
-        message, _ = _receive(sock)
+        message, _ = server.receive()
         if message is None:
             break
         status = message.get("status")
@@ -194,15 +221,15 @@ def run_forked(module: str) -> None:
     os._exit(status if status >= 0 else 128 - status)
 
 
-def _peer_uid(sock: socket.socket) -> int:
-    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-    return int(uid)
-
-
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return int(uid)
 
 
 def _start_server(name: str) -> None:
@@ -264,7 +291,7 @@ def serve(name: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda _number, _frame: None)
-    children: dict[int, socket.socket] = {}
+    children: dict[int, _Channel] = {}
     left: set[int] = set()  # children whose command is gone (sent SIGTERM)
     try:
         _serve(listener, children, left, wake_read, wake_write, idle_timeout, lambda: stopping)
@@ -274,13 +301,13 @@ def serve(name: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
     print(f"fork server {os.getpid()}: stopped", flush=True)
 
 
-def _serve(listener: socket.socket, children: dict[int, socket.socket], left: set[int], wake_read: int,
+def _serve(listener: socket.socket, children: dict[int, _Channel], left: set[int], wake_read: int,
            wake_write: int, idle_timeout: float, stopping: Callable[[], bool]) -> None:
     last_busy = time.monotonic()
     while children or (not stopping() and time.monotonic() - last_busy < idle_timeout):
         if stopping() and listener.fileno() >= 0:
             listener.close()  # unbinds the name: the next command starts a server of its own
-        watched = {sock.fileno(): pid for pid, sock in children.items() if pid not in left}
+        watched = {channel.fileno(): pid for pid, channel in children.items() if pid not in left}
         listening = [listener.fileno()] if listener.fileno() >= 0 else []
         readable, _, _ = select.select([wake_read, *watched, *listening], [], [], max(1.0, idle_timeout / 10))
         for source in readable:
@@ -290,32 +317,41 @@ def _serve(listener: socket.socket, children: dict[int, socket.socket], left: se
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_read, 512)
             else:
-                pid = watched[source]
-                message = None
-                with contextlib.suppress(OSError):
-                    message, _ = _receive(children[pid])
-                if message is None:
-                    # The command is gone (killed outright): its run ends as on a scheduler's cancel.
-                    left.add(pid)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGTERM)
-                elif message.get("signal") in {int(n) for n in _FORWARDED}:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, message["signal"])
+                _hear(watched[source], children[watched[source]], left)
         _reap(children, left)
         if children:
             last_busy = time.monotonic()
 
 
-def _accept(listener: socket.socket, children: dict[int, socket.socket], server_fds: list[int]) -> None:
+def _hear(pid: int, command: _Channel, left: set[int]) -> None:
+    """Act on what the command of run ``pid`` sent: each signal it passes on, or its end."""
+    while True:
+        message = None
+        with contextlib.suppress(OSError):
+            message, _ = command.receive()
+        if message is None:
+            # The command is gone (killed outright): its run ends as on a scheduler's cancel.
+            left.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            return
+        if message.get("signal") in {int(n) for n in _FORWARDED}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, message["signal"])
+        if not command.holds_message():
+            return
+
+
+def _accept(listener: socket.socket, children: dict[int, _Channel], server_fds: list[int]) -> None:
     sock, _ = listener.accept()
+    command = _Channel(sock)
     fds: list[int] = []
     try:
         if _peer_uid(sock) != os.getuid():
             sock.close()
             return
         sock.settimeout(10)
-        request, fds = _receive(sock)
+        request, fds = command.receive()
         sock.settimeout(None)
         if request is None or len(fds) != _STREAMS or request.get("module") not in FRONT_ENDS:
             raise OSError("not a request")
@@ -328,16 +364,16 @@ def _accept(listener: socket.socket, children: dict[int, socket.socket], server_
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        _become(request, fds, [*server_fds, sock.fileno(), *(s.fileno() for s in children.values())])
+        _become(request, fds, [*server_fds, sock.fileno(), *(c.fileno() for c in children.values())])
     for fd in fds:
         os.close(fd)
     print(f"fork server {os.getpid()}: run {pid}: {' '.join(request['argv'])}", flush=True)
-    children[pid] = sock
+    children[pid] = command
     with contextlib.suppress(OSError):
-        _send(sock, {"pid": pid})
+        command.send({"pid": pid})
 
 
-def _reap(children: dict[int, socket.socket], left: set[int]) -> None:
+def _reap(children: dict[int, _Channel], left: set[int]) -> None:
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -345,12 +381,12 @@ def _reap(children: dict[int, socket.socket], left: set[int]) -> None:
             return
         if pid == 0:
             return
-        sock = children.pop(pid, None)
+        command = children.pop(pid, None)
         left.discard(pid)
-        if sock is not None:
+        if command is not None:
             with contextlib.suppress(OSError):
-                _send(sock, {"status": os.waitstatus_to_exitcode(status)})
-            sock.close()
+                command.send({"status": os.waitstatus_to_exitcode(status)})
+            command.close()
 
 
 def _become(request: dict[str, Any], fds: list[int], server_fds: list[int]) -> None:
