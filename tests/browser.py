@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -40,9 +43,13 @@ class Page:
 
 @contextmanager
 def open_page(url: str) -> Iterator[Page]:
-    with tempfile.TemporaryDirectory() as profile:
+    # The profile is Chromium's scratch: what its last processes leave in it is no test's business.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+        # A session of its own: Chromium's helper processes (renderer, GPU, crash handler) write
+        # in the profile too, and all of them must be gone before it is removed.
         browser = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                                    url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                    url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
         try:
             assert browser.stderr is not None
             port = None
@@ -59,5 +66,6 @@ def open_page(url: str) -> Iterator[Page]:
             with connect(page["webSocketDebuggerUrl"], max_size=None) as socket:
                 yield Page(socket)
         finally:
-            browser.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(browser.pid, signal.SIGKILL)
             browser.wait(timeout=60)

@@ -177,6 +177,15 @@ def test_a_stopped_command_stops_its_forked_run(served: Served, how: signal.Sign
     wait_for(f"run {child} ended", lambda: not pid_alive(child))
 
 
+def test_commands_arriving_together_start_one_server(served: Served) -> None:
+    tool = served.write("failing.cwl", FAILING)
+    commands = [subprocess.Popen([CWL_RUNNER, "--no-container", str(tool)], env=served.env, cwd=served.tmp_path,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(3)]
+    assert [command.wait(timeout=600) for command in commands] == [1, 1, 1]
+    wait_for("the fork server serving", lambda: ": serving" in served.log_text())
+    assert served.log_text().count(": warming up") == 1, served.log_text()
+
+
 def test_switched_off_a_run_starts_no_server(served: Served) -> None:
     tool = served.write("failing.cwl", FAILING)
     done = served.run(str(tool), env={**served.env, forkserver.SWITCH: "0"})
@@ -190,7 +199,18 @@ def test_local_ray_stop_stops_the_fork_server(served: Served) -> None:
                              capture_output=True, text=True, timeout=120)
     assert "Stopped the fork servers" in stopped.stdout, stopped.stdout + stopped.stderr
     wait_for("the server stopped", lambda: ": stopped" in served.log_text())
-    assert not os.listdir(served.home / "forkservers")
+    # Its record (its process id) is gone; the lock file beside it stays, unlocked, for the next server.
+    assert [name for name in os.listdir(served.home / "forkservers") if not name.endswith(".lock")] == []
+
+
+def test_forks_of_a_warm_server_draw_distinct_ray_ids() -> None:
+    # In a process of its own: this one's Ray is running (its ID generator seeded long ago).
+    warm = ("from toilray import forkserver\n"
+            "for front_end in forkserver.FRONT_ENDS:\n"
+            "    __import__(front_end, fromlist=['preload']).preload()\n"
+            "print(forkserver.ray_ids_differ_after_fork())\n")
+    done = subprocess.run([sys.executable, "-c", warm], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "True", done.stdout + done.stderr
 
 
 def test_a_server_serves_only_commands_in_its_conditions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

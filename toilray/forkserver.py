@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import fcntl
 import hashlib
 import importlib
 import json
@@ -56,6 +57,8 @@ FRONT_ENDS = ("toilray.cwl.main", "toilray.wdl.main")
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _HEADER = struct.Struct("!I")
 _STREAMS = 3  # stdin, stdout, stderr
+_LOCK = ".lock"
+_LOG_LIMIT = 1 << 20
 # Set in a server's child: the run it does is the command's own, not one to hand on again.
 _in_child = False
 
@@ -233,14 +236,23 @@ def _peer_uid(sock: socket.socket) -> int:
 
 
 def _start_server(name: str) -> None:
-    """Start a server in the background (it outlives this command), in this command's conditions."""
+    """Start a server in the background (it outlives this command), in this command's conditions,
+    unless one is warming up or serving already: a server holds its digest's lock while it lives
+    and serves (the commands that arrive while it warms up run in their own processes)."""
     log = os.path.join(state_dir(), "forkserver.log")
-    code = f"import sys; sys.path[:] = {sys.path!r}; from toilray.forkserver import serve; serve({name!r})"
     with contextlib.suppress(OSError):
-        os.makedirs(state_dir(), exist_ok=True)
-        with open(log, "a") as output:
-            subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=output,
-                             stderr=subprocess.STDOUT, cwd="/", start_new_session=True)
+        os.makedirs(_records(), exist_ok=True)
+        lock = os.open(os.path.join(_records(), name.rsplit("-", 1)[1] + _LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            code = (f"import sys; sys.path[:] = {sys.path!r}; from toilray.forkserver import serve; "
+                    f"serve({name!r}, {lock})")
+            # One line per run: a log grown past the limit is started afresh by the next server.
+            with open(log, "w" if os.path.exists(log) and os.path.getsize(log) > _LOG_LIMIT else "a") as output:
+                subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=output,
+                                 stderr=subprocess.STDOUT, cwd="/", start_new_session=True, pass_fds=(lock,))
+        finally:
+            os.close(lock)
 
 
 # -- the server's side -------------------------------------------------------------------------
@@ -251,6 +263,8 @@ def stop() -> int:
     asked = 0
     with contextlib.suppress(OSError):
         for digest in os.listdir(_records()):
+            if digest.endswith(_LOCK):
+                continue
             with contextlib.suppress(OSError, ValueError):
                 pid = int(_read(os.path.join(_records(), digest)))
                 # The record of a server that was killed outright names a process id that may be reused.
@@ -260,8 +274,33 @@ def stop() -> int:
     return asked
 
 
-def serve(name: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
-    """The server's process: warm the front ends, then fork a child per request until idle or stopped."""
+def ray_ids_differ_after_fork() -> bool:
+    """Whether two forks of this process draw different Ray IDs.
+
+    Ray's C++ ID generator is seeded at its first use; where that was in this process, every fork
+    copies its state, and concurrent runs forked from here would all give their Ray drivers the
+    same worker ID (a driver then exits 1, silently)."""
+    from ray._raylet import WorkerID
+
+    drawn = []
+    for _ in range(2):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            os.write(write, WorkerID.from_random().binary())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as answer:
+            drawn.append(answer.read())
+        os.waitpid(pid, 0)
+    return drawn[0] != drawn[1]
+
+
+def serve(name: str, lock: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    """The server's process: warm the front ends, then fork a child per request until idle or stopped.
+
+    ``lock`` is the descriptor of the lock its starter took for it, held until it takes no more runs."""
     stopping = False
 
     def stop_taking(_number: int, _frame: object) -> None:
@@ -269,8 +308,12 @@ def serve(name: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
         stopping = True
 
     signal.signal(signal.SIGTERM, stop_taking)
+    print(f"fork server {os.getpid()}: warming up", flush=True)
     for module in FRONT_ENDS:
         importlib.import_module(module).preload()
+    if not ray_ids_differ_after_fork():
+        raise SystemExit("toilray fork server: warming up seeded Ray's ID generator (an actor class made at "
+                         "import?); its forks would share Ray IDs: not serving")
     threads = len(os.listdir("/proc/self/task"))
     if threads > 1:
         # A fork would carry locks that other threads hold into the child.
@@ -294,25 +337,26 @@ def serve(name: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
     children: dict[int, _Channel] = {}
     left: set[int] = set()  # children whose command is gone (sent SIGTERM)
     try:
-        _serve(listener, children, left, wake_read, wake_write, idle_timeout, lambda: stopping)
+        _serve(listener, lock, children, left, wake_read, wake_write, idle_timeout, lambda: stopping)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(record)
     print(f"fork server {os.getpid()}: stopped", flush=True)
 
 
-def _serve(listener: socket.socket, children: dict[int, _Channel], left: set[int], wake_read: int,
+def _serve(listener: socket.socket, lock: int, children: dict[int, _Channel], left: set[int], wake_read: int,
            wake_write: int, idle_timeout: float, stopping: Callable[[], bool]) -> None:
     last_busy = time.monotonic()
     while children or (not stopping() and time.monotonic() - last_busy < idle_timeout):
         if stopping() and listener.fileno() >= 0:
             listener.close()  # unbinds the name: the next command starts a server of its own
+            os.close(lock)
         watched = {channel.fileno(): pid for pid, channel in children.items() if pid not in left}
         listening = [listener.fileno()] if listener.fileno() >= 0 else []
         readable, _, _ = select.select([wake_read, *watched, *listening], [], [], max(1.0, idle_timeout / 10))
         for source in readable:
             if source in listening:
-                _accept(listener, children, [listener.fileno(), wake_read, wake_write])
+                _accept(listener, children, [listener.fileno(), lock, wake_read, wake_write])
             elif source == wake_read:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_read, 512)

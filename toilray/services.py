@@ -17,6 +17,7 @@ honour.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
@@ -34,11 +35,17 @@ from toilray.worker import ServiceHost
 logger = logging.getLogger("toilray.leader")
 
 
-# Three calls at once: check() is polled while a long start() or stop() may still run, and
-# until_stopped() waits all along. Ray's type stubs list only task options for ray.remote(...),
-# not actor options such as max_concurrency.
-_ServiceActor = ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=3)(  # type: ignore[call-overload]
-    ServiceHost)
+@functools.cache
+def _service_actor() -> Any:
+    """The actor class of services, made at first use, not at import: making one draws from Ray's
+    ID generator, whose state a fork would then copy into every child of the CWL and WDL runners'
+    fork server (``toilray.forkserver``), and their Ray drivers would all get the same worker ID.
+
+    Three calls at once: check() is polled while a long start() or stop() may still run, and
+    until_stopped() waits all along. Ray's type stubs list only task options for ray.remote(...),
+    not actor options such as max_concurrency."""
+    return ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=3)(  # type: ignore[call-overload]
+        ServiceHost)
 
 
 @dataclass
@@ -271,7 +278,7 @@ class ServiceManager:
             if not self._room_for(req.preemptible):
                 held.append(running.spec.id)  # the other kind may still have room
                 continue
-            running.actor = _ServiceActor.options(
+            running.actor = _service_actor().options(
                 num_cpus=req.cores, memory=req.memory or None, num_gpus=req.gpus or None,
                 resources=self._placement(req) or None,
             ).remote(self._context_ref, running.spec.name)
