@@ -154,13 +154,15 @@ class _Channel:
                     if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                         fds.frombytes(items[:len(items) - len(items) % fds.itemsize])
                 if not data:
-                    raise EOFError
+                    break
                 self._data += data
-        except (OSError, EOFError) as exc:
+        except OSError:
             for fd in fds:
                 os.close(fd)
-            if isinstance(exc, OSError):
-                raise
+            raise
+        if not self.holds_message():  # the stream ended first
+            for fd in fds:
+                os.close(fd)
             return None, []
         (size,) = _HEADER.unpack_from(self._data)
         message = json.loads(self._data[_HEADER.size:_HEADER.size + size])
