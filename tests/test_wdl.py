@@ -108,16 +108,21 @@ def test_failure_then_restart(tmp_path: Path, script_env: dict[str, str]) -> Non
     (tmp_path / "in.json").write_text(json.dumps({"chain.counts": str(counts), "chain.fixed": str(fixed)}))
     store = tmp_path / "store"
     common = ("chain.wdl", "in.json", "--container", "none", "--jobStore", str(store), "-o", str(tmp_path / "out"))
-    failed = run_wdl(*common, env=script_env, cwd=tmp_path)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**script_env, "TMPDIR": str(temp)}
+    failed = run_wdl(*common, env=env, cwd=tmp_path)
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert "marker-7f3a" in failed.stderr
     assert store.exists()
     fixed.touch()
-    resumed = run_wdl(*common, "--restart", env=script_env, cwd=tmp_path)
+    resumed = run_wdl(*common, "--restart", env=env, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout) == {"chain.last": "start-one-two-three"}
     runs = {name: len((counts / name).read_text().splitlines()) for name in ("one", "two", "three")}
     assert runs == {"one": 1, "two": 2, "three": 1}
+    # Neither the failed run nor the resumed one left its leader's scratch behind.
+    assert sorted(path.name for path in temp.iterdir()) == []
 
 
 GOOD = """version 1.0

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from typing import Any
 
 import WDL
@@ -170,13 +169,13 @@ class WDLJobSource:
 
     def __init__(self, document: str, document_key: str, workflow: WDL.Tree.Workflow,
                  inputs: WDL.Env.Bindings[WDL.Value.Base], store: JobStore, backend: TaskBackend,
-                 defaults: Requirements) -> None:
+                 defaults: Requirements, scratch: str) -> None:
         self._document = document
         self._document_key = document_key
         self._store = store
         self._backend = backend
         self._defaults = defaults
-        self._scratch = tempfile.mkdtemp(prefix="toilray-wdl-leader-")
+        self._scratch = scratch
         self._cfg = miniwdl_config(backend)
         self._stdlib = LeaderStdLib(workflow.effective_wdl_version, store, self._scratch)
         self._max_cores = os.cpu_count() or 1

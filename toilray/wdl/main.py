@@ -211,7 +211,8 @@ def _run(args: argparse.Namespace, inputs_path: str | None, backend: TaskBackend
     output = results_stream()
     uri = args.wdl if "://" in args.wdl else os.path.abspath(args.wdl)
     try:
-        with Toil(args) as toil:
+        # The leader's own scratch (files its expressions read or write); what outlives the run is in the store.
+        with tempfile.TemporaryDirectory(prefix="toilray-wdl-leader-") as scratch, Toil(args) as toil:
             store = toil.jobStore
             config = toil.config
             assert config is not None
@@ -222,7 +223,7 @@ def _run(args: argparse.Namespace, inputs_path: str | None, backend: TaskBackend
                 inputs = files.import_inputs(store, inputs, base_dir)
                 store.write_shared(INPUTS_FILE, json.dumps(WDL.values_to_json(inputs)).encode())
             source = WDLJobSource(uri, save_document(store, document), workflow, inputs, store, backend,
-                                  config.defaults)
+                                  config.defaults, scratch)
             toil.drive(source)
             if source.error is not None:
                 raise source.error
