@@ -44,9 +44,13 @@ def toilray_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
+    from toilray import ray_workers
+
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        # Its workers start as the managed local Ray's do: as forks of a warm process.
+        with ray_workers.forked_workers():
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -60,6 +60,9 @@ def report(job, out, started, wait_for, block):
         "tmp": tempfile.gettempdir(),
         "job_tmp": job.fileStore.getLocalTempDir(),
         "helper": helper_value,
+        "pid": os.getpid(),
+        "parent_pid": os.getppid(),
+        "parent": open(f"/proc/{os.getppid()}/cmdline").read().replace("\\0", " "),
     }))
     while block:
         time.sleep(1)
@@ -75,6 +78,30 @@ if __name__ == "__main__":
     with Toil(options) as toil:
         toil.start(Job.wrapJobFn(report, options.out, options.started, options.waitFor, options.block,
                                  cores=0.5, memory="50M", disk="10M"))
+"""
+
+KILLED = """
+import os
+import signal
+import subprocess
+import sys
+
+from toilray.common import Toil
+from toilray.job import Job
+
+
+def killed(job, pid_file):
+    left = subprocess.Popen(["sleep", "600"])
+    with open(pid_file, "w") as handle:
+        handle.write(str(left.pid))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    options = Job.Runner.getDefaultOptions(sys.argv[1])
+    options.retryCount = 0
+    with Toil(options) as toil:
+        toil.start(Job.wrapJobFn(killed, sys.argv[2]))
 """
 
 
@@ -184,6 +211,40 @@ def test_two_runs_in_a_row_share_one_local_ray_which_outlives_them(runs: Runs) -
                              capture_output=True, text=True, timeout=120)
     assert stopped.returncode == 0 and "Stopped" in stopped.stdout
     _until(lambda: not _ray_daemons(runs.mark), "the local Ray's processes outlived 'toilray local-ray stop'")
+
+
+def test_the_local_rays_workers_are_forks_of_one_warm_process_one_per_run(runs: Runs) -> None:
+    _, first = runs.run()
+    _, second = runs.run()
+    for seen in (first, second):
+        assert "toilray.forkserver" in str(seen["parent"]), seen["parent"]
+    assert first["parent"] == second["parent"], "one fork server for both runs' workers"
+    assert first["pid"] != second["pid"], "each run's job ran in a worker process of its own"
+
+
+def test_switched_off_the_local_rays_workers_are_rays_own(runs: Runs) -> None:
+    _, seen = runs.run(env={**runs.env, "TOILRAY_FORKSERVER": "0"})
+    assert "/raylet " in str(seen["parent"]), seen["parent"]
+
+
+def test_what_a_killed_worker_left_running_ends_with_it(runs: Runs, tmp_path: Path) -> None:
+    # Ray ends a dead worker's process group: a worker forked from the warm process has one of its own.
+    _, before = runs.run()
+    script, pid_file = tmp_path / "killed.py", tmp_path / "left.pid"
+    script.write_text(KILLED)
+    done = run_script(script, f"file:{tmp_path / 'store'}", str(pid_file), env=runs.env, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    left = int(pid_file.read_text())
+
+    def gone() -> bool:
+        try:
+            return psutil.Process(left).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    _until(gone, "the killed worker's child outlived it")
+    _, after = runs.run()
+    assert after["parent_pid"] == before["parent_pid"], "the fork server went with the killed worker"
 
 
 def test_the_local_ray_stops_after_its_idle_timeout(runs: Runs) -> None:

@@ -46,6 +46,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from toilray.local_ray import code_stamp, state_dir
@@ -53,12 +54,21 @@ from toilray.local_ray import code_stamp, state_dir
 SWITCH = "TOILRAY_FORKSERVER"
 IDLE_TIMEOUT = 600.0
 # The front ends a server has warm, each a module with preload() and run().
-FRONT_ENDS = ("toilray.cwl.main", "toilray.wdl.main")
+# A front end may also say how its child is to end when its command is gone (SIGNAL_WHEN_COMMAND_GONE,
+# SIGTERM by default), whether the child leads a process group of its own (OWN_PROCESS_GROUP), and
+# whether its commands wait for a server that is warming up rather than run in their own processes
+# (WAIT_FOR_SERVER).
+FRONT_ENDS = ("toilray.cwl.main", "toilray.wdl.main", "toilray.ray_workers")
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _HEADER = struct.Struct("!I")
 _STREAMS = 3  # stdin, stdout, stderr
 _LOCK = ".lock"
 _LOG_LIMIT = 1 << 20
+_LOGGED_COMMAND = 200  # characters of a command's line in the log (a Ray worker's runs to about 700)
+# How long a command of a front end that waits for a warm server (WAIT_FOR_SERVER) waits at most
+# (Ray kills a worker that has not registered within a minute), and how often it looks.
+_WARM_UP_LIMIT = 30.0
+_WARM_UP_POLL = 0.05
 # Set in a server's child: the run it does is the command's own, not one to hand on again.
 _in_child = False
 
@@ -69,8 +79,8 @@ def enabled() -> bool:
 
 def _imported_at_start(name: str) -> bool:
     """Whether a variable may be read when a module is imported (so a warm process read it already)."""
-    if name == "RAY_ADDRESS":
-        return False  # read by ray.init, in the run
+    if name in ("RAY_ADDRESS", "RAY_JOB_ID"):
+        return False  # read by ray.init, or by a Ray worker as it connects: in the run
     # LANG and LC_*: the interpreter's standard streams take their encoding from them when it starts.
     return (name.startswith(("PYTHON", "RAY_", "TOILRAY_", "LD_", "LC_"))
             or name in ("TMPDIR", "TEMP", "TMP", "LANG"))
@@ -180,12 +190,8 @@ def run_forked(module: str) -> None:
     if not enabled() or _in_child:
         return
     name = socket_name()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(name)
-    except OSError:
-        sock.close()
-        _start_server(name)
+    sock = _connect(name, getattr(importlib.import_module(module), "WAIT_FOR_SERVER", False))
+    if sock is None:
         return
     if _peer_uid(sock) != os.getuid():
         sock.close()  # someone else's socket under this name: not to be handed this command's streams
@@ -226,6 +232,25 @@ def run_forked(module: str) -> None:
     os._exit(status if status >= 0 else 128 - status)
 
 
+def _connect(name: str, wait: bool) -> socket.socket | None:
+    """A connection to the server named ``name``, or None where none serves (one is started then, for
+    the commands to come). With ``wait``, waits while one warms up, whoever started it, up to a limit."""
+    deadline = time.monotonic() + _WARM_UP_LIMIT
+    started = False
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(name)
+            return sock
+        except OSError:
+            sock.close()
+        starting = _start_server(name)
+        if not wait or (started and starting) or time.monotonic() > deadline:
+            return None  # (started and starting): the one this command started is gone, it did not serve
+        started = started or starting
+        time.sleep(_WARM_UP_POLL)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -237,24 +262,32 @@ def _peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
-def _start_server(name: str) -> None:
+def _start_server(name: str) -> bool:
     """Start a server in the background (it outlives this command), in this command's conditions,
     unless one is warming up or serving already: a server holds its digest's lock while it lives
-    and serves (the commands that arrive while it warms up run in their own processes)."""
+    and serves. Whether this started one."""
     log = os.path.join(state_dir(), "forkserver.log")
     with contextlib.suppress(OSError):
         os.makedirs(_records(), exist_ok=True)
         lock = os.open(os.path.join(_records(), name.rsplit("-", 1)[1] + _LOCK), os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
             code = (f"import sys; sys.path[:] = {sys.path!r}; from toilray.forkserver import serve; "
                     f"serve({name!r}, {lock})")
             # One line per run: a log grown past the limit is started afresh by the next server.
             with open(log, "w" if os.path.exists(log) and os.path.getsize(log) > _LOG_LIMIT else "a") as output:
-                subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=output,
-                                 stderr=subprocess.STDOUT, cwd="/", start_new_session=True, pass_fds=(lock,))
+                # Through a shell that leaves it in the background: not a child of this command, which Ray
+                # (this command may be a Ray worker) would kill with the command's other children.
+                subprocess.run(["/bin/sh", "-c", '"$@" &', "sh", sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                               stdout=output, stderr=subprocess.STDOUT, cwd="/", start_new_session=True,
+                               pass_fds=(lock,), check=False)
+            return True
         finally:
             os.close(lock)
+    return False
 
 
 # -- the server's side -------------------------------------------------------------------------
@@ -336,8 +369,8 @@ def serve(name: str, lock: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda _number, _frame: None)
-    children: dict[int, _Channel] = {}
-    left: set[int] = set()  # children whose command is gone (sent SIGTERM)
+    children: dict[int, _Run] = {}
+    left: set[int] = set()  # children whose command is gone (signalled)
     try:
         _serve(listener, lock, children, left, wake_read, wake_write, idle_timeout, lambda: stopping)
     finally:
@@ -346,14 +379,14 @@ def serve(name: str, lock: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
     print(f"fork server {os.getpid()}: stopped", flush=True)
 
 
-def _serve(listener: socket.socket, lock: int, children: dict[int, _Channel], left: set[int], wake_read: int,
+def _serve(listener: socket.socket, lock: int, children: dict[int, _Run], left: set[int], wake_read: int,
            wake_write: int, idle_timeout: float, stopping: Callable[[], bool]) -> None:
     last_busy = time.monotonic()
     while children or (not stopping() and time.monotonic() - last_busy < idle_timeout):
         if stopping() and listener.fileno() >= 0:
             listener.close()  # unbinds the name: the next command starts a server of its own
             os.close(lock)
-        watched = {channel.fileno(): pid for pid, channel in children.items() if pid not in left}
+        watched = {run.command.fileno(): pid for pid, run in children.items() if pid not in left}
         listening = [listener.fileno()] if listener.fileno() >= 0 else []
         readable, _, _ = select.select([wake_read, *watched, *listening], [], [], max(1.0, idle_timeout / 10))
         for source in readable:
@@ -369,26 +402,39 @@ def _serve(listener: socket.socket, lock: int, children: dict[int, _Channel], le
             last_busy = time.monotonic()
 
 
-def _hear(pid: int, command: _Channel, left: set[int]) -> None:
+@dataclass
+class _Run:
+    """A child of the server: the channel to its command, and the front end it runs."""
+
+    command: _Channel
+    front_end: str
+
+
+def _hear(pid: int, run: _Run, left: set[int]) -> None:
     """Act on what the command of run ``pid`` sent: each signal it passes on, or its end."""
     while True:
         message = None
         with contextlib.suppress(OSError):
-            message, _ = command.receive()
+            message, _ = run.command.receive()
         if message is None:
-            # The command is gone (killed outright): its run ends as on a scheduler's cancel.
+            # The command is gone (killed outright): by default its run ends as on a scheduler's cancel.
             left.add(pid)
+            front_end = sys.modules[run.front_end]
+            ending = getattr(front_end, "SIGNAL_WHEN_COMMAND_GONE", signal.SIGTERM)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                if getattr(front_end, "OWN_PROCESS_GROUP", False):
+                    os.killpg(pid, ending)
+                else:
+                    os.kill(pid, ending)
             return
         if message.get("signal") in {int(n) for n in _FORWARDED}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, message["signal"])
-        if not command.holds_message():
+        if not run.command.holds_message():
             return
 
 
-def _accept(listener: socket.socket, children: dict[int, _Channel], server_fds: list[int]) -> None:
+def _accept(listener: socket.socket, children: dict[int, _Run], server_fds: list[int]) -> None:
     sock, _ = listener.accept()
     command = _Channel(sock)
     fds: list[int] = []
@@ -410,16 +456,16 @@ def _accept(listener: socket.socket, children: dict[int, _Channel], server_fds: 
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        _become(request, fds, [*server_fds, sock.fileno(), *(c.fileno() for c in children.values())])
+        _become(request, fds, [*server_fds, sock.fileno(), *(c.command.fileno() for c in children.values())])
     for fd in fds:
         os.close(fd)
-    print(f"fork server {os.getpid()}: run {pid}: {' '.join(request['argv'])}", flush=True)
-    children[pid] = command
+    print(f"fork server {os.getpid()}: run {pid}: {' '.join(request['argv'])[:_LOGGED_COMMAND]}", flush=True)
+    children[pid] = _Run(command, request["module"])
     with contextlib.suppress(OSError):
         command.send({"pid": pid})
 
 
-def _reap(children: dict[int, _Channel], left: set[int]) -> None:
+def _reap(children: dict[int, _Run], left: set[int]) -> None:
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -427,12 +473,12 @@ def _reap(children: dict[int, _Channel], left: set[int]) -> None:
             return
         if pid == 0:
             return
-        command = children.pop(pid, None)
+        run = children.pop(pid, None)
         left.discard(pid)
-        if command is not None:
+        if run is not None:
             with contextlib.suppress(OSError):
-                command.send({"status": os.waitstatus_to_exitcode(status)})
-            command.close()
+                run.command.send({"status": os.waitstatus_to_exitcode(status)})
+            run.command.close()
 
 
 def _become(request: dict[str, Any], fds: list[int], server_fds: list[int]) -> None:
@@ -445,6 +491,9 @@ def _become(request: dict[str, Any], fds: list[int], server_fds: list[int]) -> N
         for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(number, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        front_end = importlib.import_module(request["module"])
+        if getattr(front_end, "OWN_PROCESS_GROUP", False):
+            os.setpgid(0, 0)
         for fd in server_fds:
             os.close(fd)
         for target, fd in enumerate(fds):
@@ -458,9 +507,8 @@ def _become(request: dict[str, Any], fds: list[int], server_fds: list[int]) -> N
         tempfile.tempdir = None  # chosen again, from the command's environment
         # As the interpreter would have for the command's own streams: line by line to a terminal.
         sys.stdout.reconfigure(line_buffering=os.isatty(1))  # type: ignore[union-attr]
-        entry = importlib.import_module(request["module"]).run
         status = 1
-        entry()
+        front_end.run()
         status = 0
     except SystemExit as exc:
         if isinstance(exc.code, int) or exc.code is None:

@@ -277,9 +277,11 @@ def _serve(num_cpus: int, idle_timeout: float | None) -> None:
     a leader attached (or on SIGTERM), and shut Ray down."""
     import ray
 
+    from toilray import ray_workers
     from toilray.lib import ray_reaper
 
-    context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    with ray_workers.forked_workers():
+        context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     session_dir = context.address_info["session_dir"]  # type: ignore[attr-defined]
     # Should this process be killed, its Ray's agents go with it instead of a minute later.
     _reaper = ray_reaper.start(session_dir)
