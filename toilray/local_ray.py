@@ -4,7 +4,8 @@ Starting Ray costs seconds; connecting to a running instance costs well under on
 without ``--rayAddress`` (or ``RAY_ADDRESS``) and without ``--embeddedRay`` attaches to the
 managed instance, starting it when none runs; the instance outlives the run and stops by
 itself after its idle timeout without a workflow. ``toilray local-ray start`` starts one that
-stays until ``toilray local-ray stop``.
+stays until ``toilray local-ray stop``. Its Python workers start as forks of a warm process
+(``toilray.ray_workers``).
 
 The instance is a small Python process in its own session (the *server*) that started Ray
 with ``ray.init`` (so clients connect with Ray's default settings, token authentication
