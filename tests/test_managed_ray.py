@@ -124,6 +124,17 @@ def _marked(mark: str, names: tuple[str, ...] = ()) -> set[int]:
     return found
 
 
+def _fork_servers(mark: str) -> set[int]:
+    found = set()
+    for pid in _marked(mark):
+        try:
+            if "toilray.forkserver" in " ".join(psutil.Process(pid).cmdline()):
+                found.add(pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
 def _ray_daemons(mark: str) -> set[int]:
     return _marked(mark, ("gcs_server", "raylet"))
 
@@ -254,6 +265,7 @@ def test_the_local_ray_stops_after_its_idle_timeout(runs: Runs) -> None:
     assert state is not None and seen["session"] == state["session_dir"]
     _until(lambda: not _ray_daemons(runs.mark), "the local Ray outlived its idle timeout")
     assert not runs.running()
+    _until(lambda: not _fork_servers(runs.mark), "its workers' fork server outlived the local Ray")
 
 
 def test_a_killed_leader_does_not_keep_the_local_ray_running(runs: Runs) -> None:

@@ -23,6 +23,9 @@ abstract namespace (nothing to leave behind when a server is killed), and the se
 its own user (the peer's credentials; a command, likewise, talks only to its own user's server).
 ``toilray local-ray stop`` stops the servers of its state directory too: each takes no new run
 then and exits when its runs have ended. ``TOILRAY_FORKSERVER=0`` turns it all off.
+
+The managed local Ray's workers are commands of a third front end (``toilray.ray_workers``), each
+started by Ray through a launcher; they wait for a server that is warming up instead.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from toilray.lib.processes import pid_alive
 from toilray.local_ray import code_stamp, state_dir
 
 SWITCH = "TOILRAY_FORKSERVER"
@@ -371,8 +375,12 @@ def serve(name: str, lock: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
     signal.signal(signal.SIGCHLD, lambda _number, _frame: None)
     children: dict[int, _Run] = {}
     left: set[int] = set()  # children whose command is gone (signalled)
+    # A server in a Ray worker's conditions (RAY_RAYLET_PID is in the digest) serves that raylet's workers
+    # only: once the raylet is gone, no command will come.
+    raylet = os.environ.get("RAY_RAYLET_PID")
     try:
-        _serve(listener, lock, children, left, wake_read, wake_write, idle_timeout, lambda: stopping)
+        _serve(listener, lock, children, left, wake_read, wake_write, idle_timeout,
+               lambda: stopping or (raylet is not None and not pid_alive(int(raylet))))
     finally:
         with contextlib.suppress(OSError):
             os.unlink(record)

@@ -184,10 +184,10 @@ def local_ray_start(num_cpus: int | None) -> None:
 @user_errors
 def local_ray_stop() -> None:
     """Stop the local instance and every process it started (runs still attached to it lose their Ray),
-    and the CWL and WDL runners' fork servers (each ends when its runs have)."""
+    and the fork servers of the CWL and WDL runners and the local Ray's workers (each ends when its runs have)."""
     click.echo("Stopped the local Ray instance" if local_ray.stop() else "No local Ray instance was running")
     if forkserver.stop():
-        click.echo("Stopped the fork servers of the CWL and WDL runners")
+        click.echo("Stopped the fork servers (of the CWL and WDL runners and the local Ray's workers)")
 
 
 @local_ray_group.command("status")
