@@ -385,7 +385,7 @@ def test_concurrent_runs_on_the_local_ray_keep_environments_temp_dirs_and_module
 
 def test_the_code_stamp_is_the_same_however_the_interpreter_was_named(tmp_path: Path) -> None:
     # A run started as ../.venv/bin/python must not take the local Ray for one of other code.
-    stamp = "from toilray.local_ray import code_stamp; print(code_stamp())"
+    stamp = "from toilray.installation import code_stamp; print(code_stamp())"
     dotted = os.path.relpath(sys.executable, tmp_path)
     assert ".." in dotted
     stamps = {subprocess.run([command, "-c", stamp], cwd=cwd, capture_output=True, text=True, check=True).stdout

@@ -13,7 +13,7 @@ outright (``kill -9``) takes its child with it (the server sends it SIGTERM).
 
 A server serves only commands that would run the very same code in the very same conditions:
 its socket's name is a digest of the state directory (``$TOILRAY_HOME``), the user and groups,
-toilray's code stamp (``toilray.local_ray.code_stamp``), the interpreter with its ``sys.path``
+toilray's code stamp (``toilray.installation.code_stamp``), the interpreter with its ``sys.path``
 and flags, the resource limits, the control groups and namespaces, and the environment variables
 read when modules are imported (``PYTHON*``, ``RAY_*`` but ``RAY_ADDRESS``, ``TOILRAY_*``,
 ``LD_*``, the temporary directory's). A command that finds no server for its digest starts one
@@ -52,8 +52,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from toilray.installation import code_stamp, state_dir
 from toilray.lib.processes import pid_alive
-from toilray.local_ray import code_stamp, state_dir
 
 SWITCH = "TOILRAY_FORKSERVER"
 IDLE_TIMEOUT = 600.0

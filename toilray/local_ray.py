@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -47,10 +46,10 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from typing import IO
 
 from toilray.exceptions import ToilrayError
+from toilray.installation import PACKAGE, code_stamp, state_dir
 from toilray.lib.processes import pid_alive
 
 logger = logging.getLogger(__name__)
@@ -58,7 +57,6 @@ logger = logging.getLogger(__name__)
 _START_TIMEOUT = 120.0
 _STOP_TIMEOUT = 60.0
 DEFAULT_IDLE_TIMEOUT = 600.0
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 # Lease files this process holds a shared lock on, by path: held until the process exits.
 _held_leases: dict[str, IO[str]] = {}
@@ -87,34 +85,12 @@ class Attachment:
     started: bool
 
 
-def state_dir() -> str:
-    """toilray's directory on this machine, ``$TOILRAY_HOME`` (default ``~/.toilray``): the local
-    Ray's records (this module) and what toilray keeps between runs."""
-    return os.environ.get("TOILRAY_HOME") or os.path.join(os.path.expanduser("~"), ".toilray")
-
-
 def _state_path() -> str:
     return os.path.join(state_dir(), "local-ray.json")
 
 
 def log_path() -> str:
     return os.path.join(state_dir(), "local-ray.log")
-
-
-def code_stamp() -> str:
-    """A digest of the code a long-lived toilray process runs: toilray's source files (path,
-    size and modification time: no file is read), Ray's version and the interpreter."""
-    # Normalised (not resolved: each venv's interpreter is a link to the same file): an interpreter
-    # started as .venv/../.venv/bin/python is the same interpreter.
-    digest = hashlib.sha256(f"{version('ray')}\0{os.path.abspath(sys.executable)}\0".encode())
-    for directory, subdirectories, files in os.walk(_PACKAGE):
-        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(directory, name)
-                info = os.stat(path)
-                digest.update(f"{os.path.relpath(path, _PACKAGE)}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
-    return digest.hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -184,7 +160,7 @@ def _spawn(num_cpus: int, idle_timeout: float | None) -> LocalRay:
     with open(log_path(), "w") as log:
         # Run from the package's parent directory so that the server imports this very toilray.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=os.path.dirname(_PACKAGE), env=env, start_new_session=True)
+                                   cwd=os.path.dirname(PACKAGE), env=env, start_new_session=True)
     deadline = time.monotonic() + _START_TIMEOUT
     while True:
         instance = _recorded()

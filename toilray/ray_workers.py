@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterator
 
 from toilray import forkserver
-from toilray.local_ray import state_dir
+from toilray.installation import state_dir
 
 # What a fork server does to a worker whose launcher is gone: Ray kills workers outright.
 SIGNAL_WHEN_COMMAND_GONE = signal.SIGKILL

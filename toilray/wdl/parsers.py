@@ -18,7 +18,7 @@ from typing import Any
 
 import lark
 
-from toilray.local_ray import state_dir
+from toilray.installation import state_dir
 
 
 def cache_dir() -> str:
