@@ -378,17 +378,39 @@ def serve(name: str, lock: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
     # A server in a Ray worker's conditions (RAY_RAYLET_PID is in the digest) serves that raylet's workers
     # only: once the raylet is gone, no command will come.
     raylet = os.environ.get("RAY_RAYLET_PID")
+    # A descriptor that becomes readable when the raylet exits (a zombie still answers kill 0) wakes the
+    # loop at once.
+    raylet_exit = _exit_descriptor(int(raylet)) if raylet is not None else None
+
+    def raylet_gone() -> bool:
+        if raylet_exit is not None:
+            return bool(select.select([raylet_exit], [], [], 0)[0])
+        return raylet is not None and not pid_alive(int(raylet))
+
     try:
-        _serve(listener, lock, children, left, wake_read, wake_write, idle_timeout,
-               lambda: stopping or (raylet is not None and not pid_alive(int(raylet))))
+        _serve(listener, lock, children, left, [wake_read] if raylet_exit is None else [wake_read, raylet_exit],
+               wake_write, idle_timeout, lambda: stopping or raylet_gone())
     finally:
         with contextlib.suppress(OSError):
             os.unlink(record)
+        if raylet_exit is not None:
+            os.close(raylet_exit)
     print(f"fork server {os.getpid()}: stopped", flush=True)
 
 
-def _serve(listener: socket.socket, lock: int, children: dict[int, _Run], left: set[int], wake_read: int,
+def _exit_descriptor(pid: int) -> int | None:
+    """A pidfd of ``pid`` (readable once it exits), or None where the kernel has none or it is gone
+    (then the loop's regular check finds it gone)."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _serve(listener: socket.socket, lock: int, children: dict[int, _Run], left: set[int], wakers: list[int],
            wake_write: int, idle_timeout: float, stopping: Callable[[], bool]) -> None:
+    """``wakers[0]`` is the signal wake-up pipe (drained when readable); any others wake the loop once."""
+    wake_read = wakers[0]
     last_busy = time.monotonic()
     while children or (not stopping() and time.monotonic() - last_busy < idle_timeout):
         if stopping() and listener.fileno() >= 0:
@@ -396,13 +418,15 @@ def _serve(listener: socket.socket, lock: int, children: dict[int, _Run], left: 
             os.close(lock)
         watched = {run.command.fileno(): pid for pid, run in children.items() if pid not in left}
         listening = [listener.fileno()] if listener.fileno() >= 0 else []
-        readable, _, _ = select.select([wake_read, *watched, *listening], [], [], max(1.0, idle_timeout / 10))
+        readable, _, _ = select.select([*wakers, *watched, *listening], [], [], max(1.0, idle_timeout / 10))
         for source in readable:
             if source in listening:
-                _accept(listener, children, [listener.fileno(), lock, wake_read, wake_write])
+                _accept(listener, children, [listener.fileno(), lock, *wakers, wake_write])
             elif source == wake_read:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_read, 512)
+            elif source in wakers:
+                wakers.remove(source)  # it stays readable: woken once is enough
             else:
                 _hear(watched[source], children[watched[source]], left)
         _reap(children, left)
