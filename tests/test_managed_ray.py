@@ -258,6 +258,23 @@ def test_what_a_killed_worker_left_running_ends_with_it(runs: Runs, tmp_path: Pa
     assert after["parent_pid"] == before["parent_pid"], "the fork server went with the killed worker"
 
 
+def test_a_workers_fork_server_started_by_a_runs_worker_serves_the_runs_after_it(runs: Runs) -> None:
+    # The first server is started by Ray's prestarted workers, which have no job; one that has gone (here
+    # killed, with the idle workers it had forked) is started again by a worker of a run, whose job has
+    # ended by the next run.
+    _, first = runs.run()
+    for pid in _fork_servers(runs.mark):
+        server = psutil.Process(pid)
+        for child in server.children():
+            child.kill()
+        server.kill()
+    _until(lambda: not _fork_servers(runs.mark), "the workers' fork server outlived SIGKILL")
+    _, second = runs.run()
+    _, third = runs.run()
+    assert "toilray.forkserver" in str(third["parent"]), third["parent"]
+    assert second["parent_pid"] == third["parent_pid"] != first["parent_pid"]
+
+
 def test_the_local_ray_stops_after_its_idle_timeout(runs: Runs) -> None:
     done, seen = runs.run("--localRayIdleTimeout", "3")
     assert "it stops after 3 s without a workflow" in done.stderr

@@ -15,12 +15,13 @@ A server serves only commands that would run the very same code in the very same
 its socket's name is a digest of the state directory (``$TOILRAY_HOME``), the user and groups,
 toilray's code stamp (``toilray.installation.code_stamp``), the interpreter with its ``sys.path``
 and flags, the resource limits, the control groups and namespaces, and the environment variables
-read when modules are imported (``PYTHON*``, ``RAY_*`` but ``RAY_ADDRESS``, ``TOILRAY_*``,
-``LD_*``, the temporary directory's). A command that finds no server for its digest starts one
-in the background and runs in its own process, as it would without; the server stops once it
-has been idle (no run, no request) for ``IDLE_TIMEOUT`` seconds. The socket is in Linux's
-abstract namespace (nothing to leave behind when a server is killed), and the server serves only
-its own user (the peer's credentials; a command, likewise, talks only to its own user's server).
+read when modules are imported (``PYTHON*``, ``RAY_*`` but ``RAY_ADDRESS`` and ``RAY_JOB_ID``, which
+a server warms without, ``TOILRAY_*``, ``LD_*``, the temporary directory's). A command that finds
+no server for its digest starts one in the background and runs in its own process, as it would
+without; the server stops once it has been idle (no run, no request) for ``IDLE_TIMEOUT``
+seconds. The socket is in Linux's abstract namespace (nothing to leave behind when a server is
+killed), and the server serves only its own user (the peer's credentials; a command, likewise,
+talks only to its own user's server).
 ``toilray local-ray stop`` stops the servers of its state directory too: each takes no new run
 then and exits when its runs have ended. ``TOILRAY_FORKSERVER=0`` turns it all off.
 
@@ -73,6 +74,10 @@ _LOGGED_COMMAND = 200  # characters of a command's line in the log (a Ray worker
 # (Ray kills a worker that has not registered within a minute), and how often it looks.
 _WARM_UP_LIMIT = 30.0
 _WARM_UP_POLL = 0.05
+# Variables that differ from command to command of one server (ray.init's cluster, a Ray worker's job), so
+# left out of the digest: a server warms up without them, and each child has its command's.
+_PER_COMMAND = ("RAY_ADDRESS", "RAY_JOB_ID")
+_NO_JOB = "ffffffff"  # Ray's nil job ID, which its prestarted workers have
 # Set in a server's child: the run it does is the command's own, not one to hand on again.
 _in_child = False
 
@@ -83,8 +88,8 @@ def enabled() -> bool:
 
 def _imported_at_start(name: str) -> bool:
     """Whether a variable may be read when a module is imported (so a warm process read it already)."""
-    if name in ("RAY_ADDRESS", "RAY_JOB_ID"):
-        return False  # read by ray.init, or by a Ray worker as it connects: in the run
+    if name in _PER_COMMAND:
+        return False
     # LANG and LC_*: the interpreter's standard streams take their encoding from them when it starts.
     return (name.startswith(("PYTHON", "RAY_", "TOILRAY_", "LD_", "LC_"))
             or name in ("TMPDIR", "TEMP", "TMP", "LANG"))
@@ -347,6 +352,13 @@ def serve(name: str, lock: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
         stopping = True
 
     signal.signal(signal.SIGTERM, stop_taking)
+    for variable in _PER_COMMAND:
+        os.environ.pop(variable, None)
+    # Ray reads its settings, RAY_JOB_ID among them, once per process: a warm process keeps what it warmed
+    # with. Forks of a server warmed with a job's ID all registered as that job's workers, whatever job
+    # Ray started them for (and the raylet ended them once that job had ended). Warmed as Ray's prestarted
+    # workers are, with no job, each fork is given the job it was started for.
+    os.environ["RAY_JOB_ID"] = _NO_JOB
     print(f"fork server {os.getpid()}: warming up", flush=True)
     for module in FRONT_ENDS:
         importlib.import_module(module).preload()
