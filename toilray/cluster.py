@@ -264,6 +264,9 @@ def _disconnect_at_exit() -> None:
         ray.shutdown()
 
 
+_LIBC = ctypes.CDLL(None)  # this process's C library (the interpreter's own)
+
+
 def _leave_ray_at_exit() -> None:
     """End this process, when it exits, without a driver's teardown of a Ray it did not start.
 
@@ -273,16 +276,16 @@ def _leave_ray_at_exit() -> None:
     driver that did not disconnect. The raylet sees the driver's connection close, as for any
     driver that ends, and ends its job's workers. Where the C library has no ``on_exit`` (not
     glibc), Ray is left at exit as before."""
-    libc = ctypes.CDLL(None)
-    if not hasattr(libc, "on_exit"):
+    if not hasattr(_LIBC, "on_exit"):
         atexit.unregister(_disconnect_at_exit)
         atexit.register(_disconnect_at_exit)
         return
     atexit.unregister(ray.shutdown)
     # Registered after Ray's own (at each connection: Ray may register its handler again), so it runs
-    # first. It skips the C library's flush of its streams, done here (Python has flushed its own).
-    libc.on_exit(libc._exit, None)
-    atexit.register(libc.fflush, None)
+    # first. It skips the C library's flush of its streams, done here once (Python has flushed its own).
+    _LIBC.on_exit(_LIBC._exit, None)
+    atexit.unregister(_LIBC.fflush)
+    atexit.register(_LIBC.fflush, None)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
