@@ -15,7 +15,10 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+import pytest
 from test_cwl import CONFORMANCE, RUNNER, needs_podman
+
+pytestmark = pytest.mark.slow
 
 # The bar of the issue that brought containers: no fewer than 375 of 378 (cwltool in docker mode
 # against the same engine and images passed 375, though only because podman's Docker API lost

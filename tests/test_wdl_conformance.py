@@ -8,8 +8,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import wdl_conformance as harness
 from test_cwl import needs_podman
+
+pytestmark = pytest.mark.slow
 
 RUNNER = str(Path(sys.executable).parent / "toilray-wdl-runner")
 
