@@ -177,6 +177,18 @@ def test_a_stopped_command_stops_its_forked_run(served: Served, how: signal.Sign
     wait_for(f"run {child} ended", lambda: not pid_alive(child))
 
 
+def test_a_server_serves_its_starters_front_end_first_and_warms_the_others_later(served: Served) -> None:
+    served.warm()
+    wait_for("every front end warm", lambda: all(f": preloading {front_end}\n" in served.log_text()
+                                                 for front_end in ("toilray.wdl.main", "toilray.ray_workers")))
+    log = served.log_text()
+    assert ": warming up toilray.cwl.main\n" in log, log
+    assert log.index(": serving") < log.index(": preloading"), log
+    assert ": preloading toilray.cwl.main" not in log, log
+    # A front end warmed later is served as the first one is.
+    test_a_wdl_run_is_served_too(served)
+
+
 def test_commands_arriving_together_start_one_server(served: Served) -> None:
     tool = served.write("failing.cwl", FAILING)
     commands = [subprocess.Popen([CWL_RUNNER, "--no-container", str(tool)], env=served.env, cwd=served.tmp_path,

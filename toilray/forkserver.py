@@ -18,7 +18,10 @@ and flags, the resource limits, the control groups and namespaces, and the envir
 read when modules are imported (``PYTHON*``, ``RAY_*`` but ``RAY_ADDRESS`` and ``RAY_JOB_ID``, which
 a server warms without, ``TOILRAY_*``, ``LD_*``, the temporary directory's). A command that finds
 no server for its digest starts one in the background and runs in its own process, as it would
-without; the server stops once it has been idle (no run, no request) for ``IDLE_TIMEOUT``
+without. A server warms the front end of the command that started it before it serves, and the
+others once no request has come for a moment (not while Ray and its first run start, when they
+would compete for the CPU); a command for a front end still cold does its own imports. It stops
+once it has been idle (no run, no request) for ``IDLE_TIMEOUT``
 seconds. The socket is in Linux's abstract namespace (nothing to leave behind when a server is
 killed), and the server serves only its own user (the peer's credentials; a command, likewise,
 talks only to its own user's server).
@@ -74,6 +77,10 @@ _LOGGED_COMMAND = 200  # characters of a command's line in the log (a Ray worker
 # (Ray kills a worker that has not registered within a minute), and how often it looks.
 _WARM_UP_LIMIT = 30.0
 _WARM_UP_POLL = 0.05
+# A server warms its other front ends once no request or event came for _COLD_QUIET seconds, or at the
+# latest _COLD_LIMIT seconds after it began to serve: not while Ray starts and its first run begins.
+_COLD_QUIET = 2.0
+_COLD_LIMIT = 10.0
 # Variables that differ from command to command of one server (ray.init's cluster, a Ray worker's job), so
 # left out of the digest: a server warms up without them, and each child has its command's.
 _PER_COMMAND = ("RAY_ADDRESS", "RAY_JOB_ID")
@@ -199,7 +206,7 @@ def run_forked(module: str) -> None:
     if not enabled() or _in_child:
         return
     name = socket_name()
-    sock = _connect(name, getattr(importlib.import_module(module), "WAIT_FOR_SERVER", False))
+    sock = _connect(name, module, getattr(importlib.import_module(module), "WAIT_FOR_SERVER", False))
     if sock is None:
         return
     if _peer_uid(sock) != os.getuid():
@@ -241,9 +248,10 @@ def run_forked(module: str) -> None:
     os._exit(status if status >= 0 else 128 - status)
 
 
-def _connect(name: str, wait: bool) -> socket.socket | None:
+def _connect(name: str, module: str, wait: bool) -> socket.socket | None:
     """A connection to the server named ``name``, or None where none serves (one is started then, for
-    the commands to come). With ``wait``, waits while one warms up, whoever started it, up to a limit."""
+    the commands to come, front end ``module``'s first). With ``wait``, waits while one warms up,
+    whoever started it, up to a limit."""
     deadline = time.monotonic() + _WARM_UP_LIMIT
     started = False
     while True:
@@ -253,7 +261,7 @@ def _connect(name: str, wait: bool) -> socket.socket | None:
             return sock
         except OSError:
             sock.close()
-        starting = _start_server(name)
+        starting = _start_server(name, module)
         if not wait or (started and starting) or time.monotonic() > deadline:
             return None  # (started and starting): the one this command started is gone, it did not serve
         started = started or starting
@@ -271,10 +279,10 @@ def _peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
-def _start_server(name: str) -> bool:
+def _start_server(name: str, module: str) -> bool:
     """Start a server in the background (it outlives this command), in this command's conditions,
     unless one is warming up or serving already: a server holds its digest's lock while it lives
-    and serves. Whether this started one."""
+    and serves. It warms front end ``module`` before it serves. Whether this started one."""
     log = os.path.join(state_dir(), "forkserver.log")
     with contextlib.suppress(OSError):
         os.makedirs(_records(), exist_ok=True)
@@ -285,7 +293,7 @@ def _start_server(name: str) -> bool:
             except BlockingIOError:
                 return False
             code = (f"import sys; sys.path[:] = {sys.path!r}; from toilray.forkserver import serve; "
-                    f"serve({name!r}, {lock})")
+                    f"serve({name!r}, {lock}, {module!r})")
             # One line per run: a log grown past the limit is started afresh by the next server.
             with open(log, "w" if os.path.exists(log) and os.path.getsize(log) > _LOG_LIMIT else "a") as output:
                 # Through a shell that leaves it in the background: not a child of this command, which Ray
@@ -341,9 +349,25 @@ def ray_ids_differ_after_fork() -> bool:
     return drawn[0] != drawn[1]
 
 
-def serve(name: str, lock: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
-    """The server's process: warm the front ends, then fork a child per request until idle or stopped.
+def _warm(module: str) -> str | None:
+    """Warm front end ``module``: None, or what makes forks of this process unsafe now."""
+    importlib.import_module(module).preload()
+    if not ray_ids_differ_after_fork():
+        return ("warming up seeded Ray's ID generator (an actor class made at import?); its forks would share "
+                "Ray IDs")
+    threads = len(os.listdir("/proc/self/task"))
+    if threads > 1:
+        # A fork would carry locks that other threads hold into the child.
+        return f"warming up started {threads - 1} threads ({threading.enumerate()})"
+    return None
 
+
+def serve(name: str, lock: int, first: str, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    """The server's process: warm front end ``first`` (its starter's), then fork a child per request
+    until idle or stopped, warming the other front ends while no request waits.
+
+    The commands like the one that started a server wait for one front end's warm-up, not all: the
+    managed local Ray's first workers wait for theirs while Ray starts, and cwltool's would double it.
     ``lock`` is the descriptor of the lock its starter took for it, held until it takes no more runs."""
     stopping = False
 
@@ -359,17 +383,10 @@ def serve(name: str, lock: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
     # Ray started them for (and the raylet ended them once that job had ended). Warmed as Ray's prestarted
     # workers are, with no job, each fork is given the job it was started for.
     os.environ["RAY_JOB_ID"] = _NO_JOB
-    print(f"fork server {os.getpid()}: warming up", flush=True)
-    for module in FRONT_ENDS:
-        importlib.import_module(module).preload()
-    if not ray_ids_differ_after_fork():
-        raise SystemExit("toilray fork server: warming up seeded Ray's ID generator (an actor class made at "
-                         "import?); its forks would share Ray IDs: not serving")
-    threads = len(os.listdir("/proc/self/task"))
-    if threads > 1:
-        # A fork would carry locks that other threads hold into the child.
-        raise SystemExit(f"toilray fork server: warming up started {threads - 1} threads "
-                         f"({threading.enumerate()}); not serving")
+    print(f"fork server {os.getpid()}: warming up {first}", flush=True)
+    problem = _warm(first)
+    if problem is not None:
+        raise SystemExit(f"toilray fork server: {problem}; not serving")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(name)
@@ -401,7 +418,7 @@ def serve(name: str, lock: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
 
     try:
         _serve(listener, lock, children, left, [wake_read] if raylet_exit is None else [wake_read, raylet_exit],
-               wake_write, idle_timeout, lambda: stopping or raylet_gone())
+               wake_write, idle_timeout, lambda: stopping or raylet_gone(), [m for m in FRONT_ENDS if m != first])
     finally:
         with contextlib.suppress(OSError):
             os.unlink(record)
@@ -420,17 +437,29 @@ def _exit_descriptor(pid: int) -> int | None:
 
 
 def _serve(listener: socket.socket, lock: int, children: dict[int, _Run], left: set[int], wakers: list[int],
-           wake_write: int, idle_timeout: float, stopping: Callable[[], bool]) -> None:
-    """``wakers[0]`` is the signal wake-up pipe (drained when readable); any others wake the loop once."""
+           wake_write: int, idle_timeout: float, stopping: Callable[[], bool], cold: list[str]) -> None:
+    """``wakers[0]`` is the signal wake-up pipe (drained when readable); any others wake the loop once.
+    ``cold``: the front ends to warm, one at a time, whenever nothing is to be read."""
     wake_read = wakers[0]
-    last_busy = time.monotonic()
-    while children or (not stopping() and time.monotonic() - last_busy < idle_timeout):
-        if stopping() and listener.fileno() >= 0:
+    last_busy = serving_since = time.monotonic()
+    refusing = False  # a warm-up made forks unsafe: no more runs
+    while children or (not (stopping() or refusing) and time.monotonic() - last_busy < idle_timeout):
+        if (stopping() or refusing) and listener.fileno() >= 0:
             listener.close()  # unbinds the name: the next command starts a server of its own
             os.close(lock)
         watched = {run.command.fileno(): pid for pid, run in children.items() if pid not in left}
         listening = [listener.fileno()] if listener.fileno() >= 0 else []
-        readable, _, _ = select.select([*wakers, *watched, *listening], [], [], max(1.0, idle_timeout / 10))
+        warming = bool(cold and listening)
+        wait = (max(0.0, min(_COLD_QUIET, serving_since + _COLD_LIMIT - time.monotonic())) if warming
+                else max(1.0, idle_timeout / 10))
+        readable, _, _ = select.select([*wakers, *watched, *listening], [], [], wait)
+        if not readable and warming:
+            print(f"fork server {os.getpid()}: preloading {cold[0]}", flush=True)
+            problem = _warm(cold.pop(0))
+            if problem is not None:
+                print(f"fork server {os.getpid()}: {problem}; taking no more runs", flush=True)
+                refusing = True
+            continue
         for source in readable:
             if source in listening:
                 _accept(listener, children, [listener.fileno(), lock, *wakers, wake_write])
