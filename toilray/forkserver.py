@@ -56,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from toilray.exceptions import INTERRUPTED, report
 from toilray.installation import code_stamp, state_dir
 from toilray.lib.processes import pid_alive
 
@@ -589,6 +590,9 @@ def _become(request: dict[str, Any], fds: list[int], server_fds: list[int]) -> N
         else:
             sys.stderr.write(f"{exc.code}\n")
             status = 1
+    except KeyboardInterrupt as exc:
+        # A Ctrl-C while this child still sets up, before its front end reports its own.
+        status = report(exc) or INTERRUPTED
     except BaseException:
         traceback.print_exc()
     finally:
