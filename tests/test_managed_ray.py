@@ -408,3 +408,25 @@ def test_the_code_stamp_is_the_same_however_the_interpreter_was_named(tmp_path: 
     stamps = {subprocess.run([command, "-c", stamp], cwd=cwd, capture_output=True, text=True, check=True).stdout
               for command, cwd in ((sys.executable, REPO), (dotted, tmp_path))}
     assert len(stamps) == 1, stamps
+
+
+def test_which_ray_a_run_uses_follows_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule a run's start (to start the local Ray ahead) and RayConnection both follow."""
+    from toilray.ray_choice import choose
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("TOILRAY_HPC", "0")
+    assert choose(None, embedded=False, elastic=False).kind == "managed"
+    assert choose(None, embedded=True, elastic=False).kind == "embedded"
+    assert choose(None, embedded=False, elastic=True).kind == "elastic"
+    given = choose("10.0.0.1:6379", embedded=True, elastic=False)
+    assert (given.kind, given.address) == ("address", "10.0.0.1:6379")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.2:6379")
+    assert choose(None, embedded=False, elastic=False).address == "10.0.0.2:6379"
+    monkeypatch.delenv("RAY_ADDRESS")
+    monkeypatch.delenv("TOILRAY_HPC")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node1")
+    inside = choose(None, embedded=False, elastic=False)
+    assert inside.kind == "allocation" and inside.allocated is not None
+    assert choose(None, embedded=True, elastic=False).kind == "embedded"

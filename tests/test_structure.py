@@ -100,7 +100,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("toilray.config", "toilray.fileStores", "toilray.callCache", "toilray.deferred", "toilray.lib.urls",
      "toilray.stats", "toilray.hpc_schedulers", "toilray.elastic",
      "toilray.stats_page",
-     "toilray.cluster"),
+     "toilray.cluster", "toilray.ray_choice"),
     ("toilray.jobStores",),
     ("toilray.backends",),
     ("toilray", "toilray.jobStores.storage", "toilray.protocol",

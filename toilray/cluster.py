@@ -21,7 +21,7 @@ from typing import Any
 
 import ray
 
-from toilray import hpc_schedulers, local_ray
+from toilray import hpc_schedulers, local_ray, ray_choice
 from toilray.allocation import AllocationRay
 from toilray.elastic import ElasticSettings, ElasticWorkers
 from toilray.exceptions import AutoscalingConfigError, RayConnectionError
@@ -336,17 +336,17 @@ class RayConnection:
             return
         _quiet_ray_banners(log_level)
         _skip_unused_serialization_addons()
-        address = address or os.environ.get("RAY_ADDRESS") or None
+        choice = ray_choice.choose(address, embedded, elastic is not None)
+        address = choice.address
         kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
         if elastic is not None:
             self._start_elastic(elastic, timeout, kwargs, log_level)
             return
         # Inside an HPC allocation, the run's Ray spans the allocation (toilray.allocation).
-        allocated = hpc_schedulers.detect() if address is None and not embedded else None
-        if allocated is not None:
-            self._start_on_allocation(AllocationRay(*allocated), timeout, kwargs, log_level)
+        if choice.allocated is not None:
+            self._start_on_allocation(AllocationRay(*choice.allocated), timeout, kwargs, log_level)
             return
-        attachment = local_ray.attach(idle_timeout) if address is None and not embedded else None
+        attachment = local_ray.attach(idle_timeout) if choice.kind == "managed" else None
         if attachment is not None:
             local = attachment.instance
             if attachment.started:

@@ -4,6 +4,7 @@ in ``toilray.config``)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -14,7 +15,7 @@ from argparse import Namespace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from toilray import deployment, serialize
+from toilray import deployment, local_ray, ray_choice, serialize
 from toilray.callCache import CallCache
 from toilray.config import Config
 from toilray.deferred import run_orphaned
@@ -271,19 +272,23 @@ class Toil:
         The store holds a workflow only once Ray is there to run it: an error before that
         (a bad address, a job that cannot be pickled) leaves no store to --restart.
         """
-        # Ray and the leader load only when a workflow runs: a script's option mistakes stay quick.
-        from toilray.cluster import RayConnection, running_address
-        from toilray.leader import Leader
-        from toilray.realtimeLogger import RealtimeLogServer
-        from toilray.run_reports import RunReports
-
         config = self.config
         assert config is not None
         store = self.jobStore
-        shipped = [] if config.disableAutoDeployment or running_address(config.rayAddress, embedded=True) is None \
-            else deployment.workflow_modules(self._code_root)
-        connection = RayConnection(config.rayAddress, config.rayConnectTimeout, config.logLevel, config.embeddedRay,
-                                   config.localRayIdleTimeout, shipped, config.elastic)
+        ahead = local_ray.starting_ahead(config.localRayIdleTimeout) \
+            if ray_choice.choose(config.rayAddress, config.embeddedRay, config.elastic is not None).kind == "managed" \
+            else contextlib.nullcontext()
+        with ahead:
+            # Ray and the leader load only when a workflow runs: a script's option mistakes stay quick.
+            from toilray.cluster import RayConnection, running_address
+            from toilray.leader import Leader
+            from toilray.realtimeLogger import RealtimeLogServer
+            from toilray.run_reports import RunReports
+
+            shipped = [] if config.disableAutoDeployment or running_address(config.rayAddress, embedded=True) \
+                is None else deployment.workflow_modules(self._code_root)
+            connection = RayConnection(config.rayAddress, config.rayConnectTimeout, config.logLevel,
+                                       config.embeddedRay, config.localRayIdleTimeout, shipped, config.elastic)
         if connection.shipped_code:
             # Every worker imports the shipped copy, also where the original is at hand.
             paths = [path for path in paths if path != self._code_root]

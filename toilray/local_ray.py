@@ -44,7 +44,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import IO
 
@@ -60,6 +60,9 @@ DEFAULT_IDLE_TIMEOUT = 600.0
 
 # Lease files this process holds a shared lock on, by path: held until the process exits.
 _held_leases: dict[str, IO[str]] = {}
+# A server this process launched ahead of attaching to it (``starting_ahead``), with the state
+# directory's lock, held until ``attach`` has waited for it.
+_ahead: tuple[IO[str], subprocess.Popen[bytes]] | None = None
 
 
 class LocalRayError(ToilrayError):
@@ -93,12 +96,18 @@ def log_path() -> str:
     return os.path.join(state_dir(), "local-ray.log")
 
 
+def _lock() -> IO[str]:
+    """The state directory's lock (see the module docstring), taken: closing the file lets it go."""
+    os.makedirs(state_dir(), exist_ok=True)
+    handle = open(os.path.join(state_dir(), "local-ray.lock"), "a")  # noqa: SIM115 (the caller closes it)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
-    """Hold the state directory's lock (see the module docstring)."""
-    os.makedirs(state_dir(), exist_ok=True)
-    with open(os.path.join(state_dir(), "local-ray.lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    """Hold the state directory's lock."""
+    with _lock():
         yield
 
 
@@ -150,6 +159,11 @@ def _current() -> LocalRay | None:
 
 def _spawn(num_cpus: int, idle_timeout: float | None) -> LocalRay:
     """With the lock held: start a server and wait until it has recorded its instance."""
+    return _await(_launch(num_cpus, idle_timeout))
+
+
+def _launch(num_cpus: int, idle_timeout: float | None) -> subprocess.Popen[bytes]:
+    """With the lock held: start a server."""
     command = [sys.executable, "-m", "toilray.local_ray", str(num_cpus), "none" if idle_timeout is None else
                repr(idle_timeout)]
     # The instance outlives this run, so its Ray session must not live in the run's own temporary
@@ -159,8 +173,12 @@ def _spawn(num_cpus: int, idle_timeout: float | None) -> LocalRay:
     env["TOILRAY_HOME"] = state_dir()
     with open(log_path(), "w") as log:
         # Run from the package's parent directory so that the server imports this very toilray.
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=os.path.dirname(PACKAGE), env=env, start_new_session=True)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=os.path.dirname(PACKAGE), env=env, start_new_session=True)
+
+
+def _await(process: subprocess.Popen[bytes]) -> LocalRay:
+    """With the lock held: wait until server ``process`` has recorded its instance."""
     deadline = time.monotonic() + _START_TIMEOUT
     while True:
         instance = _recorded()
@@ -171,7 +189,8 @@ def _spawn(num_cpus: int, idle_timeout: float | None) -> LocalRay:
         if time.monotonic() > deadline:
             process.kill()
             raise LocalRayError(f"Ray did not start within {_START_TIMEOUT:g} s; see {log_path()}")
-        time.sleep(0.1)
+        # The first run of the day waits here: a short interval (reading a small file) is time saved.
+        time.sleep(0.02)
 
 
 def _terminate(instance: LocalRay) -> None:
@@ -194,11 +213,42 @@ def start(num_cpus: int | None = None, idle_timeout: float | None = None) -> Loc
         return _current() or _spawn(num_cpus or os.cpu_count() or 1, idle_timeout)
 
 
+@contextlib.contextmanager
+def starting_ahead(idle_timeout: float) -> Iterator[None]:
+    """Around the start of a run that is to ``attach``: where no instance runs, its server starts now,
+    and the rest of the run's start-up in the block (importing Ray and the leader, a third of a
+    second) overlaps the server's; ``attach`` in the block waits for it. The state directory's lock is
+    held until then, as when ``attach`` starts one, and let go at the block's end at the latest (the
+    server, started, records itself and stops when idle)."""
+    global _ahead
+    if "ray" in sys.modules:  # nothing left to overlap
+        yield
+        return
+    handle = _lock()
+    try:
+        if _current() is None:
+            _ahead = (handle, _launch(os.cpu_count() or 1, idle_timeout))
+        else:
+            handle.close()  # running: attach checks its code and leases it
+        yield
+    finally:
+        _ahead = None
+        handle.close()
+
+
 def attach(idle_timeout: float) -> Attachment | None:
     """For a run without an address: the managed instance, started (with ``idle_timeout``) if
     none runs, with a lease this process holds until it exits. None when the instance runs
     other code than this process and leaders are attached to it: the run must start its own Ray.
     """
+    global _ahead
+    if _ahead is not None:
+        handle, process = _ahead
+        _ahead = None
+        with handle:
+            launched = _await(process)
+            _lease(launched)
+        return Attachment(launched, True)
     stamp = code_stamp()
     with _locked():
         instance = _current()
@@ -249,6 +299,27 @@ def _idle_for(leases: str, idle_since: float | None) -> tuple[bool, float | None
     return True, max(idle_since or time.time(), last_attach)
 
 
+class _RecordOnStart(logging.Filter):
+    """Calls ``record`` with Ray's GCS address and session as soon as ``ray.init`` has started the
+    node, before it goes on to connect this process as a driver (0.5-0.9 s on 2 cores): a run
+    waiting for the instance then connects beside this process rather than after it. Ray tells
+    that moment only by a log line; where a Ray version words it otherwise, nothing is called and
+    the server records its instance once ``ray.init`` has returned."""
+
+    def __init__(self, record: Callable[[str, str], None]) -> None:
+        super().__init__()
+        self._record = record
+
+    def filter(self, entry: logging.LogRecord) -> bool:
+        if isinstance(entry.msg, str) and entry.msg.startswith("Started a local Ray instance"):
+            import ray._private.worker
+
+            node = ray._private.worker._global_node
+            if node is not None:
+                self._record(node.gcs_address, node.get_session_dir_path())
+        return True
+
+
 def _serve(num_cpus: int, idle_timeout: float | None) -> None:
     """The server's process: start Ray, record it, stop after ``idle_timeout`` seconds without
     a leader attached (or on SIGTERM), and shut Ray down."""
@@ -257,28 +328,40 @@ def _serve(num_cpus: int, idle_timeout: float | None) -> None:
     from toilray import ray_workers
     from toilray.lib import ray_reaper
 
-    with ray_workers.forked_workers():
-        context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    session_dir = context.address_info["session_dir"]  # type: ignore[attr-defined]
-    # Should this process be killed, its Ray's agents go with it instead of a minute later.
-    _reaper = ray_reaper.start(session_dir)
     leases = os.path.join(state_dir(), f"local-ray-{os.getpid()}.leases")
     open(leases, "a").close()
+    held: list[IO[str]] = []  # the record, locked until this process ends: see running()
+    instance: list[LocalRay] = []
+    # Now: ray.init may call record below while forked_workers names another interpreter.
+    stamp = code_stamp()
+
+    def record(address: str, session_dir: str) -> None:
+        if instance:
+            return
+        instance.append(LocalRay(address, os.getpid(), session_dir, stamp, idle_timeout, num_cpus, leases))
+        path = f"{_state_path()}.{os.getpid()}"
+        held.append(open(path, "w"))  # noqa: SIM115 (held open until this process ends)
+        fcntl.flock(held[0], fcntl.LOCK_EX)
+        json.dump(asdict(instance[0]), held[0])
+        held[0].flush()
+        os.replace(path, _state_path())
 
     def shut_down(_signum: int, _frame: object) -> None:
         raise SystemExit(0)
 
-    signal.signal(signal.SIGTERM, shut_down)
-    instance = LocalRay(ray.get_runtime_context().gcs_address, os.getpid(), session_dir, code_stamp(),
-                        idle_timeout, num_cpus, leases)
-    record = f"{_state_path()}.{os.getpid()}"
+    ray_log = logging.getLogger("ray._private.worker")
+    early = _RecordOnStart(record)
+    ray_log.addFilter(early)
     try:
-        with open(record, "w") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)  # held until this process ends: see running()
-            json.dump(asdict(instance), held)
-            held.flush()
-            os.replace(record, _state_path())
-            _watch(instance, idle_timeout)
+        with ray_workers.forked_workers():
+            context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray_log.removeFilter(early)
+        session_dir = context.address_info["session_dir"]  # type: ignore[attr-defined]
+        # Should this process be killed, its Ray's agents go with it instead of a minute later.
+        _reaper = ray_reaper.start(session_dir)
+        signal.signal(signal.SIGTERM, shut_down)
+        record(ray.get_runtime_context().gcs_address, session_dir)
+        _watch(instance[0], idle_timeout)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough
         with contextlib.suppress(FileNotFoundError):
