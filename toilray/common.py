@@ -275,18 +275,16 @@ class Toil:
         config = self.config
         assert config is not None
         store = self.jobStore
-        ahead = local_ray.starting_ahead(config.localRayIdleTimeout) \
-            if ray_choice.choose(config.rayAddress, config.embeddedRay, config.elastic is not None).kind == "managed" \
-            else contextlib.nullcontext()
-        with ahead:
+        kind = ray_choice.choose(config.rayAddress, config.embeddedRay, config.elastic is not None).kind
+        with local_ray.starting_ahead(config.localRayIdleTimeout) if kind == "managed" else contextlib.nullcontext():
             # Ray and the leader load only when a workflow runs: a script's option mistakes stay quick.
-            from toilray.cluster import RayConnection, running_address
+            from toilray.cluster import RayConnection
             from toilray.leader import Leader
             from toilray.realtimeLogger import RealtimeLogServer
             from toilray.run_reports import RunReports
 
-            shipped = [] if config.disableAutoDeployment or running_address(config.rayAddress, embedded=True) \
-                is None else deployment.workflow_modules(self._code_root)
+            shipped = deployment.workflow_modules(self._code_root) \
+                if kind == "address" and not config.disableAutoDeployment else []
             connection = RayConnection(config.rayAddress, config.rayConnectTimeout, config.logLevel,
                                        config.embeddedRay, config.localRayIdleTimeout, shipped, config.elastic)
         if connection.shipped_code:

@@ -592,7 +592,8 @@ def _become(request: dict[str, Any], fds: list[int], server_fds: list[int]) -> N
             status = 1
     except KeyboardInterrupt as exc:
         # A Ctrl-C while this child still sets up, before its front end reports its own.
-        status = report(exc) or INTERRUPTED
+        report(exc)
+        status = INTERRUPTED
     except BaseException:
         traceback.print_exc()
     finally:

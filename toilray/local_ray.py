@@ -225,11 +225,12 @@ def starting_ahead(idle_timeout: float) -> Iterator[None]:
         yield
         return
     handle = _lock()
+    if _current() is not None:
+        handle.close()  # running: attach checks its code and leases it
+        yield
+        return
+    _ahead = (handle, _launch(os.cpu_count() or 1, idle_timeout))
     try:
-        if _current() is None:
-            _ahead = (handle, _launch(os.cpu_count() or 1, idle_timeout))
-        else:
-            handle.close()  # running: attach checks its code and leases it
         yield
     finally:
         _ahead = None
@@ -299,16 +300,19 @@ def _idle_for(leases: str, idle_since: float | None) -> tuple[bool, float | None
     return True, max(idle_since or time.time(), last_attach)
 
 
-class _RecordOnStart(logging.Filter):
-    """Calls ``record`` with Ray's GCS address and session as soon as ``ray.init`` has started the
-    node, before it goes on to connect this process as a driver (0.5-0.9 s on 2 cores): a run
-    waiting for the instance then connects beside this process rather than after it. Ray tells
-    that moment only by a log line; where a Ray version words it otherwise, nothing is called and
-    the server records its instance once ``ray.init`` has returned."""
+class _Record(logging.Filter):
+    """The server's record of its instance (``local-ray.json``, locked until the server ends: see
+    ``running``), written once. As a filter on Ray's log, it is written at the line by which
+    ``ray.init`` tells that it has started the node, before it goes on to connect this process as a
+    driver (0.5-0.9 s on 2 cores): a run waiting for the instance then connects beside this process
+    rather than after it. Where a Ray version words that line otherwise, ``write`` after ``ray.init``
+    is the first."""
 
-    def __init__(self, record: Callable[[str, str], None]) -> None:
+    def __init__(self, instance: Callable[[str, str], LocalRay]) -> None:
         super().__init__()
-        self._record = record
+        self._instance = instance  # the instance, from Ray's GCS address and session directory
+        self._written: LocalRay | None = None
+        self._held: IO[str] | None = None
 
     def filter(self, entry: logging.LogRecord) -> bool:
         if isinstance(entry.msg, str) and entry.msg.startswith("Started a local Ray instance"):
@@ -316,8 +320,20 @@ class _RecordOnStart(logging.Filter):
 
             node = ray._private.worker._global_node
             if node is not None:
-                self._record(node.gcs_address, node.get_session_dir_path())
+                self.write(node.gcs_address, node.get_session_dir_path())
         return True
+
+    def write(self, address: str, session_dir: str) -> LocalRay:
+        """The instance recorded, recording it unless it is already."""
+        if self._written is None:
+            self._written = self._instance(address, session_dir)
+            path = f"{_state_path()}.{os.getpid()}"
+            self._held = open(path, "w")  # noqa: SIM115 (held open until this process ends)
+            fcntl.flock(self._held, fcntl.LOCK_EX)
+            json.dump(asdict(self._written), self._held)
+            self._held.flush()
+            os.replace(path, _state_path())
+        return self._written
 
 
 def _serve(num_cpus: int, idle_timeout: float | None) -> None:
@@ -330,38 +346,25 @@ def _serve(num_cpus: int, idle_timeout: float | None) -> None:
 
     leases = os.path.join(state_dir(), f"local-ray-{os.getpid()}.leases")
     open(leases, "a").close()
-    held: list[IO[str]] = []  # the record, locked until this process ends: see running()
-    instance: list[LocalRay] = []
-    # Now: ray.init may call record below while forked_workers names another interpreter.
+    # Now: ray.init may write the record while forked_workers names another interpreter.
     stamp = code_stamp()
-
-    def record(address: str, session_dir: str) -> None:
-        if instance:
-            return
-        instance.append(LocalRay(address, os.getpid(), session_dir, stamp, idle_timeout, num_cpus, leases))
-        path = f"{_state_path()}.{os.getpid()}"
-        held.append(open(path, "w"))  # noqa: SIM115 (held open until this process ends)
-        fcntl.flock(held[0], fcntl.LOCK_EX)
-        json.dump(asdict(instance[0]), held[0])
-        held[0].flush()
-        os.replace(path, _state_path())
+    record = _Record(lambda address, session_dir: LocalRay(address, os.getpid(), session_dir, stamp, idle_timeout,
+                                                           num_cpus, leases))
 
     def shut_down(_signum: int, _frame: object) -> None:
         raise SystemExit(0)
 
     ray_log = logging.getLogger("ray._private.worker")
-    early = _RecordOnStart(record)
-    ray_log.addFilter(early)
+    ray_log.addFilter(record)
     try:
         with ray_workers.forked_workers():
             context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        ray_log.removeFilter(early)
+        ray_log.removeFilter(record)
         session_dir = context.address_info["session_dir"]  # type: ignore[attr-defined]
         # Should this process be killed, its Ray's agents go with it instead of a minute later.
         _reaper = ray_reaper.start(session_dir)
         signal.signal(signal.SIGTERM, shut_down)
-        record(ray.get_runtime_context().gcs_address, session_dir)
-        _watch(instance[0], idle_timeout)
+        _watch(record.write(ray.get_runtime_context().gcs_address, session_dir), idle_timeout)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough
         with contextlib.suppress(FileNotFoundError):
