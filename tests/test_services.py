@@ -245,3 +245,15 @@ def test_preemptible_services_have_a_limit_of_their_own(tmp_path: Path, ray_addr
     assert names.count("service-up") == 2
     # One at a time: each service stopped before the other started.
     assert [n for n in names if n.startswith("service")] == ["service-up", "service-stopped"] * 2
+
+
+def test_a_job_has_room_beside_services_that_may_sit_on_other_nodes() -> None:
+    from toilray.services import room_beside_services
+
+    # Three nodes of one core, two services of 0.1: a job of one core still runs somewhere.
+    assert room_beside_services([1.0, 1.0, 1.0], 3.0, 0.2) >= 1.0
+    # One node of two cores held whole by services: no job of one core can run.
+    assert room_beside_services([2.0], 2.0, 2.0) < 1.0
+    # No node large enough, whatever the services hold.
+    assert room_beside_services([1.0, 1.0], 2.0, 0.0) < 2.0
+

@@ -42,7 +42,7 @@ from toilray.lib.conversions import readable_size
 from toilray.protocol import LOG_MARK, JobSpec, Outcome, TaskItem, WorkerContext
 from toilray.requirements import Requirements
 from toilray.run_reports import STATUS_INTERVAL, RunReports
-from toilray.services import ServiceManager
+from toilray.services import ServiceManager, room_beside_services
 from toilray.worker import MAX_CHAIN, run_jobs
 
 logger = logging.getLogger("toilray.leader")
@@ -283,7 +283,7 @@ class Leader:
             )
 
     def _any_task_can_run(self) -> bool:
-        free = max((n.cpus for n in self._nodes), default=0.0) - self._services.reserved_cores()
+        free = room_beside_services([n.cpus for n in self._nodes], self._cpu_slots, self._services.reserved_cores())
         return any(t.requirements is None or t.requirements.cores <= free + 1e-9 for t in self._inflight.values())
 
     def _kill_everything(self) -> None:

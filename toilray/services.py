@@ -21,7 +21,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,15 @@ from toilray.requirements import Requirements
 from toilray.worker import ServiceHost
 
 logger = logging.getLogger("toilray.leader")
+
+
+def room_beside_services(node_cpus: Sequence[float], total_cpus: float, reserved: float) -> float:
+    """The most cores a job may find free on one node while services hold ``reserved`` cores of
+    the cluster's ``total_cpus``: where each service runs is Ray's to know, so as if they sat on the
+    other nodes. (The services' cores taken from the largest node alone made runs on nodes of one
+    core each, a service of 0.1 core beside their jobs of 1, fail as deadlocked once --deadlockWait
+    had passed.)"""
+    return min(max(node_cpus, default=0.0), total_cpus - reserved)
 
 
 @functools.cache
